@@ -1,0 +1,69 @@
+"""The ``lsnet-deploy`` command line: a thin typer app over the library.
+
+Commands only declare options and call one library function. Library errors
+(:class:`~lsnet_deploy.errors.LsnetDeployError`) print as one line on stderr and exit with the
+error's documented code; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import typer
+
+from . import __version__
+from .commands import COMMANDS
+from .errors import LsnetDeployError, UsageError
+
+app = typer.Typer(name="lsnet-deploy", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Export LSNet to ONNX / OpenVINO / TensorRT, run it without torch, benchmark it, prove parity.")
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lsnet-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit."),
+          debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+
+
+for _name in COMMANDS:
+    importlib.import_module(f"lsnet_deploy.commands.{_name}").register(app)
+
+
+def _fail(message: str, code: int) -> int:
+    typer.echo(f"error: {message}", err=True)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv``; returns the exit code instead of exiting (used by tests)."""
+    _state["debug"] = False
+    try:
+        result = app(args=argv, prog_name="lsnet-deploy", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except LsnetDeployError as e:
+        if _state["debug"]:
+            traceback.print_exc()
+        return _fail(str(e), e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        return _fail("interrupted", 130)
+    except Exception as e:  # typer/click parse errors and Exit, whichever click typer ships with
+        if hasattr(e, "format_message"):
+            message = e.format_message()  # empty for "no arguments: help shown"
+            return _fail(message, UsageError.exit_code) if message else UsageError.exit_code
+        if type(e).__name__ == "Exit":
+            return int(getattr(e, "exit_code", 0) or 0)
+        raise
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,3 @@
+"""CLI commands, one module each; every module has ``register(app)``. Order = ``--help`` order."""
+
+COMMANDS = ["info", "doctor"]

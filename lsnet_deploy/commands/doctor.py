@@ -1,0 +1,37 @@
+"""``lsnet-deploy doctor``: versions, providers, devices and CPU features that matter here."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Show what this machine can export to and run on."""
+    from lsnet_deploy.doctor import collect_environment
+
+    env = collect_environment()
+    if as_json:
+        typer.echo(json.dumps(env, indent=2))
+        return
+    table = Table("item", "value", title="lsnet-deploy doctor")
+    for name, version in env["packages"].items():
+        table.add_row(name, version or "[dim]not installed[/]")
+    cpu = env["cpu"]
+    table.add_row("cpu", f"{cpu['model']} ({cpu['cores']} logical cores)")
+    feats = cpu["features"]
+    note = "  (bf16/AMX: OpenVINO defaults to bf16 here; lsnet-deploy pins f32 for fp32 artifacts)" \
+        if any("bf16" in f or "amx" in f for f in feats) else ""
+    table.add_row("cpu features", (", ".join(feats) or "-") + note)
+    table.add_row("onnxruntime providers", ", ".join(env["onnxruntime_providers"]) or "-")
+    table.add_row("openvino devices", ", ".join(env["openvino_devices"]) or "-")
+    table.add_row("cuda gpu", env["cuda_gpu"] or "none")
+    table.add_row("jetson", env["jetson"] or "no")
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(doctor)

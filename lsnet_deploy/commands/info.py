@@ -1,0 +1,42 @@
+"""``lsnet-deploy info``: parameters, MACs and a stage summary of a variant or checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def info(model: str | None = typer.Option(None, "--model", "-m",
+                                         help="Variant (lsnet_t, lsnet_s, lsnet_b, *_distill); default lsnet_t, "
+                                              "or what the weights are."),
+         weights: Path | None = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
+         num_classes: int = typer.Option(1000, "--num-classes", help="Classes when no weights are given."),
+         imgsz: int = typer.Option(224, "--imgsz", help="Input size for the MAC count.")) -> None:
+    """Print parameters, MACs at the input size and a per-stage summary."""
+    from lsnet_deploy.models import build_model, load_model
+    from lsnet_deploy.models.flops import count_macs
+    from lsnet_deploy.models.lsnet import VARIANTS
+
+    net = load_model(weights, model, img_size=imgsz) if weights else build_model(model or "lsnet_t", num_classes, imgsz)
+    variant = next(v for v, s in VARIANTS.items() if s.embed_dim[0] == net.patch_embed[4].c.out_channels
+                   and s.distillation == net.distillation)
+    total, stages = count_macs(net, imgsz)
+    params = sum(p.numel() for p in net.parameters())
+    console = Console()
+    console.print(f"[bold]{variant}[/]  classes={net.num_classes}  input=3x{imgsz}x{imgsz}  "
+                  f"weights={'random (untrained)' if weights is None else weights}")
+    console.print(f"parameters: {params:,} ({params / 1e6:.2f} M)")
+    console.print(f"MACs: {total / 1e9:.3f} G  (FLOPs = 2 x MACs = {2 * total / 1e9:.3f} G; "
+                  f"paper lists {VARIANTS[variant].paper_gflops} G at 224, counted as MACs)")
+    table = Table("stage", "blocks", "out channels", "out res", "params", "MMACs")
+    for s in stages:
+        table.add_row(s.name, str(s.blocks), str(s.channels), f"{s.resolution}x{s.resolution}",
+                      f"{s.params:,}", f"{s.macs / 1e6:.1f}")
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(info)

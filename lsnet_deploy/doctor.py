@@ -1,0 +1,87 @@
+"""What this machine offers for LSNet deployment (no torch import: the runtime reuses it)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+from pathlib import Path
+
+PACKAGES = ("lsnet-deploy", "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt",
+            "onnxslim", "onnxsim")
+#: /proc/cpuinfo flags that change numerics or speed (OpenVINO runs bf16 by default where AMX/bf16 exist)
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "asimd")
+JETSON_RELEASE = Path("/etc/nv_tegra_release")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cpu_info() -> dict[str, object]:
+    """CPU model, logical cores and the numerics-relevant feature flags."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model") and model in ("", platform.machine()):
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count(), "machine": platform.machine(),
+            "features": [f for f in CPU_FLAGS if f in flags]}
+
+
+def onnxruntime_providers() -> list[str]:
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
+
+
+def openvino_devices() -> list[str]:
+    try:
+        import openvino
+    except ImportError:
+        return []
+    return list(openvino.Core().available_devices)
+
+
+def cuda_gpu() -> str | None:
+    """The first NVIDIA GPU's name per nvidia-smi (or ``/dev/nvidia0`` presence), else ``None``."""
+    if shutil.which("nvidia-smi"):
+        import subprocess
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip().splitlines()[0]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return "NVIDIA GPU" if Path("/dev/nvidia0").exists() else None
+
+
+def jetson_release() -> str | None:
+    """The first line of ``/etc/nv_tegra_release`` on a Jetson, else ``None``."""
+    try:
+        return JETSON_RELEASE.read_text().splitlines()[0].strip("# ").strip()
+    except (OSError, IndexError):
+        return None
+
+
+def collect_environment() -> dict[str, object]:
+    """Everything above, as one JSON-able dict (also the ``environment`` block of bench reports)."""
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "packages": package_versions(), "cpu": cpu_info(),
+            "onnxruntime_providers": onnxruntime_providers(), "openvino_devices": openvino_devices(),
+            "cuda_gpu": cuda_gpu(), "jetson": jetson_release()}

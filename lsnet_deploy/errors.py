@@ -1,0 +1,39 @@
+"""One error family; each class maps to a documented process exit code (see README)."""
+
+from __future__ import annotations
+
+
+class LsnetDeployError(Exception):
+    """Base error: the CLI prints its message on one line and exits with ``exit_code``."""
+
+    exit_code = 1
+
+
+class UsageError(LsnetDeployError):
+    """Bad option value: unknown model/target/lowering/backend, impossible size or batch."""
+
+    exit_code = 2
+
+
+class InputError(LsnetDeployError):
+    """Bad input file or array: missing, corrupt, wrong checkpoint, wrong shape or dtype."""
+
+    exit_code = 3
+
+
+class BackendMissingError(LsnetDeployError):
+    """An optional package (OpenVINO, TensorRT, ...) or hardware (CUDA, Jetson) is not available."""
+
+    exit_code = 4
+
+
+class ParityError(LsnetDeployError):
+    """An artifact's outputs do not match PyTorch within the gate's thresholds."""
+
+    exit_code = 5
+
+
+class OutputError(LsnetDeployError):
+    """The output path cannot be written (missing or read-only directory, exists without --overwrite)."""
+
+    exit_code = 6

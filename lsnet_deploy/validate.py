@@ -1,0 +1,72 @@
+"""Parity metrics and the gate every artifact must pass (numpy only: usable from the runtime)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import ParityError
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How closely ``actual`` outputs follow ``reference`` outputs of the same inputs."""
+
+    max_abs: float
+    max_rel: float  # max|a - b| / max|b|
+    cosine: float  # of the flattened outputs
+    top1_agreement: float  # fraction of rows whose argmax agrees
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def compare_outputs(actual: np.ndarray, reference: np.ndarray) -> Parity:
+    """Metrics of ``actual`` against ``reference`` (both (N, classes) or any equal shapes)."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ParityError(f"output shapes differ: {a.shape} vs reference {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return Parity(float("inf"), float("inf"), 0.0, 0.0)
+    diff = np.abs(a - b)
+    scale = float(np.abs(b).max()) or 1.0
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    cosine = float(a.ravel() @ b.ravel() / denom) if denom else float(np.array_equal(a, b))
+    rows_a, rows_b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    top1 = float(np.mean(rows_a.argmax(1) == rows_b.argmax(1))) if a.size else 1.0
+    return Parity(float(diff.max(initial=0.0)), float(diff.max(initial=0.0)) / scale, cosine, top1)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Pass thresholds: ``max_rel <= rtol`` (when set), ``cosine >= min_cosine``, top-1 agreement."""
+
+    rtol: float | None = 1e-3
+    min_cosine: float = 0.99999
+    min_top1: float = 0.0
+
+    def failures(self, p: Parity) -> list[str]:
+        out = []
+        if self.rtol is not None and not p.max_rel <= self.rtol:
+            out.append(f"max-rel {p.max_rel:.3g} > {self.rtol:.3g}")
+        if not p.cosine >= self.min_cosine:
+            out.append(f"cosine {p.cosine:.7f} < {self.min_cosine}")
+        if not p.top1_agreement >= self.min_top1:
+            out.append(f"top-1 agreement {p.top1_agreement:.1%} < {self.min_top1:.1%}")
+        return out
+
+    def check(self, p: Parity, what: str) -> None:
+        """Raise :class:`ParityError` naming every failed threshold."""
+        failed = self.failures(p)
+        if failed:
+            raise ParityError(f"{what} failed the parity gate: {'; '.join(failed)}")
+
+
+#: Default gates by artifact precision (issue #4: fp32 max-rel 1e-3 and cosine 0.99999; fp16 cosine 0.999).
+GATES = {
+    "fp32": Gate(rtol=1e-3, min_cosine=0.99999),
+    "fp16": Gate(rtol=None, min_cosine=0.999),
+    "int8": Gate(rtol=None, min_cosine=0.99, min_top1=0.0),
+}

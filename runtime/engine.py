@@ -1,0 +1,112 @@
+"""The engine interface: one object per loaded artifact, called with an NCHW batch.
+
+Backends live in one module each and are imported only when used, so a missing OpenVINO or
+TensorRT costs nothing until asked for. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.metadata import ArtifactMetadata
+
+#: backend name -> (module, class, pip extra that provides it)
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    "onnxruntime": ("lsnet_deploy.runtime.onnxruntime", "OnnxRuntimeEngine", "onnxruntime"),
+    "openvino": ("lsnet_deploy.runtime.openvino", "OpenVINOEngine", "lsnet-deploy[openvino]"),
+    "tensorrt": ("lsnet_deploy.runtime.tensorrt", "TensorRTEngine", "lsnet-deploy[tensorrt]"),
+}
+#: file suffix -> backend picked by ``backend="auto"``
+SUFFIX_BACKEND = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt"}
+DEVICES = ("cpu", "cuda", "jetson", "gpu", "npu")
+
+
+class Engine:
+    """Base class: validates inputs, then calls ``_run``. Subclasses fill the ``_*`` hooks.
+
+    Attributes set by subclasses: ``backend``, ``device``, ``precision``, ``input_shape``
+    (``None`` for a dynamic dimension), ``input_dtype`` and ``metadata``.
+    """
+
+    backend = "?"
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
+        self.path = Path(path)
+        self.device = device
+        self.threads = threads
+        self.input_shape: tuple[int | None, ...] = (None, 3, None, None)
+        self.input_dtype = np.dtype(np.float32)
+        self.metadata: ArtifactMetadata | None = None
+        self.precision = "fp32"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Run one NCHW batch; returns the logits as float32 ``(N, num_classes)``."""
+        self.check_input(batch)
+        return np.asarray(self._run(np.ascontiguousarray(batch)), dtype=np.float32)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def check_input(self, batch: object) -> None:
+        """Raise :class:`InputError` with one clear line unless ``batch`` fits this engine."""
+        if not isinstance(batch, np.ndarray):
+            raise InputError(f"input must be a numpy array, got {type(batch).__name__}")
+        if batch.dtype != self.input_dtype:
+            raise InputError(f"input dtype must be {self.input_dtype}, got {batch.dtype}")
+        if batch.ndim != len(self.input_shape):
+            raise InputError(f"input must have shape {self.describe_input()} (rank {len(self.input_shape)}), "
+                             f"got {tuple(batch.shape)}")
+        for got, want in zip(batch.shape, self.input_shape):
+            if (want is not None and got != want) or got == 0:
+                raise InputError(f"input must have shape {self.describe_input()}, got {tuple(batch.shape)}")
+        if not np.isfinite(batch).all():
+            raise InputError("input contains NaN or Inf")
+
+    def describe_input(self) -> str:
+        return "(" + ", ".join("N" if d is None and i == 0 else str(d) for i, d in enumerate(self.input_shape)) + ")"
+
+    def close(self) -> None:
+        """Release backend resources (idempotent)."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path.name} {self.backend}/{self.device} {self.precision}>"
+
+
+def backend_for(path: Path, backend: str = "auto") -> str:
+    """The backend that runs ``path``: ``backend`` itself, or picked from the file suffix."""
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
+        return backend
+    picked = SUFFIX_BACKEND.get(path.suffix.lower())
+    if picked is None:
+        raise InputError(f"cannot tell the format of {path.name}: expected one of {', '.join(SUFFIX_BACKEND)}")
+    return picked
+
+
+def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> Engine:
+    """Load an exported artifact into an :class:`Engine` (backend picked from the file when ``auto``)."""
+    path = Path(path)
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"threads must be >= 1, got {threads}")
+    name = backend_for(path, backend)
+    if not path.is_file():
+        raise InputError(f"artifact not found: {path}")
+    module, cls, extra = BACKENDS[name]
+    try:
+        engine_cls = getattr(importlib.import_module(module), cls)
+    except ImportError as e:
+        raise BackendMissingError(f"backend {name} is not installed ({e.name or e}): pip install {extra}") from e
+    return engine_cls(path, device=device, threads=threads)
