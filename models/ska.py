@@ -12,6 +12,8 @@ CUDA kernel; ``ska`` below is plain PyTorch (``F.unfold``) and runs on any devic
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,8 +22,8 @@ from torch import nn
 def ska(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Reference SKA on any device and dtype (see the module docstring for the contract)."""
     n, c, h, width = x.shape
-    wc, kk = w.shape[1], w.shape[2]
-    k = int(round(kk**0.5))
+    wc, kk = int(w.shape[1]), int(w.shape[2])
+    k = math.isqrt(kk)
     if k * k != kk or c % wc or w.shape[0] != n or tuple(w.shape[3:]) != (h, width):
         raise ValueError(f"SKA shapes do not fit: x {tuple(x.shape)}, w {tuple(w.shape)}")
     cols = F.unfold(x, k, padding=(k - 1) // 2).view(n, c // wc, wc, kk, h, width)
