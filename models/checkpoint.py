@@ -60,8 +60,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            raise InputError(f"refusing to load {path}: it holds objects other than tensors "
-                             "(only plain state dicts are loaded, with weights_only=True)") from e
+            text = str(e).split("WeightsUnpickler error:")[-1]
+            reason = next((ln.strip() for ln in text.splitlines() if ln.strip()), "unpickling failed")
+            raise InputError(f"refusing to load {path}: not a plain tensor checkpoint "
+                             f"(weights_only=True: {reason})") from e
         except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
             raise InputError(f"not a readable PyTorch checkpoint: {path} ({str(e).splitlines()[0]})") from e
     return _unwrap(obj, path)
@@ -84,7 +86,7 @@ def infer_variant(sd: Mapping[str, torch.Tensor]) -> tuple[str, int]:
     head = sd.get("head.l.weight")
     if stem is None or head is None:
         first = ", ".join(list(sd)[:3])
-        raise InputError(f"not an LSNet checkpoint: no patch_embed/head tensors (first keys: {first})")
+        raise InputError(f"not an LSNet checkpoint: no patch_embed.4.c.weight / head.l.weight tensors (first keys: {first})")
     distill = "head_dist.l.weight" in sd
     for name, spec in VARIANTS.items():
         if spec.embed_dim[0] == stem.shape[0] and spec.distillation == distill:

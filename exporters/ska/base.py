@@ -1,0 +1,56 @@
+"""The SKA lowering interface, a registry keyed by name, and the swap used at export time.
+
+A lowering is an ``nn.Module`` with ``forward(x, w)`` that computes exactly the SKA contract of
+:mod:`lsnet_deploy.models.ska` with operators a target understands. Adding one = one new file
+that subclasses :class:`Lowering` and decorates itself with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from torch import nn
+
+from lsnet_deploy.errors import UsageError
+from lsnet_deploy.models.ska import SKA
+
+#: name -> lowering class, filled by :func:`register`
+LOWERINGS: dict[str, type[Lowering]] = {}
+
+
+class Lowering(nn.Module):
+    """Base class: ``forward(x, w)`` with x (N, C, H, W), w (N, C/G, 9, H, W) -> (N, C, H, W)."""
+
+    name = ""
+    min_opset = 13  #: lowest ONNX opset the lowering exports at
+    summary = ""  #: one line for ``--help`` and the docs
+
+
+def register(cls: type[Lowering]) -> type[Lowering]:
+    """Class decorator adding ``cls`` to :data:`LOWERINGS` under ``cls.name``."""
+    LOWERINGS[cls.name] = cls
+    return cls
+
+
+def get_lowering(name: str) -> type[Lowering]:
+    """The lowering class called ``name``; :class:`UsageError` listing the choices otherwise."""
+    try:
+        return LOWERINGS[name]
+    except KeyError:
+        raise UsageError(f"unknown SKA lowering {name!r}; choose one of: {', '.join(LOWERINGS)}") from None
+
+
+@contextmanager
+def lowered(model: nn.Module, name: str) -> Iterator[nn.Module]:
+    """Swap every :class:`SKA` in ``model`` for the lowering ``name``; restore them on exit."""
+    cls = get_lowering(name)
+    swapped = [(parent, attr, child) for parent in model.modules()
+               for attr, child in parent.named_children() if isinstance(child, SKA)]
+    try:
+        for parent, attr, _ in swapped:
+            setattr(parent, attr, cls())
+        yield model
+    finally:
+        for parent, attr, child in swapped:
+            setattr(parent, attr, child)
