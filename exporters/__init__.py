@@ -1,0 +1,216 @@
+"""Exporters: ``export(source, options)`` turns an LSNet into a validated deployment artifact.
+
+``export`` resolves the source (variant name, checkpoint path / ``hf:`` id, or ``nn.Module``) and
+dispatches on ``options.target`` through :data:`TARGETS`. Adding a target is one module with a
+function ``export_<fmt>(source: Source, options: ExportOptions) -> ExportResult`` and one entry::
+
+    TARGETS["openvino"] = Target("lsnet_deploy.exporters.openvino", "export_openvino",
+                                 requires=("openvino",), extra="lsnet-deploy[openvino]",
+                                 default_ska="shift", suffix=".xml")
+
+The target module is imported only when used; a missing package becomes one
+:class:`BackendMissingError` naming the pip extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsnet_deploy import __version__
+from lsnet_deploy.errors import BackendMissingError, UsageError
+from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.validate import GATES, Gate, Parity
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a target's exporter lives, what it needs installed, and its defaults."""
+
+    module: str
+    function: str
+    requires: tuple[str, ...]  #: import names that must be present
+    extra: str  #: what to ``pip install`` when they are not
+    default_ska: str  #: SKA lowering used when the options name none
+    suffix: str  #: artifact file suffix
+    check: str = ""  #: optional ``(options) -> None`` in ``module``, run before the model is loaded
+
+    def load(self, options: ExportOptions) -> Callable[[Source, ExportOptions], ExportResult]:
+        """The export function after checking ``options`` (:class:`BackendMissingError` if a package is missing)."""
+        missing = [name for name in self.requires if importlib.util.find_spec(name) is None]
+        if missing:
+            raise BackendMissingError(f"{', '.join(missing)} not installed: pip install {self.extra}")
+        module = importlib.import_module(self.module)
+        if self.check:
+            getattr(module, self.check)(options)
+        return getattr(module, self.function)
+
+
+#: target name -> :class:`Target`; other modules may add entries (see the module docstring)
+TARGETS: dict[str, Target] = {
+    "onnx": Target("lsnet_deploy.exporters.onnx", "export_onnx", ("onnx", "onnxruntime"),
+                   "lsnet-deploy", default_ska="shift", suffix=".onnx", check="check_options"),
+    "openvino": Target("lsnet_deploy.exporters.openvino", "export_target", ("openvino", "nncf"),
+                       "lsnet-deploy[openvino]", default_ska="shift", suffix=".xml", check="check_target"),
+    # no `requires`: check_target names what is missing (package, cuda-python or GPU) in one line
+    "tensorrt": Target("lsnet_deploy.exporters.tensorrt", "export_target", (), "lsnet-deploy[tensorrt]",
+                       default_ska="shift", suffix=".engine", check="check_target"),
+}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything an export can be asked for; invalid values raise :class:`UsageError` on creation."""
+
+    target: str = "onnx"
+    ska: str | None = None  #: SKA lowering; None: the target's default
+    imgsz: int | None = None  #: input size; None: the model's own (224 for names and checkpoints)
+    batch: int = 1  #: static batch (the example batch when ``dynamic``)
+    dynamic: bool = False  #: dynamic batch dimension
+    opset: int | None = None  #: ONNX opset; None: the exporter's default
+    half: bool = False  #: fp16 weights and input/output
+    simplify: bool = False  #: run onnxslim on the graph
+    fuse: bool = True  #: reparameterize (fold BN, RepVGG branches) before export
+    output: Path | None = None  #: None: a name derived from model and options, in the current folder
+    overwrite: bool = False
+    validate: bool = True  #: run the parity gate (``False`` is loud)
+    rtol: float | None = None  #: max-rel threshold; None: the precision's default gate
+    min_cosine: float | None = None  #: cosine threshold; None: the precision's default gate
+    class_names: tuple[str, ...] = field(default_factory=tuple)  #: overrides the checkpoint's names
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise UsageError(f"unknown target {self.target!r}; choose one of: {', '.join(TARGETS)}")
+        if self.imgsz is not None and (self.imgsz < 32 or self.imgsz % 32):
+            raise UsageError(f"--imgsz must be a positive multiple of 32, got {self.imgsz}")
+        if self.batch < 1:
+            raise UsageError(f"--batch must be >= 1, got {self.batch}")
+        if self.rtol is not None and not self.rtol > 0:
+            raise UsageError(f"--rtol must be > 0, got {self.rtol}")
+        if self.min_cosine is not None and not -1 <= self.min_cosine <= 1:
+            raise UsageError(f"--min-cosine must be in [-1, 1], got {self.min_cosine}")
+        if self.output is not None:
+            object.__setattr__(self, "output", Path(self.output))
+
+    @property
+    def precision(self) -> str:
+        return "fp16" if self.half else "fp32"
+
+    @property
+    def lowering(self) -> str:
+        return self.ska or TARGETS[self.target].default_ska
+
+    def gate(self) -> Gate:
+        """The precision's default gate with the ``rtol``/``min_cosine`` overrides applied."""
+        gate = GATES[self.precision]
+        changes: dict[str, Any] = {}
+        if self.rtol is not None:
+            changes["rtol"] = self.rtol
+        if self.min_cosine is not None:
+            changes["min_cosine"] = self.min_cosine
+        return replace(gate, **changes)
+
+
+@dataclass
+class Source:
+    """The model to export (float32, eval, unfused: also the parity reference) and what it is."""
+
+    model: nn.Module
+    variant: str
+    num_classes: int
+    img_size: int
+    checkpoint_sha256: str = ""  #: empty: deterministic random weights (``init_tame`` seed 0)
+    class_names: tuple[str, ...] = ()
+
+    def metadata(self, **changes: Any) -> ArtifactMetadata:
+        """Artifact metadata for this source, with ``changes`` (precision, ska, opset, ...) applied."""
+        base = ArtifactMetadata(variant=self.variant, num_classes=self.num_classes, img_size=self.img_size,
+                                resize=round(self.img_size * 256 / 224), checkpoint_sha256=self.checkpoint_sha256,
+                                tool_version=__version__, class_names=self.class_names)
+        return replace(base, **changes)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    metadata: ArtifactMetadata
+    parity: Parity | None  #: None when validation was skipped
+    seconds: float
+    gate: Gate | None = None
+    size_bytes: int = 0
+
+
+def variant_of(model: nn.Module) -> str:
+    """The variant name of an :class:`LSNet` instance, read from its stem width and heads."""
+    from lsnet_deploy.models import VARIANTS, LSNet
+
+    if not isinstance(model, LSNet):
+        raise UsageError(f"expected an LSNet module, got {type(model).__name__}")
+    for name, spec in VARIANTS.items():
+        if spec.embed_dim[0] == model.patch_embed[4].c.out_channels and spec.distillation == model.distillation:
+            return name
+    raise UsageError("the module is not one of the known LSNet variants")
+
+
+def load_source(source: str | Path | nn.Module, variant: str | None = None, num_classes: int | None = None,
+                img_size: int | None = None) -> Source:
+    """Resolve a variant name (deterministic weights), checkpoint / ``hf:`` id, or module into a :class:`Source`.
+
+    A module is copied (never changed) and must have been built for ``img_size``, since its
+    attention-bias tables are sized for one resolution; checkpoints are resized on load instead.
+    """
+    import copy
+
+    from lsnet_deploy.models import VARIANTS, load_model
+    from lsnet_deploy.runtime.torch import random_weights_model
+
+    if isinstance(source, str) and source in VARIANTS:
+        if variant not in (None, source):
+            raise UsageError(f"--model {variant} contradicts source {source}")
+        model = random_weights_model(source, 1000 if num_classes is None else num_classes, img_size or 224)
+    elif isinstance(source, (str, Path)):
+        if not str(source).startswith("hf:") and not Path(source).suffix and not Path(source).exists():
+            raise UsageError(f"unknown model {str(source)!r}: not a variant ({', '.join(VARIANTS)}) "
+                             "nor a checkpoint file")
+        model = load_model(source, variant, num_classes, img_size or 224)
+    else:
+        if img_size not in (None, source.img_size):
+            raise UsageError(f"the module was built for {source.img_size}px, not {img_size}px; rebuild it with "
+                             f"build_model(..., img_size={img_size}) or export from a checkpoint, which resizes "
+                             "the attention biases")
+        model = copy.deepcopy(source).float().eval()
+    return Source(model, variant_of(model), model.num_classes, model.img_size,
+                  getattr(model, "checkpoint_sha256", ""), tuple(getattr(model, "class_names", ())))
+
+
+def export(source: str | Path | nn.Module, options: ExportOptions | None = None, *, variant: str | None = None,
+           num_classes: int | None = None) -> ExportResult:
+    """Export ``source`` as ``options`` ask, parity-gated; ``variant``/``num_classes`` check a checkpoint."""
+    from lsnet_deploy.artifacts import check_output
+
+    from .ska import get_lowering
+
+    options = options or ExportOptions()
+    get_lowering(options.lowering)
+    run = TARGETS[options.target].load(options)
+    if options.output is not None:
+        check_output(options.output, options.overwrite)
+    start = time.perf_counter()
+    src = load_source(source, variant, num_classes, options.imgsz)
+    if options.class_names:
+        if len(options.class_names) != src.num_classes:
+            raise UsageError(f"{len(options.class_names)} class names given for a {src.num_classes}-class model")
+        src.class_names = tuple(options.class_names)
+    result = run(src, options)
+    return replace(result, seconds=time.perf_counter() - start)
+
+
+__all__ = ["TARGETS", "ExportOptions", "ExportResult", "Source", "Target", "export", "load_source", "variant_of"]

@@ -45,6 +45,10 @@ def resolve_hub(ref: str, cache_dir: str | None = None) -> Path:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat ``{name: tensor}`` dict (no module built, nothing executed)."""
     path = Path(path)
+    return _unwrap(_read(path), path)
+
+
+def _read(path: Path) -> object:
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
@@ -66,7 +70,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                              f"(weights_only=True: {reason})") from e
         except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
             raise InputError(f"not a readable PyTorch checkpoint: {path} ({str(e).splitlines()[0]})") from e
-    return _unwrap(obj, path)
+    return obj
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -123,10 +127,13 @@ def load_model(path: str | Path, variant: str | None = None, num_classes: int | 
 
     ``variant``/``num_classes`` are inferred from tensor shapes when not given, and checked
     against them when given. A different ``img_size`` resizes the attention-bias tables.
+    Sets ``model.checkpoint_sha256``, and ``model.class_names`` when the checkpoint stores a
+    ``class_names`` list beside its ``model`` state dict.
     """
     ref = str(path)
     path = resolve_hub(ref) if ref.startswith("hf:") else Path(path)
-    sd = read_state_dict(path)
+    obj = _read(path)
+    sd = _unwrap(obj, path)
     found, classes = infer_variant(sd)
     if variant is not None and variant != found:
         raise InputError(f"checkpoint looks like {found}, not {variant}: {ref}")
@@ -139,4 +146,7 @@ def load_model(path: str | Path, variant: str | None = None, num_classes: int | 
         raise InputError(f"checkpoint does not fit {found} strictly: {report}")
     model.load_state_dict(sd, strict=True)
     model.checkpoint_sha256 = file_sha256(path)
+    names = obj.get("class_names") if isinstance(obj, Mapping) else None
+    if isinstance(names, (list, tuple)) and len(names) == classes and all(isinstance(n, str) for n in names):
+        model.class_names = tuple(names)
     return model.eval()

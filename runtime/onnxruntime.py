@@ -12,6 +12,7 @@ from lsnet_deploy.metadata import ArtifactMetadata
 
 from .engine import Engine
 
+#: device -> execution providers, best first (those missing from the build are left out)
 _PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -31,21 +32,32 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     return so
 
 
+def providers_for(device: str, available: list[str]) -> list[str]:
+    """Execution providers for ``device`` that this build has; the device's main provider must be one."""
+    wanted = _PROVIDERS.get(device)
+    if wanted is None:
+        raise BackendMissingError(f"onnxruntime does not run on device {device!r} (use {', '.join(_PROVIDERS)})")
+    main = wanted[-1] if device == "cpu" else "CUDAExecutionProvider"
+    if main not in available:
+        raise BackendMissingError(f"onnxruntime on {device} needs {main}, this build has: {', '.join(available)} "
+                                  "(pip install onnxruntime-gpu)")
+    return [p for p in wanted if p in available]
+
+
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
         super().__init__(path, device, threads)
-        wanted = _PROVIDERS.get(device)
-        if wanted is None:
-            raise BackendMissingError(f"onnxruntime does not run on device {device!r} here")
-        if wanted[0] not in ort.get_available_providers():
-            raise BackendMissingError(f"{wanted[0]} is not available in this onnxruntime build "
-                                      f"(have: {', '.join(ort.get_available_providers())})")
+        providers = providers_for(device, ort.get_available_providers())
         try:
-            self.session = ort.InferenceSession(str(path), session_options(threads), providers=wanted)
+            self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises bare RuntimeError subclasses for bad files
             raise InputError(f"not a loadable ONNX model: {path} ({str(e).splitlines()[0][:200]})") from e
+        if device != "cpu" and "CUDAExecutionProvider" not in self.session.get_providers():  # ORT falls back
+            raise BackendMissingError(f"onnxruntime could not start CUDAExecutionProvider on device {device!r} "
+                                      "(is a GPU present and CUDA installed?)")
+        self.providers = self.session.get_providers()
         inp = self.session.get_inputs()[0]
         if inp.type not in _DTYPES:
             raise InputError(f"{path.name}: unsupported input type {inp.type}")

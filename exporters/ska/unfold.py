@@ -1,7 +1,7 @@
-"""``unfold``: im2col as a depthwise 3x3 Conv with one-hot kernels, then reshape, Mul, ReduceSum.
+"""``unfold``: im2col as a 3x3 Conv with 9 one-hot kernels, then Reshape, Mul, ReduceSum.
 
-ONNX has no Im2Col; a grouped Conv whose 9 output channels per input channel each pick one tap
-is the same thing in one standard, well-optimised operator.
+ONNX has no Im2Col. Folding channels into the batch, (N*C, 1, H, W), and convolving with a
+constant (9, 1, 3, 3) one-hot kernel yields every channel's 9 taps in one standard operator.
 """
 
 from __future__ import annotations
@@ -26,6 +26,6 @@ class UnfoldSKA(Lowering):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         n, c, h, width = x.shape
         wc = w.shape[1]
-        cols = F.conv2d(x, self.taps.to(x.dtype).repeat(c, 1, 1, 1), padding=K // 2, groups=c)
+        cols = F.conv2d(x.reshape(n * c, 1, h, width), self.taps.to(x.dtype), padding=K // 2)
         cols = cols.view(n, c // wc, wc, K * K, h, width)
         return (cols * w.unsqueeze(1)).sum(dim=3).view(n, c, h, width)

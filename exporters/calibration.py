@@ -1,0 +1,111 @@
+"""What the OpenVINO and TensorRT exporters share: calibration/parity inputs, the gate, the ONNX stage.
+
+Images come from a folder, preprocessed exactly as the runtime does (``runtime.preprocess``), or,
+when no folder is given, from a seeded generator. Synthetic data calibrates int8 poorly, so the
+int8 paths warn loudly when they use it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.runtime.engine import Engine
+from lsnet_deploy.runtime.preprocess import open_image, preprocess
+from lsnet_deploy.validate import GATES, Parity, compare_outputs
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: a float32 NCHW batch -> float32 (N, classes) logits of the PyTorch fp32 model
+Reference = Callable[[np.ndarray], np.ndarray]
+
+
+class SyntheticCalibrationWarning(UserWarning):
+    """int8 calibration ran on random images: expect a larger accuracy cost than with real data."""
+
+
+def image_files(folder: Path, limit: int) -> list[Path]:
+    """Up to ``limit`` image files under ``folder`` (recursive, sorted by path for reproducibility)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"calibration data folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    return files[:limit]
+
+
+def load_images(folder: Path, count: int, meta: ArtifactMetadata) -> np.ndarray:
+    """Up to ``count`` images from ``folder``, preprocessed like the runtime: float32 (N, 3, H, W)."""
+    return np.stack([preprocess(open_image(p), meta) for p in image_files(folder, count)])
+
+
+def synthetic_images(count: int, img_size: int, seed: int = 0) -> np.ndarray:
+    """``count`` seeded standard-normal images (the scale of normalized pixels): float32 (N, 3, S, S)."""
+    return np.random.default_rng(seed).standard_normal((count, 3, img_size, img_size), dtype=np.float32)
+
+
+def calibration_images(data: Path | None, count: int, meta: ArtifactMetadata, *, int8: bool,
+                       seed: int = 0) -> np.ndarray:
+    """Images from ``data`` or, without it, synthetic ones (with a loud warning when ``int8``)."""
+    if count < 1:
+        raise UsageError(f"calibration/parity image count must be >= 1, got {count}")
+    if data is not None:
+        return load_images(data, count, meta)
+    if int8:
+        warnings.warn(f"int8 calibration on {count} SYNTHETIC images: the accuracy cost will be larger than "
+                      "with real data; pass --data DIR with a few hundred representative images",
+                      SyntheticCalibrationWarning, stacklevel=2)
+    return synthetic_images(count, meta.img_size, seed)
+
+
+def run_engine(engine: Engine, images: np.ndarray) -> np.ndarray:
+    """Logits of ``images`` through ``engine``, in batches its input shape accepts."""
+    step = engine.input_shape[0] or len(images)
+    if len(images) % step:
+        raise UsageError(f"{len(images)} images do not split into the engine's fixed batch of {step}")
+    return np.concatenate([engine(images[i:i + step]) for i in range(0, len(images), step)])
+
+
+def gate_engine(engine: Engine, images: np.ndarray, reference: np.ndarray, precision: str, what: str) -> Parity:
+    """Parity of ``engine`` against ``reference`` logits; :class:`ParityError` if ``GATES[precision]`` fails."""
+    parity = compare_outputs(run_engine(engine, images), reference)
+    GATES[precision].check(parity, what)
+    return parity
+
+
+def torch_reference(model) -> Reference:
+    """``model`` (fp32 PyTorch) as a :data:`Reference` (imports torch only when called for)."""
+    import torch
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch)).float().numpy()
+
+    return run
+
+
+@contextmanager
+def staged_onnx(source, options) -> Iterator:
+    """An fp32 ONNX export of ``source`` into a temporary folder (the ``onnx`` target, gated unless
+    ``options.validate`` is off); yields its ``ExportResult``. Used by targets built from ONNX."""
+    from .onnx import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        yield export_onnx(source, replace(options, target="onnx", half=False, overwrite=True,
+                                          output=Path(tmp) / "model.onnx"))
+
+
+def artifact_path(onnx_meta: ArtifactMetadata, precision: str, suffix: str) -> Path:
+    """Default artifact name: the ONNX default name, the precision appended, ``suffix`` instead of ``.onnx``."""
+    from .onnx import default_path
+
+    stem = default_path(replace(onnx_meta, precision="fp32")).stem
+    return Path(f"{stem}{'' if precision == 'fp32' else '_' + precision}{suffix}")

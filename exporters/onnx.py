@@ -1,0 +1,116 @@
+"""ONNX export: lower SKA, trace with the TorchScript exporter, stamp metadata, gate parity.
+
+``export_onnx(source, options)`` writes through :func:`atomic_outputs`: the parity gate runs on
+the temporary file, so a failed gate leaves nothing at the final path. The same inputs give a
+byte-identical file (no timestamps, fixed names, deterministic weights when none are given).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import onnx
+import torch
+
+from lsnet_deploy.artifacts import atomic_outputs
+from lsnet_deploy.errors import BackendMissingError, UsageError
+from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.models import fuse_model
+
+from . import ExportOptions, ExportResult, Source
+from .ska import get_lowering, lowered
+from .ska.custom import attach_function
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13
+MAX_OPSET = 20  #: the newest opset torch's TorchScript exporter emits
+INPUT, OUTPUT = "images", "logits"
+
+
+def check_opset(opset: int | None, lowering: str) -> int:
+    """``opset`` (or the default) if the exporter and the lowering support it; :class:`UsageError` otherwise."""
+    opset = DEFAULT_OPSET if opset is None else opset
+    low = max(MIN_OPSET, get_lowering(lowering).min_opset)
+    if not low <= opset <= MAX_OPSET:
+        raise UsageError(f"--opset {opset} is out of range for --ska {lowering}: use {low}..{MAX_OPSET}")
+    return opset
+
+
+def check_options(options: ExportOptions) -> None:
+    """Fail fast, before the model is loaded, on options this target cannot honour."""
+    check_opset(options.opset, options.lowering)
+
+
+def default_path(meta: ArtifactMetadata) -> Path:
+    """``lsnet_t_224_shift_b1_op17[_fp16].onnx``-style name (classes added when not 1000)."""
+    classes = "" if meta.num_classes == 1000 else f"_{meta.num_classes}c"
+    batch = "dyn" if meta.batch is None else f"b{meta.batch}"
+    half = "_fp16" if meta.precision == "fp16" else ""
+    return Path(f"{meta.variant}{classes}_{meta.img_size}_{meta.ska}_{batch}_op{meta.opset}{half}.onnx")
+
+
+def trace_onnx(model: torch.nn.Module, options: ExportOptions, opset: int) -> onnx.ModelProto:
+    """Fuse (optionally), cast, lower SKA and trace a copy of ``model`` into an ONNX model."""
+    model = copy.deepcopy(model).eval()
+    if options.fuse:
+        fuse_model(model)
+    dtype = torch.float16 if options.half else torch.float32
+    model = model.to(dtype)
+    example = torch.zeros(options.batch, 3, model.img_size, model.img_size, dtype=dtype)
+    dynamic = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}} if options.dynamic else None
+    buf = io.BytesIO()
+    with lowered(model, options.lowering), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and legacy-exporter chatter; parity is checked below
+        torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=[INPUT],
+                          output_names=[OUTPUT], dynamic_axes=dynamic, do_constant_folding=True)
+    return attach_function(onnx.load_from_string(buf.getvalue()))
+
+
+def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim (constant folding, dead-node removal, fusion); the ``lsnet`` function survives."""
+    try:
+        import onnxslim
+    except ImportError as e:
+        raise BackendMissingError("--simplify needs onnxslim: pip install lsnet-deploy[simplify]") from e
+    return attach_function(onnxslim.slim(proto))
+
+
+def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata) -> onnx.ModelProto:
+    """Write ``meta`` into ``metadata_props`` (replacing any) and the producer fields."""
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, meta.to_props())
+    proto.producer_name, proto.producer_version = "lsnet-deploy", meta.tool_version
+    proto.doc_string = f"LSNet {meta.variant} ({meta.num_classes} classes), SKA lowered as {meta.ska!r}"
+    return proto
+
+
+def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
+    """Export ``source.model`` to ONNX as ``options`` ask; parity-gated unless ``validate`` is off."""
+    from lsnet_deploy.compare import artifact_parity
+
+    opset = check_opset(options.opset, options.lowering)
+    meta = source.metadata(batch=None if options.dynamic else options.batch, precision=options.precision,
+                           ska=options.lowering, opset=opset)
+    path = options.output or default_path(meta)
+    gate = options.gate()
+    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,):
+        proto = trace_onnx(source.model, options, opset)
+        if options.simplify:
+            proto = simplify(proto)
+        proto = stamp(proto, meta)
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, tmp)
+        parity = None
+        if options.validate:
+            parity = artifact_parity(tmp, source.model, batch=options.batch)
+            gate.check(parity, f"{path.name} (--ska {options.lowering}, {options.precision})")
+        size = tmp.stat().st_size
+    return ExportResult(path=path, metadata=meta, parity=parity, seconds=0.0, gate=gate if parity else None,
+                        size_bytes=size)
+
+
+__all__ = ["DEFAULT_OPSET", "MAX_OPSET", "MIN_OPSET", "check_options", "check_opset", "export_onnx"]

@@ -1,0 +1,344 @@
+"""ONNX -> TensorRT engine (``.engine``) with a JSON metadata sidecar; fp32, fp16 or int8.
+
+Build from an ONNX file made with the TensorRT-safe ``shift`` SKA lowering. The pieces that need
+no GPU are pure functions (:func:`builder_settings`, :func:`trtexec_command`, the calibrator's
+batching, :func:`write_sidecar`) and take a ``trt`` namespace where TensorRT types are needed,
+so tests pass a fake one. :func:`build_engine` imports TensorRT lazily and stops with one
+:class:`BackendMissingError` line when TensorRT or an NVIDIA GPU is missing.
+
+GroupNorm: the ONNX graph carries LSNet's GroupNorm as ``InstanceNormalization`` (+ reshape and
+affine), which TensorRT parses into normalization layers. In fp16 their variance overflows or
+loses precision, so every normalization layer is pinned to fp32 (``precision``,
+``compute_precision`` and output type, with ``PREFER_PRECISION_CONSTRAINTS``); the rest of the
+network runs in fp16. The cost is a few small layers; decomposing GroupNorm would cost more
+kernels and still needs an fp32 reduction.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from lsnet_deploy.artifacts import atomic_outputs
+from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
+from lsnet_deploy.validate import GATES, Parity
+
+from .calibration import Reference, artifact_path, calibration_images, gate_engine, staged_onnx, torch_reference
+
+PRECISIONS = ("fp32", "fp16", "int8")
+NORM_ONNX_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalization")
+
+
+@dataclass(frozen=True)
+class TensorRTOptions:
+    """How to build the engine. ``batch``: (min, opt, max) of the optimization profile's batch."""
+
+    precision: str = "fp32"
+    batch: tuple[int, int, int] = (1, 1, 1)
+    workspace_gib: float = 4.0
+    data: Path | None = None  # int8 calibration / parity images (default: synthetic)
+    calib_size: int = 300
+    calib_batch: int = 8
+    calib_cache: Path | None = None  # default: <engine>.calib
+    timing_cache: Path | None = None  # read if present, written after the build
+    dla_core: int | None = None  # Jetson DLA core; layers DLA cannot run fall back to the GPU
+    parity_size: int = 16
+    overwrite: bool = False
+
+    def check(self) -> None:
+        """Raise :class:`UsageError` for an impossible option value."""
+        lo, opt, hi = self.batch
+        problems = [
+            (self.precision not in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (not 1 <= lo <= opt <= hi, f"batch profile must satisfy 1 <= min <= opt <= max, got {self.batch}"),
+            (not self.workspace_gib > 0, f"--workspace must be > 0 GiB, got {self.workspace_gib}"),
+            (self.calib_size < 1 or self.calib_batch < 1, "--calib-size and the calibration batch must be >= 1"),
+            (self.dla_core is not None and self.dla_core < 0, f"--dla must be >= 0, got {self.dla_core}"),
+            (self.parity_size < 1, "the parity image count must be >= 1"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class TensorRTExport:
+    path: Path
+    sidecar: Path
+    metadata: ArtifactMetadata
+    parity: Parity | None  # None when no reference was given
+    trtexec: str
+
+
+def input_profile(meta: ArtifactMetadata, options: TensorRTOptions) -> dict[str, tuple[int, ...]]:
+    """``{"min"|"opt"|"max": NCHW shape}`` of the input; a static-batch ONNX pins all three."""
+    if meta.batch is not None and options.batch != (meta.batch,) * 3:
+        raise UsageError(f"the ONNX file has a static batch of {meta.batch}; export it with a dynamic batch "
+                         f"to build the profile {options.batch}")
+    chw = (3, meta.img_size, meta.img_size)
+    return {k: (b, *chw) for k, b in zip(("min", "opt", "max"), options.batch)}
+
+
+def builder_settings(meta: ArtifactMetadata, options: TensorRTOptions) -> dict:
+    """Everything the builder config gets, as plain data (applied by :func:`configure`)."""
+    options.check()
+    flags = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"]}[options.precision]
+    if options.precision != "fp32":
+        flags = [*flags, "PREFER_PRECISION_CONSTRAINTS"]
+    if options.dla_core is not None:
+        flags = [*flags, "GPU_FALLBACK"]
+    return {"flags": flags, "workspace_bytes": int(options.workspace_gib * (1 << 30)),
+            "profile": input_profile(meta, options), "dla_core": options.dla_core,
+            "timing_cache": str(options.timing_cache) if options.timing_cache else None,
+            "pin_norm_fp32": options.precision != "fp32"}
+
+
+def configure(trt, builder, network, settings: dict, calibrator=None, timing_cache: bytes = b""):
+    """A builder config from :func:`builder_settings`'s dict (``trt`` may be a test double)."""
+    config = builder.create_builder_config()
+    for flag in settings["flags"]:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings["workspace_bytes"])
+    profile = builder.create_optimization_profile()
+    name = network.get_input(0).name
+    profile.set_shape(name, *(settings["profile"][k] for k in ("min", "opt", "max")))
+    config.add_optimization_profile(profile)
+    if calibrator is not None:
+        config.int8_calibrator = calibrator
+        config.set_calibration_profile(profile)
+    if settings["dla_core"] is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = settings["dla_core"]
+    if settings["timing_cache"] is not None:
+        config.set_timing_cache(config.create_timing_cache(timing_cache), False)
+    if settings["pin_norm_fp32"]:
+        pin_norm_layers(trt, network)
+    return config
+
+
+def pin_norm_layers(trt, network) -> list[str]:
+    """Run every normalization layer (GroupNorm's core) in fp32; returns their names."""
+    pinned = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type == trt.LayerType.NORMALIZATION:
+            layer.precision = trt.float32
+            layer.set_output_type(0, trt.float32)
+            if hasattr(layer, "compute_precision"):
+                layer.compute_precision = trt.float32
+            pinned.append(layer.name)
+    return pinned
+
+
+def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, options: TensorRTOptions) -> str:
+    """The ``trtexec`` line that builds the same engine (for building on the Jetson itself)."""
+    settings = builder_settings(facts.metadata, options)
+    shape = {k: "x".join(map(str, v)) for k, v in settings["profile"].items()}
+    args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
+            f"--memPoolSize=workspace:{settings['workspace_bytes'] >> 20}M",
+            *(f"--{k}Shapes={facts.input_name}:{shape[k]}" for k in ("min", "opt", "max"))]
+    if options.precision != "fp32":
+        args.append("--fp16")
+    if options.precision == "int8":
+        args += ["--int8", f"--calib={calib_cache_path(engine_path, options)}"]
+    if settings["pin_norm_fp32"] and facts.norm_nodes:
+        args += ["--precisionConstraints=prefer",
+                 "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in facts.norm_nodes)]
+    if options.dla_core is not None:
+        args += [f"--useDLACore={options.dla_core}", "--allowGPUFallback"]
+    if options.timing_cache:
+        args.append(f"--timingCacheFile={options.timing_cache}")
+    return shlex.join(args)
+
+
+def calib_cache_path(engine_path: Path, options: TensorRTOptions) -> Path:
+    return Path(options.calib_cache) if options.calib_cache else Path(engine_path).with_suffix(".calib")
+
+
+class CalibrationBatches:
+    """Fixed-size float32 batches over an (N, 3, H, W) array; a short last batch is dropped."""
+
+    def __init__(self, images: np.ndarray, batch_size: int):
+        if images.ndim != 4 or len(images) == 0:
+            raise InputError(f"calibration images must be a non-empty (N, 3, H, W) array, got {images.shape}")
+        self.batch_size = min(batch_size, len(images))
+        self.images = np.ascontiguousarray(images, dtype=np.float32)
+        self.position = 0
+
+    def __len__(self) -> int:
+        return len(self.images) // self.batch_size
+
+    def next(self) -> np.ndarray | None:
+        """The next batch, or ``None`` when no full batch is left."""
+        end = self.position + self.batch_size
+        if end > len(self.images):
+            return None
+        self.position = end
+        return self.images[end - self.batch_size:end]
+
+
+def make_calibrator(trt, batches: CalibrationBatches, cache: Path, upload):
+    """An ``IInt8EntropyCalibrator2`` over ``batches``; ``upload(array) -> device pointer``.
+
+    The cache file is read when present (calibration is skipped) and written after calibrating.
+    """
+
+    class Int8Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            super().__init__()
+            self.batches, self.cache = batches, Path(cache)
+
+        def get_batch_size(self) -> int:
+            return self.batches.batch_size
+
+        def get_batch(self, names, *_):
+            batch = self.batches.next()
+            return None if batch is None else [int(upload(batch))]
+
+        def read_calibration_cache(self):
+            return self.cache.read_bytes() if self.cache.is_file() else None
+
+        def write_calibration_cache(self, data) -> None:
+            self.cache.write_bytes(bytes(data))
+
+    return Int8Calibrator()
+
+
+def write_sidecar(path: Path, meta: ArtifactMetadata, settings: dict, precision: str, trt_version: str,
+                  gpu: str, trtexec: str) -> Path:
+    """Write ``<engine>.json``: input profile, precision, TensorRT version, GPU, artifact metadata."""
+    doc = {"format": "lsnet-deploy tensorrt sidecar 1", "precision": precision, "tensorrt_version": trt_version,
+           "gpu": gpu, "input": {k: list(v) for k, v in settings["profile"].items()},
+           "dla_core": settings["dla_core"], "norm_layers_fp32": settings["pin_norm_fp32"],
+           "trtexec": trtexec, "metadata": meta.to_props()}
+    Path(path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class OnnxFacts:
+    """What the build needs to know of the ONNX file before TensorRT parses it."""
+
+    metadata: ArtifactMetadata
+    input_name: str
+    norm_nodes: tuple[str, ...]  # ONNX names of the normalization nodes (TensorRT names its layers alike)
+
+
+def inspect_onnx(onnx_path: Path) -> OnnxFacts:
+    """Metadata, input name and norm nodes; :class:`InputError` if not ours, :class:`UsageError` for custom SKA."""
+    import onnx
+
+    if not Path(onnx_path).is_file():
+        raise InputError(f"ONNX file not found: {onnx_path}")
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        raise InputError(f"not an ONNX file: {onnx_path} ({e})") from e
+    meta = ArtifactMetadata.from_props({p.key: p.value for p in model.metadata_props})
+    if meta is None:
+        raise InputError(f"{onnx_path} carries no lsnet-deploy metadata: export it with lsnet-deploy export")
+    if meta.ska == "custom":
+        raise UsageError("the custom-domain SKA node has no TensorRT plugin: export the ONNX with --ska shift")
+    norms = tuple(n.name for n in model.graph.node if n.op_type in NORM_ONNX_OPS)
+    return OnnxFacts(meta, model.graph.input[0].name, norms)
+
+
+def gpu_name(cudart) -> str:
+    err, props = cudart.cudaGetDeviceProperties(0)
+    name = props.name
+    return (name.decode() if isinstance(name, bytes) else str(name)).rstrip("\x00")
+
+
+def build_serialized(trt, onnx_path: Path, settings: dict, options: TensorRTOptions, engine_path: Path,
+                     calib_images: np.ndarray | None) -> bytes:
+    """Parse ``onnx_path`` and build the engine bytes; reads and updates the timing cache."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise InputError(f"TensorRT cannot parse {onnx_path}: {errors[:300]}")
+    timing = Path(options.timing_cache) if options.timing_cache else None
+    buffer = calibrator = None
+    if calib_images is not None:
+        batches = CalibrationBatches(calib_images, options.calib_batch)
+        buffer = DeviceBuffer(cuda_runtime(), batches.images[:batches.batch_size].nbytes)
+        calibrator = make_calibrator(trt, batches, calib_cache_path(engine_path, options), buffer.upload)
+    try:
+        config = configure(trt, builder, network, settings, calibrator,
+                           timing.read_bytes() if timing and timing.is_file() else b"")
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if buffer is not None:
+            buffer.free()
+    if serialized is None:
+        raise InputError(f"TensorRT could not build an engine from {onnx_path} (see its log above)")
+    if timing is not None:
+        timing.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+def build_engine(onnx_path: str | Path, output: str | Path, reference: Reference | None = None,
+                 options: TensorRTOptions = TensorRTOptions()) -> TensorRTExport:
+    """Build ``output`` (``.engine``/``.plan``) + sidecar from ``onnx_path``, gated against ``reference``."""
+    options.check()
+    onnx_path, output = Path(onnx_path), Path(output)
+    if output.suffix not in (".engine", ".plan"):
+        raise UsageError(f"a TensorRT engine path must end in .engine or .plan, got {output.name}")
+    facts = inspect_onnx(onnx_path)
+    meta = replace(facts.metadata, precision=options.precision)
+    settings = builder_settings(meta, options)
+    command = trtexec_command(onnx_path, output, facts, options)
+    trt = import_tensorrt()
+    int8 = options.precision == "int8"
+    count = max(options.calib_size, options.parity_size) if int8 else options.parity_size
+    images = calibration_images(options.data, count, meta, int8=int8)
+    calib = images[:options.calib_size] if int8 else None
+    serialized = build_serialized(trt, onnx_path, settings, options, output, calib)
+    device = "jetson" if options.dla_core is not None else "cuda"
+    with atomic_outputs(output, sidecar_path(output), overwrite=options.overwrite) as (tmp, tmp_sidecar):
+        tmp.write_bytes(serialized)
+        write_sidecar(tmp_sidecar, meta, settings, options.precision, trt.__version__,
+                      gpu_name(cuda_runtime()), command)
+        parity = None
+        if reference is not None:
+            checked_images = images[:options.parity_size]
+            expected = np.asarray(reference(checked_images), dtype=np.float32)
+            with TensorRTEngine(tmp, device=device) as engine:
+                parity = gate_engine(engine, checked_images, expected, options.precision,
+                                     f"TensorRT {options.precision} engine {output.name}")
+    return TensorRTExport(output, sidecar_path(output), meta, parity, command)
+
+
+def check_target(options) -> None:
+    """``TARGETS["tensorrt"]`` pre-check: ONNX-stage options, then TensorRT, cuda-python and a GPU."""
+    from .onnx import check_options
+
+    check_options(options)
+    import_tensorrt()
+
+
+def export_target(source, options):
+    """``export(source, ExportOptions(target="tensorrt"))``: fp32 ONNX first, then the engine (``--half``: fp16).
+
+    The profile is (batch, batch, batch), or (1, batch, max(batch, 32)) with ``--dynamic``. int8,
+    ``--workspace``, ``--dla`` and the caches are not ``ExportOptions`` fields yet: use :func:`build_engine`.
+    """
+    from . import ExportResult
+
+    precision = "fp16" if options.half else "fp32"
+    profile = (1, options.batch, max(options.batch, 32)) if options.dynamic else (options.batch,) * 3
+    with staged_onnx(source, replace(options, ska=options.ska or "shift")) as onnx_result:
+        output = options.output or artifact_path(onnx_result.metadata, precision, ".engine")
+        reference = torch_reference(source.model) if options.validate else None
+        trt_options = TensorRTOptions(precision, batch=profile, overwrite=options.overwrite)
+        result = build_engine(onnx_result.path, output, reference, trt_options)
+    return ExportResult(path=output, metadata=result.metadata, parity=result.parity, seconds=0.0,
+                        gate=GATES[precision] if result.parity else None, size_bytes=output.stat().st_size)

@@ -1,0 +1,62 @@
+"""``lsnet-deploy bench``: latency/throughput/memory per backend vs the PyTorch baseline, parity per row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lsnet_deploy.errors import UsageError
+
+
+def split_list(text: str | None, option: str, cast=str) -> tuple:
+    """``"a,b"`` -> ``(a, b)``; :class:`UsageError` naming ``option`` when an item does not parse."""
+    if not text:
+        return ()
+    try:
+        return tuple(cast(item.strip()) for item in text.split(",") if item.strip())
+    except ValueError as e:
+        raise UsageError(f"{option}: expected a comma-separated list, got {text!r}") from e
+
+
+def bench(model: str = typer.Option(..., "--model", "-m", help="Artifact (.onnx/.xml/.engine), or a checkpoint / "
+                                    "model name to export first (sweep mode)."),
+          device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda or jetson."),
+          backend: str | None = typer.Option(None, "--backend", "-b", help="Comma list of onnxruntime, openvino, "
+                                             "tensorrt, torch (default: the artifact's backend and torch)."),
+          batch: str = typer.Option("1", "--batch", help="Comma list of batch sizes, e.g. 1,8."),
+          warmup: int = typer.Option(10, "--warmup", help="Untimed calls before timing."),
+          iters: int | None = typer.Option(None, "--iters", help="Timed calls per row (default 100)."),
+          seconds: float | None = typer.Option(None, "--seconds", help="Time each row for this long instead."),
+          threads: int | None = typer.Option(None, "--threads", help="CPU threads per backend (default: theirs)."),
+          weights: str | None = typer.Option(None, "--weights", "-w", help="Checkpoint the artifact was exported "
+                                             "from (for the PyTorch baseline and parity)."),
+          imgsz: int = typer.Option(224, "--imgsz", help="Input size when exporting (sweep mode)."),
+          json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
+          csv_path: Path | None = typer.Option(None, "--csv", help="Write the rows as CSV here."),
+          md_path: Path | None = typer.Option(None, "--md", help="Write a Markdown table here."),
+          plot_path: Path | None = typer.Option(None, "--plot", help="Write a latency box plot (PNG) here.")) -> None:
+    """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory."""
+    from rich.console import Console
+
+    from lsnet_deploy.runtime.bench import BenchOptions, run_bench
+    from lsnet_deploy.runtime.report import check_report_paths, rich_table, write_reports
+
+    opts = BenchOptions(model=model, device=device, backends=split_list(backend, "--backend"),
+                        batches=split_list(batch, "--batch", int), warmup=warmup, iters=iters, seconds=seconds,
+                        threads=threads, weights=weights, imgsz=imgsz, progress=True)
+    paths = {"json_path": json_path, "csv_path": csv_path, "md_path": md_path, "plot_path": plot_path}
+    check_report_paths(**paths)
+    report = run_bench(opts)
+    Console(width=200).print(rich_table(report))
+    for note in report.warnings + [f"{r.backend} batch {r.batch}: {w}" for r in report.rows for w in r.warnings]:
+        typer.echo(f"warning: {note}", err=True)
+    for s in report.skipped:
+        typer.echo(f"skipped {s['backend']}" + (f" batch {s['batch']}" if s["batch"] else "") + f": {s['reason']}",
+                   err=True)
+    for path in write_reports(report, **paths):
+        typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(bench)

@@ -1,0 +1,82 @@
+"""``lsnet-deploy export``: LSNet to a deployment artifact, parity-gated against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from lsnet_deploy.exporters import TARGETS
+
+_SKA_HELP = ("SKA lowering: unfold (one-hot Conv im2col + Mul + ReduceSum), shift (Pad + 9 Slices, "
+             "multiply-accumulate; TensorRT-safe), custom (one lsnet::SKA node carrying an ONNX function body). "
+             "Default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items()) + ".")
+
+
+def _labels(path: Path | None) -> tuple[str, ...]:
+    from lsnet_deploy.errors import InputError
+
+    if path is None:
+        return ()
+    if not path.is_file():
+        raise InputError(f"labels file not found: {path}")
+    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
+def export(
+    model: str | None = typer.Option(None, "--model", "-m", help="Variant: lsnet_t, lsnet_s, lsnet_b, *_distill "
+                                     "(default lsnet_t, or what the weights are). Without --weights: "
+                                     "deterministic random weights."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
+    num_classes: int | None = typer.Option(None, "--num-classes", help="Classes without --weights (default 1000)."),
+    target: str = typer.Option("onnx", "--target", "-t", help=f"Artifact format: {', '.join(TARGETS)}."),
+    ska: str | None = typer.Option(None, "--ska", help=_SKA_HELP),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Output file (default: derived from model "
+                                       "and options, e.g. lsnet_t_224_shift_b1_op17.onnx)."),
+    imgsz: int = typer.Option(224, "--imgsz", help="Input size, a multiple of 32 (checkpoints: attention biases "
+                              "are resized bicubically, an approximation)."),
+    batch: int = typer.Option(1, "--batch", help="Static batch size (the example batch with --dynamic)."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch dimension."),
+    opset: int | None = typer.Option(None, "--opset", help="ONNX opset, 13..20 (custom: 15..20); default 17."),
+    half: bool = typer.Option(False, "--half", help="fp16 weights, input and output."),
+    simplify: bool = typer.Option(False, "--simplify", help="Simplify the graph with onnxslim."),
+    fuse: bool = typer.Option(True, "--fuse/--no-fuse", help="Reparameterize (fold BN and branches) first."),
+    validate: bool = typer.Option(True, "--validate/--no-validate", help="Parity gate vs PyTorch (on by default; "
+                                  "skipping it is reported loudly)."),
+    rtol: float | None = typer.Option(None, "--rtol", help="Max-rel threshold, max|a-b|/max|b| "
+                                      "(default fp32 1e-3; fp16: not checked)."),
+    min_cosine: float | None = typer.Option(None, "--min-cosine", help="Cosine threshold "
+                                            "(default fp32 0.99999, fp16 0.999)."),
+    labels: Path | None = typer.Option(None, "--labels", help="Text file with one class name per line."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Export LSNet (ONNX), with SKA lowered to standard ops, and check it against PyTorch."""
+    from lsnet_deploy.exporters import ExportOptions
+    from lsnet_deploy.exporters import export as run_export
+
+    options = ExportOptions(target=target, ska=ska, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
+                            half=half, simplify=simplify, fuse=fuse, output=output, overwrite=overwrite,
+                            validate=validate, rtol=rtol, min_cosine=min_cosine, class_names=_labels(labels))
+    console, err = Console(), Console(stderr=True)
+    if not validate:
+        err.print("[bold red]WARNING: --no-validate: the parity gate is OFF; this artifact is NOT checked "
+                  "against PyTorch[/]")
+    result = run_export(weights or model or "lsnet_t", options, variant=model if weights else None,
+                        num_classes=num_classes)
+    meta = result.metadata
+    console.print(f"[bold]{result.path}[/]  {result.size_bytes / 1e6:.1f} MB  {meta.variant} "
+                  f"{meta.num_classes} classes  {meta.img_size}px  batch {meta.batch or 'dynamic'}  "
+                  f"{meta.precision}  ska={meta.ska}  opset {meta.opset}  "
+                  f"weights={'checkpoint ' + meta.checkpoint_sha256[:12] if meta.checkpoint_sha256 else 'random'}"
+                  f"  {result.seconds:.1f}s")
+    if result.parity is None:
+        err.print("[bold red]WARNING: parity NOT validated (--no-validate)[/]")
+        return
+    from lsnet_deploy.commands.compare import parity_table
+
+    console.print(parity_table([(f"{meta.ska} vs PyTorch", result.parity)], result.gate, title="parity gate: PASS"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(export)

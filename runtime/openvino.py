@@ -1,0 +1,97 @@
+"""OpenVINO engine: runs OpenVINO IR (``.xml``/``.bin``) and, when asked for, ``.onnx`` files.
+
+Inference precision is pinned. OpenVINO's CPU plugin computes in bf16 by default wherever the CPU
+has bf16 instructions (AVX512-BF16, AMX), which moves LSNet-T logits by ~1e-2 relative. This
+engine compiles every artifact with ``INFERENCE_PRECISION_HINT=f32`` unless the caller asks for
+``bf16``/``f16`` explicitly, because what an artifact's precision names is its stored weights:
+
+* ``fp32``: f32 weights, f32 compute;
+* ``fp16``: weights stored as fp16 (half the file), decompressed and computed in f32 on CPU;
+* ``int8``: NNCF-quantized ops run in int8, everything between them in f32.
+
+The precision the plugin actually uses is in :attr:`OpenVINOEngine.inference_precision` (a CPU
+without fp16 arithmetic turns an ``f16`` request into ``bf16``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.metadata import ArtifactMetadata
+
+from .engine import Engine
+
+#: lsnet-deploy device -> OpenVINO device
+_DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
+#: rt_info section the exporter writes; ``framework`` holds an ONNX file's metadata_props
+METADATA_SECTIONS = ("lsnet", "framework")
+
+
+def read_metadata(model: ov.Model) -> ArtifactMetadata | None:
+    """The artifact metadata from a model's rt_info (exporter section first, then the ONNX props)."""
+    for section in METADATA_SECTIONS:
+        if model.has_rt_info([section]):
+            props = {k: str(getattr(v, "value", v)) for k, v in model.get_rt_info()[section].items()}
+            meta = ArtifactMetadata.from_props(props)
+            if meta is not None:
+                return meta
+    return None
+
+
+def write_metadata(model: ov.Model, meta: ArtifactMetadata) -> None:
+    """Store ``meta`` in the model's ``lsnet`` rt_info section (saved into the ``.xml``)."""
+    for key, value in meta.to_props().items():
+        model.set_rt_info(value, ["lsnet", key])
+
+
+def compile_config(inference_precision: str | None, threads: int | None) -> dict[str, object]:
+    """CPU/GPU plugin properties: the pinned precision hint (default f32) and the thread count."""
+    hint = inference_precision or "f32"
+    if hint not in INFERENCE_PRECISIONS:
+        raise UsageError(f"inference precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {hint!r}")
+    config: dict[str, object] = {"INFERENCE_PRECISION_HINT": hint}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+class OpenVINOEngine(Engine):
+    """One compiled OpenVINO model; ``inference_precision`` overrides the pinned f32 compute."""
+
+    backend = "openvino"
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None,
+                 inference_precision: str | None = None):
+        super().__init__(path, device, threads)
+        config = compile_config(inference_precision, threads)
+        core = ov.Core()
+        ov_device = _DEVICES.get(device)
+        if ov_device is None or ov_device not in core.available_devices:
+            raise BackendMissingError(f"OpenVINO has no device {device!r} here "
+                                      f"(have: {', '.join(core.available_devices)})")
+        try:
+            model = core.read_model(str(path))
+        except RuntimeError as e:
+            raise InputError(f"not a loadable OpenVINO/ONNX model: {path} ({str(e).splitlines()[0][:200]})") from e
+        if len(model.inputs) != 1:
+            raise InputError(f"{path.name}: expected one input, found {len(model.inputs)}")
+        port = model.inputs[0]
+        self.input_shape = tuple(None if d.is_dynamic else d.get_length() for d in port.get_partial_shape())
+        self.input_dtype = np.dtype(port.get_element_type().to_dtype())
+        self.metadata = read_metadata(model)
+        self.precision = self.metadata.precision if self.metadata else "fp32"
+        self.compiled = core.compile_model(model, ov_device, config)
+        self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        self.request = self.compiled.create_infer_request()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: batch})[0]
+
+    def close(self) -> None:
+        self.__dict__.pop("request", None)
+        self.__dict__.pop("compiled", None)

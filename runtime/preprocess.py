@@ -1,0 +1,108 @@
+"""Images in, NCHW batch out (from the artifact's metadata); logits in, top-k classes out. Pillow + numpy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.metadata import ArtifactMetadata
+
+from .engine import Engine
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Read an image file as RGB, raising :class:`InputError` for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"cannot read image {path}: {e}") from e
+
+
+def preprocess(image: Image.Image | np.ndarray, meta: ArtifactMetadata) -> np.ndarray:
+    """Resize the shorter side to ``meta.resize``, centre-crop ``meta.img_size``, normalize -> (3, H, W) float32.
+
+    ``image`` is a PIL image or an ``(H, W, 3)`` uint8 RGB array (a camera frame).
+    """
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(f"frame must be an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
+        image = Image.fromarray(image)
+    image = image.convert("RGB")
+    resample = _RESAMPLE.get(meta.interpolation)
+    if resample is None:
+        raise InputError(f"unknown interpolation in metadata: {meta.interpolation!r}")
+    w, h = image.size
+    scale = meta.resize / min(w, h)
+    size = (max(meta.img_size, round(w * scale)), max(meta.img_size, round(h * scale)))
+    image = image.resize(size, resample)
+    left, top = (size[0] - meta.img_size) // 2, (size[1] - meta.img_size) // 2
+    image = image.crop((left, top, left + meta.img_size, top + meta.img_size))
+    x = np.asarray(image, dtype=np.float32) / 255.0
+    x = (x - np.asarray(meta.mean, np.float32)) / np.asarray(meta.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def top_k(logits: np.ndarray, k: int, names: Sequence[str] = ()) -> list[list[tuple[str, float]]]:
+    """Per row, the ``k`` most probable ``(class name, probability)`` pairs, best first."""
+    probs = softmax(logits)
+    if not 1 <= k <= probs.shape[-1]:
+        raise UsageError(f"--topk must be between 1 and the number of classes ({probs.shape[-1]}), got {k}")
+    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    return [[(names[i] if i < len(names) else f"class {i}", float(row[i])) for i in idx]
+            for row, idx in zip(probs, order)]
+
+
+def read_labels(path: str | Path, num_classes: int) -> tuple[str, ...]:
+    """One class name per line; the count must match the model's classes."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"labels file not found: {path}")
+    names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    if len(names) != num_classes:
+        raise InputError(f"labels file {path} has {len(names)} names, the model has {num_classes} classes")
+    return names
+
+
+def require_metadata(engine: Engine) -> ArtifactMetadata:
+    """The engine's metadata, or :class:`InputError` for an artifact exported without it."""
+    if engine.metadata is None:
+        raise InputError(f"{engine.path.name} carries no lsnet-deploy metadata (mean/std/size): "
+                         "export it with lsnet-deploy export")
+    return engine.metadata
+
+
+def classify(engine: Engine, images: Sequence[Image.Image | np.ndarray], k: int = 5,
+             names: Sequence[str] = ()) -> list[list[tuple[str, float]]]:
+    """Top-``k`` predictions for each image, run in batches the engine accepts."""
+    meta = require_metadata(engine)
+    names = names or meta.class_names
+    step = engine.input_shape[0] or len(images)
+    logits = [_run_padded(engine, np.stack([preprocess(im, meta) for im in images[i:i + step]]))
+              for i in range(0, len(images), step)]
+    return top_k(np.concatenate(logits), k, names)
+
+
+def _run_padded(engine: Engine, x: np.ndarray) -> np.ndarray:
+    """Run ``x`` in the engine's dtype, zero-padding a short last batch for a fixed-batch artifact."""
+    x, want = x.astype(engine.input_dtype), engine.input_shape[0]
+    if want is None or len(x) == want:
+        return engine(x)
+    return engine(np.concatenate([x, np.zeros((want - len(x), *x.shape[1:]), x.dtype)]))[:len(x)]
