@@ -2,11 +2,12 @@
 
 ``export`` resolves the source (variant name, checkpoint path / ``hf:`` id, or ``nn.Module``) and
 dispatches on ``options.target`` through :data:`TARGETS`. Adding a target is one module with a
-function ``export_<fmt>(source: Source, options: ExportOptions) -> ExportResult`` and one entry::
+function ``(source: Source, options: ExportOptions) -> ExportResult`` (and optionally a
+``(options) -> None`` pre-check, run before the model is loaded) plus one entry::
 
-    TARGETS["openvino"] = Target("lsnet_deploy.exporters.openvino", "export_openvino",
-                                 requires=("openvino",), extra="lsnet-deploy[openvino]",
-                                 default_ska="shift", suffix=".xml")
+    TARGETS["mytarget"] = Target("lsnet_deploy.exporters.mytarget", "export_mytarget",
+                                 requires=("mypackage",), extra="lsnet-deploy[mytarget]",
+                                 default_ska="shift", suffix=".ext", check="check_options")
 
 The target module is imported only when used; a missing package becomes one
 :class:`BackendMissingError` naming the pip extra.

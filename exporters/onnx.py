@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import io
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import onnx

@@ -51,7 +51,6 @@ class BenchOptions:
     imgsz: int = 224  # sweep mode: export size
     seed: int = 0  # of the random input batches
     progress: bool = False
-    tegrastats: tuple[str, ...] = ("tegrastats", "--interval", "100")
 
     def check(self) -> None:
         if self.device not in BENCH_DEVICES:
@@ -394,7 +393,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
         artifacts, meta, weights = plan_artifacts(opts, Path(tmp), report)
         model = baseline_model(meta, weights, report)
         inputs = make_inputs(meta, opts.batches, opts.seed)
-        sampler = stack.enter_context(jetson.TegrastatsSampler(list(opts.tegrastats))) if board else None
+        sampler = stack.enter_context(jetson.TegrastatsSampler()) if board else None
         ctx = _Context(opts, inputs, reference_outputs(model, meta, inputs), sampler,
                        stack.enter_context(progress_bar(opts.progress, opts)))
         for backend, open_engine in engine_factories(opts, artifacts, model, meta, report):

@@ -6,10 +6,12 @@ import importlib.util
 import json
 
 import pytest
-from test_runtime_support import onnx_artifact  # noqa: F401 - fixture
+import torch
+from test_runtime_support import onnx_artifact, tame_lsnet_t  # noqa: F401 - fixture
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.doctor import cuda_gpu
+from lsnet_deploy.runtime import bench
 from lsnet_deploy.runtime.bench import BenchOptions, run_bench
 
 FAST = {"warmup": 1, "iters": 4}
@@ -107,3 +109,22 @@ def test_device_cuda_without_gpu(onnx_artifact, capsys):
     assert run(["bench", "--model", str(onnx_artifact()), "--device", "cuda"]) == 4
     assert capsys.readouterr().err.strip() == ("error: --device cuda: no NVIDIA GPU found "
                                                "(nvidia-smi and /dev/nvidia0 absent)")
+
+
+def test_checkpoint_artifact_needs_matching_weights(onnx_artifact, tmp_path, capsys):
+    artifact = str(onnx_artifact(checkpoint="ab" * 32))
+    assert run(["bench", "--model", artifact]) == 2
+    assert "exported from a checkpoint (sha256 abababababab...): pass --weights" in capsys.readouterr().err
+    weights = tmp_path / "other.pth"
+    torch.save(tame_lsnet_t().state_dict(), weights)
+    assert run(["bench", "--model", artifact, "--weights", str(weights)]) == 3
+    assert "is not the checkpoint the artifact was exported from" in capsys.readouterr().err
+
+
+def test_without_torch_rows_have_no_baseline(onnx_artifact, monkeypatch):
+    monkeypatch.setattr(bench, "torch_available", lambda: False)
+    report = run_bench(BenchOptions(str(onnx_artifact()), **FAST))
+    assert [r.backend for r in report.rows] == ["onnxruntime"]
+    assert report.rows[0].parity is None and report.rows[0].speedup_vs_torch is None
+    assert report.warnings == ["torch is not installed: no PyTorch baseline row, no speedup and no parity"]
+    assert report.skipped == [{"backend": "torch", "batch": None, "reason": "torch is not installed"}]

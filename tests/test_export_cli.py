@@ -62,3 +62,16 @@ def test_no_validate_is_loud_and_default_name(tmp_path, monkeypatch, capsys):
 
     with runtime.load(tmp_path / "lsnet_t_2c_64_shift_b1_op17.onnx") as engine:
         assert engine.metadata.class_names == ("clean", "dirty")
+
+
+def test_export_lsnet_t_224_prints_the_parity_table(tmp_path, capsys):
+    out_file = tmp_path / "t.onnx"
+    assert run(["export", "--model", "lsnet_t", "-o", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert "parity gate: PASS" in out and "shift vs PyTorch" in out and "1000 classes" in out
+    from lsnet_deploy import runtime
+    from lsnet_deploy.compare import validation_batch
+
+    with runtime.load(out_file) as engine:
+        assert engine.metadata.img_size == 224 and engine.metadata.ska == "shift"
+        assert engine(validation_batch(1)).shape == (1, 1000)

@@ -61,8 +61,10 @@ def negate_classifier(proto: onnx.ModelProto) -> None:
 
 
 def write_onnx(path: Path, num_classes: int = 10, img_size: int = 64, batch: int | None = None,
-               wrong: bool = False, metadata: bool = True) -> Path:
-    """Write the tame seed-0 ``lsnet_t`` to ``path`` (fixed ``batch`` or dynamic; ``wrong``: negated head)."""
+               wrong: bool = False, metadata: bool = True, checkpoint: str = "") -> Path:
+    """Write the tame seed-0 ``lsnet_t`` to ``path`` (fixed ``batch`` or dynamic; ``wrong``: negated head).
+
+    ``checkpoint`` is the sha256 the metadata names (empty: deterministic weights)."""
     proto = traced(num_classes, img_size)
     if wrong:
         negate_classifier(proto)
@@ -71,7 +73,7 @@ def write_onnx(path: Path, num_classes: int = 10, img_size: int = 64, batch: int
             value.type.tensor_type.shape.dim[0].dim_value = batch
     if metadata:
         meta = ArtifactMetadata("lsnet_t", num_classes, img_size, batch=batch, opset=17,
-                                resize=round(img_size * 256 / 224),
+                                resize=round(img_size * 256 / 224), checkpoint_sha256=checkpoint,
                                 class_names=tuple(f"label{i}" for i in range(num_classes)))
         onnx.helper.set_model_props(proto, meta.to_props())
     onnx.save(proto, str(path))
