@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -86,6 +86,12 @@ class ExportOptions:
     rtol: float | None = None  #: max-rel threshold; None: the precision's default gate
     min_cosine: float | None = None  #: cosine threshold; None: the precision's default gate
     class_names: tuple[str, ...] = field(default_factory=tuple)  #: overrides the checkpoint's names
+    int8: bool = False  #: int8 post-training quantization (openvino, tensorrt)
+    data: Path | None = None  #: image folder for int8 calibration and parity; None: synthetic images (warns)
+    calib_size: int = 300  #: int8 calibration images
+    workspace: float = 4.0  #: TensorRT builder workspace, GiB
+    timing_cache: Path | None = None  #: TensorRT timing cache (read if present, written after the build)
+    dla: int | None = None  #: TensorRT DLA core (Jetson)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -98,12 +104,19 @@ class ExportOptions:
             raise UsageError(f"--rtol must be > 0, got {self.rtol}")
         if self.min_cosine is not None and not -1 <= self.min_cosine <= 1:
             raise UsageError(f"--min-cosine must be in [-1, 1], got {self.min_cosine}")
-        if self.output is not None:
-            object.__setattr__(self, "output", Path(self.output))
+        if self.int8 and self.half:
+            raise UsageError("--int8 and --half exclude each other")
+        if self.int8 and self.target == "onnx":
+            raise UsageError("--int8 needs --target openvino or tensorrt")
+        if self.calib_size < 1:
+            raise UsageError(f"--calib-size must be >= 1, got {self.calib_size}")
+        for name in ("output", "data", "timing_cache"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
 
     @property
     def precision(self) -> str:
-        return "fp16" if self.half else "fp32"
+        return "int8" if self.int8 else "fp16" if self.half else "fp32"
 
     @property
     def lowering(self) -> str:
@@ -147,6 +160,7 @@ class ExportResult:
     seconds: float
     gate: Gate | None = None
     size_bytes: int = 0
+    notes: tuple[str, ...] = ()  #: target-specific facts to show (int8 cost, trtexec line)
 
 
 def variant_of(model: nn.Module) -> str:

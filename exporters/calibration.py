@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.errors import DeployWarning, InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.engine import Engine
 from lsnet_deploy.runtime.preprocess import open_image, preprocess
@@ -27,7 +27,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 Reference = Callable[[np.ndarray], np.ndarray]
 
 
-class SyntheticCalibrationWarning(UserWarning):
+class SyntheticCalibrationWarning(DeployWarning):
     """int8 calibration ran on random images: expect a larger accuracy cost than with real data."""
 
 
@@ -99,7 +99,7 @@ def staged_onnx(source, options) -> Iterator:
     from .onnx import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
-        yield export_onnx(source, replace(options, target="onnx", half=False, overwrite=True,
+        yield export_onnx(source, replace(options, target="onnx", half=False, int8=False, overwrite=True,
                                           output=Path(tmp) / "model.onnx"))
 
 

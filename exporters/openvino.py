@@ -187,18 +187,16 @@ def check_target(options) -> None:
 
 
 def export_target(source, options):
-    """``export(source, ExportOptions(target="openvino"))``: fp32 ONNX first, then the IR (``--half``: fp16).
-
-    int8, ``--data`` and ``--calib-size`` are not ``ExportOptions`` fields yet: use
-    :func:`export_openvino` for them.
-    """
+    """``export(source, ExportOptions(target="openvino"))``: fp32 ONNX first, then the IR in ``options.precision``."""
     from . import ExportResult
 
-    precision = "fp16" if options.half else "fp32"
+    precision = options.precision
     with staged_onnx(source, options) as onnx_result:
         output = options.output or artifact_path(onnx_result.metadata, precision, ".xml")
-        ir_options = OpenVINOOptions(precision, overwrite=options.overwrite, validate=options.validate)
+        ir_options = OpenVINOOptions(precision, data=options.data, calib_size=options.calib_size,
+                                     overwrite=options.overwrite, validate=options.validate)
         result = export_openvino(onnx_result.path, output, torch_reference(source.model), ir_options)
     size = output.stat().st_size + output.with_suffix(".bin").stat().st_size
     return ExportResult(path=output, metadata=result.metadata, parity=result.parity, seconds=0.0,
-                        gate=GATES[precision] if result.parity else None, size_bytes=size)
+                        gate=GATES[precision] if result.parity else None, size_bytes=size,
+                        notes=(result.int8.summary(),) if result.int8 else ())

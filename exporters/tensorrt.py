@@ -326,19 +326,21 @@ def check_target(options) -> None:
 
 
 def export_target(source, options):
-    """``export(source, ExportOptions(target="tensorrt"))``: fp32 ONNX first, then the engine (``--half``: fp16).
+    """``export(source, ExportOptions(target="tensorrt"))``: fp32 ONNX first, then the engine.
 
-    The profile is (batch, batch, batch), or (1, batch, max(batch, 32)) with ``--dynamic``. int8,
-    ``--workspace``, ``--dla`` and the caches are not ``ExportOptions`` fields yet: use :func:`build_engine`.
+    The profile is (batch, batch, batch), or (1, batch, max(batch, 32)) with ``--dynamic``.
     """
     from . import ExportResult
 
-    precision = "fp16" if options.half else "fp32"
+    precision = options.precision
     profile = (1, options.batch, max(options.batch, 32)) if options.dynamic else (options.batch,) * 3
     with staged_onnx(source, replace(options, ska=options.ska or "shift")) as onnx_result:
         output = options.output or artifact_path(onnx_result.metadata, precision, ".engine")
         reference = torch_reference(source.model) if options.validate else None
-        trt_options = TensorRTOptions(precision, batch=profile, overwrite=options.overwrite)
+        trt_options = TensorRTOptions(precision, batch=profile, workspace_gib=options.workspace, data=options.data,
+                                      calib_size=options.calib_size, timing_cache=options.timing_cache,
+                                      dla_core=options.dla, overwrite=options.overwrite)
         result = build_engine(onnx_result.path, output, reference, trt_options)
     return ExportResult(path=output, metadata=result.metadata, parity=result.parity, seconds=0.0,
-                        gate=GATES[precision] if result.parity else None, size_bytes=output.stat().st_size)
+                        gate=GATES[precision] if result.parity else None, size_bytes=output.stat().st_size,
+                        notes=(f"equivalent trtexec command: {result.trtexec}",))

@@ -37,3 +37,19 @@ class OutputError(LsnetDeployError):
     """The output path cannot be written (missing or read-only directory, exists without --overwrite)."""
 
     exit_code = 6
+
+
+class DeployWarning(UserWarning):
+    """Something the user must see but that does not stop the work (e.g. int8 on synthetic images)."""
+
+
+def reason(exc: BaseException, limit: int = 200) -> str:
+    """The informative part of a backend exception's text, on one line of at most ``limit`` characters.
+
+    OpenVINO prefixes its messages with source locations (``Exception from src/...``,
+    ``Check '...' failed at ...``); those lines are dropped, the rest joined with spaces.
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))] or lines
+    text = " ".join(useful) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

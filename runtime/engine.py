@@ -7,6 +7,7 @@ TensorRT costs nothing until asked for. Nothing here imports torch.
 from __future__ import annotations
 
 import importlib
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +31,15 @@ class Engine:
 
     Attributes set by subclasses: ``backend``, ``device``, ``precision``, ``input_shape``
     (``None`` for a dynamic dimension), ``input_dtype`` and ``metadata``.
+
+    Threads: an engine may be called from several threads at once. A backend whose ``_run`` is
+    safe to call concurrently sets ``concurrent = True`` (ONNX Runtime's ``run``; OpenVINO with
+    one infer request per thread); any other backend's calls are serialized by a lock here.
+    Calling a closed engine raises :class:`UsageError`.
     """
 
     backend = "?"
+    concurrent = False  #: True: ``_run`` may run in several threads at once (no lock)
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
         self.path = Path(path)
@@ -42,11 +49,19 @@ class Engine:
         self.input_dtype = np.dtype(np.float32)
         self.metadata: ArtifactMetadata | None = None
         self.precision = "fp32"
+        self.closed = False
+        self._lock = threading.Lock()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Run one NCHW batch; returns the logits as float32 ``(N, num_classes)``."""
+        if self.closed:
+            raise UsageError(f"{self!r} is closed")
         self.check_input(batch)
-        return np.asarray(self._run(np.ascontiguousarray(batch)), dtype=np.float32)
+        batch = np.ascontiguousarray(batch)
+        if self.concurrent:
+            return np.asarray(self._run(batch), dtype=np.float32)
+        with self._lock:
+            return np.asarray(self._run(batch), dtype=np.float32)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -70,7 +85,8 @@ class Engine:
         return "(" + ", ".join("N" if d is None and i == 0 else str(d) for i, d in enumerate(self.input_shape)) + ")"
 
     def close(self) -> None:
-        """Release backend resources (idempotent)."""
+        """Release backend resources (idempotent); subclasses call ``super().close()``."""
+        self.closed = True
 
     def __enter__(self) -> Engine:
         return self

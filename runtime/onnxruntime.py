@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from lsnet_deploy.errors import BackendMissingError, InputError
+from lsnet_deploy.errors import BackendMissingError, InputError, reason
 from lsnet_deploy.metadata import ArtifactMetadata
 
 from .engine import Engine
@@ -46,6 +46,7 @@ def providers_for(device: str, available: list[str]) -> list[str]:
 
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
+    concurrent = True  # InferenceSession.run is thread-safe
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
         super().__init__(path, device, threads)
@@ -53,7 +54,7 @@ class OnnxRuntimeEngine(Engine):
         try:
             self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises bare RuntimeError subclasses for bad files
-            raise InputError(f"not a loadable ONNX model: {path} ({str(e).splitlines()[0][:200]})") from e
+            raise InputError(f"not a loadable ONNX model: {path} ({reason(e)})") from e
         if device != "cpu" and "CUDAExecutionProvider" not in self.session.get_providers():  # ORT falls back
             raise BackendMissingError(f"onnxruntime could not start CUDAExecutionProvider on device {device!r} "
                                       "(is a GPU present and CUDA installed?)")
@@ -71,4 +72,5 @@ class OnnxRuntimeEngine(Engine):
         return self.session.run(None, {self.input_name: batch})[0]
 
     def close(self) -> None:
+        super().close()
         self.__dict__.pop("session", None)

@@ -15,12 +15,13 @@ without fp16 arithmetic turns an ``f16`` request into ``bf16``).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
 
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.metadata import ArtifactMetadata
 
 from .engine import Engine
@@ -61,9 +62,13 @@ def compile_config(inference_precision: str | None, threads: int | None) -> dict
 
 
 class OpenVINOEngine(Engine):
-    """One compiled OpenVINO model; ``inference_precision`` overrides the pinned f32 compute."""
+    """One compiled OpenVINO model; ``inference_precision`` overrides the pinned f32 compute.
+
+    An infer request is not thread-safe: each calling thread gets its own (created on its first call).
+    """
 
     backend = "openvino"
+    concurrent = True  # one infer request per thread
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None,
                  inference_precision: str | None = None):
@@ -77,7 +82,7 @@ class OpenVINOEngine(Engine):
         try:
             model = core.read_model(str(path))
         except RuntimeError as e:
-            raise InputError(f"not a loadable OpenVINO/ONNX model: {path} ({str(e).splitlines()[0][:200]})") from e
+            raise InputError(f"not a loadable OpenVINO/ONNX model: {path} ({reason(e)})") from e
         if len(model.inputs) != 1:
             raise InputError(f"{path.name}: expected one input, found {len(model.inputs)}")
         port = model.inputs[0]
@@ -87,11 +92,20 @@ class OpenVINOEngine(Engine):
         self.precision = self.metadata.precision if self.metadata else "fp32"
         self.compiled = core.compile_model(model, ov_device, config)
         self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-        self.request = self.compiled.create_infer_request()
+        self._local = threading.local()
+
+    @property
+    def request(self) -> ov.InferRequest:
+        """This thread's infer request."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.request.infer({0: batch})[0]
 
     def close(self) -> None:
-        self.__dict__.pop("request", None)
+        super().close()
+        self._local = threading.local()
         self.__dict__.pop("compiled", None)

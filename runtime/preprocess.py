@@ -15,17 +15,47 @@ from .engine import Engine
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+#: images smaller than this on their shorter side are refused: upscaled, they are a blur that is
+#: still classified with confidence (in practice a broken capture, an icon or a thumbnail)
+MIN_IMAGE_SIDE = 16
+#: Pillow modes holding 16-bit (or wider integer) samples: scaled to 8 bits, not clipped at 255
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB: grayscale is replicated, alpha dropped (as upstream's ``convert("RGB")``), palette and
+    CMYK converted, 16-bit samples scaled by 1/257 (Pillow would clip them at 255, i.e. white);
+    float images are refused (their range is unknown)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _WIDE_MODES:
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        raise InputError("floating-point images are not supported (unknown value range): save 8- or 16-bit")
+    return image.convert("RGB")
+
+
+def check_size(image: Image.Image) -> Image.Image:
+    """``image``, or :class:`InputError` when it is under :data:`MIN_IMAGE_SIDE` on its shorter side."""
+    if min(image.size) < MIN_IMAGE_SIDE:
+        raise InputError(f"image is too small: {image.size[0]}x{image.size[1]} px "
+                         f"(at least {MIN_IMAGE_SIDE} px on the shorter side)")
+    return image
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """Read an image file as RGB, raising :class:`InputError` for a missing or unreadable file."""
+    """Read an image file as 8-bit RGB (see :func:`to_rgb`); :class:`InputError` for a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
+            im.load()
+            return check_size(to_rgb(im))
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise InputError(f"cannot read image {path}: {e}") from e
 
 
@@ -38,7 +68,7 @@ def preprocess(image: Image.Image | np.ndarray, meta: ArtifactMetadata) -> np.nd
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"frame must be an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
         image = Image.fromarray(image)
-    image = image.convert("RGB")
+    image = check_size(to_rgb(image))
     resample = _RESAMPLE.get(meta.interpolation)
     if resample is None:
         raise InputError(f"unknown interpolation in metadata: {meta.interpolation!r}")

@@ -165,10 +165,12 @@ class TensorRTEngine(Engine):
         return out
 
     def close(self) -> None:
-        for buffer in self.__dict__.get("buffers", []):
-            buffer.free()
-        if self.__dict__.get("stream") is not None:
-            self.cudart.cudaStreamDestroy(self.stream)
-            self.stream = None
-        self.__dict__.pop("context", None)
-        self.__dict__.pop("engine", None)
+        with self._lock:  # never free buffers under a running call
+            super().close()
+            for buffer in self.__dict__.get("buffers", []):
+                buffer.free()
+            if self.__dict__.get("stream") is not None:
+                self.cudart.cudaStreamDestroy(self.stream)
+                self.stream = None
+            self.__dict__.pop("context", None)
+            self.__dict__.pop("engine", None)

@@ -55,6 +55,7 @@ class TorchEngine(Engine):
         return self.model(torch.from_numpy(batch).to(self._device)).float().cpu().numpy()  # .cpu() syncs CUDA
 
     def close(self) -> None:
+        super().close()
         self.__dict__.pop("model", None)
 
 

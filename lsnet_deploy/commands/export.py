@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -39,7 +40,17 @@ def export(
     batch: int = typer.Option(1, "--batch", help="Static batch size (the example batch with --dynamic)."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch dimension."),
     opset: int | None = typer.Option(None, "--opset", help="ONNX opset, 13..20 (custom: 15..20); default 17."),
-    half: bool = typer.Option(False, "--half", help="fp16 weights, input and output."),
+    half: bool = typer.Option(False, "--half", help="fp16 weights (ONNX: also fp16 input/output; OpenVINO: "
+                              "compressed weights, f32 compute on CPU; TensorRT: fp16 engine)."),
+    int8: bool = typer.Option(False, "--int8", help="int8 post-training quantization (openvino: NNCF; tensorrt: "
+                              "entropy calibrator), calibrated on --data."),
+    data: Path | None = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
+                                     "(default: synthetic images, with a warning)."),
+    calib_size: int = typer.Option(300, "--calib-size", help="int8 calibration images."),
+    workspace: float = typer.Option(4.0, "--workspace", help="TensorRT builder workspace in GiB."),
+    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT timing cache file "
+                                             "(read if present, written after the build)."),
+    dla: int | None = typer.Option(None, "--dla", help="TensorRT: build for this Jetson DLA core."),
     simplify: bool = typer.Option(False, "--simplify", help="Simplify the graph with onnxslim."),
     fuse: bool = typer.Option(True, "--fuse/--no-fuse", help="Reparameterize (fold BN and branches) first."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Parity gate vs PyTorch (on by default; "
@@ -51,25 +62,36 @@ def export(
     labels: Path | None = typer.Option(None, "--labels", help="Text file with one class name per line."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
-    """Export LSNet (ONNX), with SKA lowered to standard ops, and check it against PyTorch."""
+    """Export LSNet (ONNX, OpenVINO IR, TensorRT engine), with SKA lowered to standard ops, and check it
+    against PyTorch."""
     from lsnet_deploy.exporters import ExportOptions
+    from lsnet_deploy.errors import DeployWarning
     from lsnet_deploy.exporters import export as run_export
 
     options = ExportOptions(target=target, ska=ska, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
                             half=half, simplify=simplify, fuse=fuse, output=output, overwrite=overwrite,
-                            validate=validate, rtol=rtol, min_cosine=min_cosine, class_names=_labels(labels))
+                            validate=validate, rtol=rtol, min_cosine=min_cosine, class_names=_labels(labels),
+                            int8=int8, data=data, calib_size=calib_size, workspace=workspace,
+                            timing_cache=timing_cache, dla=dla)
     console, err = Console(), Console(stderr=True)
     if not validate:
         err.print("[bold red]WARNING: --no-validate: the parity gate is OFF; this artifact is NOT checked "
                   "against PyTorch[/]")
-    result = run_export(weights or model or "lsnet_t", options, variant=model if weights else None,
-                        num_classes=num_classes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeployWarning)
+        result = run_export(weights or model or "lsnet_t", options, variant=model if weights else None,
+                            num_classes=num_classes)
+    for w in caught:
+        if issubclass(w.category, DeployWarning):
+            err.print(f"[bold yellow]WARNING: {w.message}[/]")
     meta = result.metadata
     console.print(f"[bold]{result.path}[/]  {result.size_bytes / 1e6:.1f} MB  {meta.variant} "
                   f"{meta.num_classes} classes  {meta.img_size}px  batch {meta.batch or 'dynamic'}  "
                   f"{meta.precision}  ska={meta.ska}  opset {meta.opset}  "
                   f"weights={'checkpoint ' + meta.checkpoint_sha256[:12] if meta.checkpoint_sha256 else 'random'}"
                   f"  {result.seconds:.1f}s")
+    for note in result.notes:
+        console.print(note)
     if result.parity is None:
         err.print("[bold red]WARNING: parity NOT validated (--no-validate)[/]")
         return

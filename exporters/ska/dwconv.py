@@ -1,0 +1,34 @@
+"""``dwconv``: the 9 taps as one depthwise one-hot Conv, then Mul with the weights broadcast over groups.
+
+A depthwise (groups = C) 3x3 Conv with a constant one-hot kernel turns x (N, C, H, W) into its
+taps (N, 9C, H, W) in one node that CPU backends run in their blocked layouts. The weights keep
+their (N, C/G, 9, H, W) shape and broadcast over the G channel groups through a Reshape: no
+Gather/Tile to C channels, no per-tap Slice. Five nodes per SKA (Conv, Reshape, Mul,
+ReduceSum, Reshape); the fastest lowering on CPU backends (see ``docs/performance.md``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Lowering, register
+
+K = 3
+
+
+@register
+class DepthwiseSKA(Lowering):
+    name = "dwconv"
+    summary = "one depthwise one-hot Conv (9 taps per channel) + Mul broadcast over groups + ReduceSum"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("taps", torch.eye(K * K).view(K * K, 1, K, K), persistent=False)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        n, c, h, width = x.shape
+        wc = w.shape[1]
+        kernel = self.taps.to(x.dtype).repeat(c, 1, 1, 1)  # (9C, 1, 3, 3): channel c -> outputs 9c..9c+8
+        cols = F.conv2d(x, kernel, padding=K // 2, groups=c).view(n, c // wc, wc, K * K, h, width)
+        return (cols * w.unsqueeze(1)).sum(dim=3).view(n, c, h, width)

@@ -1,0 +1,51 @@
+"""`export --target openvino|tensorrt` options: int8/calibration/TensorRT flags reach their exporters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lsnet_deploy.cli import run
+from lsnet_deploy.errors import UsageError
+from lsnet_deploy.exporters import ExportOptions
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"target": "openvino", "int8": True, "half": True}, "--int8 and --half exclude each other"),
+    ({"target": "onnx", "int8": True}, "--int8 needs --target openvino or tensorrt"),
+    ({"target": "openvino", "int8": True, "calib_size": 0}, "--calib-size must be >= 1"),
+])
+def test_bad_int8_options(kwargs, match):
+    with pytest.raises(UsageError, match=match):
+        ExportOptions(**kwargs)
+
+
+def test_precision_follows_flags():
+    assert ExportOptions(target="openvino", int8=True).precision == "int8"
+    assert ExportOptions(target="openvino", half=True).precision == "fp16"
+    assert ExportOptions(target="openvino", data="imgs").data == Path("imgs")
+
+
+def test_cli_int8_on_onnx_target_is_a_usage_error(capsys):
+    assert run(["export", "--int8"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --int8 needs --target openvino or tensorrt"
+
+
+def test_cli_tensorrt_flags_without_gpu_stop_with_backend_missing(tmp_path: Path, capsys):
+    code = run(["export", "-t", "tensorrt", "--int8", "--workspace", "2", "--dla", "0",
+                "--timing-cache", str(tmp_path / "t.cache"), "-o", str(tmp_path / "m.engine")])
+    assert code == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "pip install lsnet-deploy[tensorrt]" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_cli_openvino_int8_reports_its_cost_and_warns_on_synthetic_data(tmp_path: Path, capsys):
+    out = tmp_path / "m.xml"
+    assert run(["export", "-t", "openvino", "--int8", "--calib-size", "32", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "SYNTHETIC images" in captured.err
+    assert "int8 vs fp32: top-1 agreement" in captured.out
+    assert out.is_file() and out.with_suffix(".bin").stat().st_size < 20e6
