@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import signal
+import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,12 +29,17 @@ def check_output(path: Path, overwrite: bool = False) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"output folder is not writable: {folder}")
     if path.is_dir():
         raise OutputError(f"output path is a directory: {path}")
     if path.exists() and not overwrite:
         raise OutputError(f"output exists (pass --overwrite to replace it): {path}")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output folder is not writable: {folder}")
+    try:  # os.access says yes to root everywhere, and knows nothing of read-only mounts: try it
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise OutputError(f"output folder is not writable: {folder} ({e.strerror or e})") from e
 
 
 def temp_sibling(path: Path) -> Path:
@@ -43,7 +52,10 @@ def atomic_outputs(*finals: Path, overwrite: bool = False) -> Iterator[list[Path
     """Yield temporary paths for ``finals``; rename them into place only if the block succeeds.
 
     On any exception (a failed parity gate, Ctrl-C) the temporaries are removed and nothing
-    appears at, or is replaced at, the final paths.
+    appears at, or is replaced at, the final paths. The first path is the one tools open (the
+    ``.xml`` of an IR pair): it is renamed last, with Ctrl-C held off while the renames run. A
+    full disk or read-only target while writing becomes an :class:`OutputError`. Without
+    ``overwrite``, a file that appeared at a final path meanwhile is not replaced.
     """
     finals = tuple(Path(p) for p in finals)
     for p in finals:
@@ -54,8 +66,45 @@ def atomic_outputs(*finals: Path, overwrite: bool = False) -> Iterator[list[Path
         for tmp, final in zip(temps, finals):
             if not tmp.is_file():
                 raise OutputError(f"internal: {final.name} was not written")
-        for tmp, final in zip(temps, finals):
-            os.replace(tmp, final)
+        with _signals_held():
+            for tmp, final in reversed(list(zip(temps, finals))):
+                _publish(tmp, final, overwrite)
+    except OSError as e:
+        if e.errno in _WRITE_ERRNOS or (e.filename and Path(e.filename) in temps):
+            raise OutputError(f"cannot write {finals[0]}: {e.strerror or e}") from e
+        raise
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+#: errors that can only be about the file being written
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def _publish(tmp: Path, final: Path, overwrite: bool) -> None:
+    """Rename ``tmp`` to ``final``; without ``overwrite``, never replace a file that exists by now."""
+    if overwrite:
+        os.replace(tmp, final)
+        return
+    try:
+        os.link(tmp, final)  # atomic and fails if ``final`` exists
+    except FileExistsError as e:
+        raise OutputError(f"output exists (pass --overwrite to replace it): {final}") from e
+    except OSError:  # no hard links here (FAT, some network filesystems): check, then rename
+        if final.exists():
+            raise OutputError(f"output exists (pass --overwrite to replace it): {final}") from None
+        os.replace(tmp, final)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back (delivered right after the block) so a rename set is never cut in half."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -8,6 +8,7 @@ error's documented code; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import traceback
 
@@ -15,7 +16,7 @@ import typer
 
 from . import __version__
 from .commands import COMMANDS
-from .errors import LsnetDeployError, UsageError
+from .errors import LsnetDeployError, UsageError, reason
 
 app = typer.Typer(name="lsnet-deploy", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export LSNet to ONNX / OpenVINO / TensorRT, run it without torch, benchmark it, prove parity.")
@@ -40,6 +41,7 @@ for _name in COMMANDS:
 
 
 def _fail(message: str, code: int) -> int:
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())  # always one line
     typer.echo(f"error: {message}", err=True)
     return code
 
@@ -62,8 +64,15 @@ def run(argv: list[str] | None = None) -> int:
             return _fail(message, UsageError.exit_code) if message else UsageError.exit_code
         if type(e).__name__ == "Exit":
             return int(getattr(e, "exit_code", 0) or 0)
-        raise
+        if _state["debug"]:
+            raise
+        return _fail(f"internal error: {type(e).__name__}: {reason(e)} (rerun with --debug for the traceback)", 1)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (docker stop, systemd) cleans up like Ctrl-C: no partial files
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(run())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import InputError, UsageError
 from .validate import GATES, Gate, Parity, compare_outputs
 
 #: images in the default validation batch (small: the gate runs after every export)
@@ -129,7 +129,7 @@ def artifact_side(spec: str) -> Side:
     meta = engine.metadata
     if meta is None:
         engine.close()
-        raise UsageError(f"{spec} carries no lsnet-deploy metadata; cannot tell its input size")
+        raise InputError(f"{spec} carries no lsnet-deploy metadata; cannot tell its input size")
     blocks = (lambda x: onnx_blocks(spec, x)) if Path(spec).suffix.lower() == ".onnx" else None
     return Side(spec, lambda x: engine_outputs(engine, x), blocks, meta.img_size, meta.num_classes,
                 engine.precision, engine.close)

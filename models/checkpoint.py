@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lsnet_deploy.errors import BackendMissingError, InputError
+from lsnet_deploy.errors import reason as error_text
 from lsnet_deploy.artifacts import file_sha256
 
 from .lsnet import VARIANTS, build_model
@@ -69,7 +70,7 @@ def _read(path: Path) -> object:
             raise InputError(f"refusing to load {path}: not a plain tensor checkpoint "
                              f"(weights_only=True: {reason})") from e
         except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-            raise InputError(f"not a readable PyTorch checkpoint: {path} ({str(e).splitlines()[0]})") from e
+            raise InputError(f"not a readable PyTorch checkpoint: {path} ({error_text(e)})") from e
     return obj
 
 

@@ -63,9 +63,10 @@ class BenchOptions:
         if self.iters is not None and self.seconds is not None:
             raise UsageError("give --iters or --seconds, not both")
         for name, value, ok, rule in (("--warmup", self.warmup, self.warmup >= 0, ">= 0"),
-                                      ("--iters", self.iters, (self.iters or 1) >= 1, ">= 1"),
-                                      ("--seconds", self.seconds, (self.seconds or 1) > 0, "> 0"),
-                                      ("--threads", self.threads, (self.threads or 1) >= 1, ">= 1")):
+                                      ("--iters", self.iters, self.iters is None or self.iters >= 1, ">= 1"),
+                                      ("--seconds", self.seconds, self.seconds is None or self.seconds > 0, "> 0"),
+                                      ("--threads", self.threads, self.threads is None or self.threads >= 1,
+                                       ">= 1")):
             if not ok:
                 raise UsageError(f"{name} must be {rule}, got {value}")
 

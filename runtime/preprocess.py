@@ -26,8 +26,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """8-bit RGB: grayscale is replicated, alpha dropped (as upstream's ``convert("RGB")``), palette and
     CMYK converted, 16-bit samples scaled by 1/257 (Pillow would clip them at 255, i.e. white);
     float images are refused (their range is unknown)."""
-    if image.mode == "RGB":
-        return image
     if image.mode in _WIDE_MODES:
         wide = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8))

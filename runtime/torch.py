@@ -36,17 +36,19 @@ def torch_device(device: str) -> torch.device:
 
 
 class TorchEngine(Engine):
-    """Eager PyTorch, BatchNorms fused as upstream does before timing; fp32, ``inference_mode``."""
+    """Eager PyTorch, fp32, ``inference_mode``: the model as users run it, or BatchNorms fused (``fuse``)."""
 
     backend = "torch"
 
     def __init__(self, model: nn.Module, metadata: ArtifactMetadata, device: str = "cpu",
-                 threads: int | None = None):
+                 threads: int | None = None, fuse: bool = False):
         super().__init__(Path(metadata.variant), device, threads)
         self._device = torch_device(device)
         if threads:
             torch.set_num_threads(threads)
-        self.model = fuse_model(copy.deepcopy(model)).eval().to(self._device)
+        self.model = copy.deepcopy(model).eval().to(self._device)
+        if fuse:
+            fuse_model(self.model)
         self.metadata = metadata
         self.input_shape = (None, 3, metadata.img_size, metadata.img_size)
 
