@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         opened = {k: v for name in LOWERINGS for k, v in open_lowering(name, model, Path(tmp), args, stack).items()}
         meta = load(Path(tmp) / "shift.onnx").metadata
-        opened["torch"] = ({}, stack.enter_context(TorchEngine(model, meta, threads=args.threads)))
+        opened["torch"] = ({}, stack.enter_context(TorchEngine(model, meta, threads=args.threads, fuse=True)))
         stats = interleaved({k: engine for k, (_, engine) in opened.items()}, x, args)
         parity = sweep(Path(tmp)) if args.sweep else []
     torch_row = {"backend": "PyTorch eager (fused)", **stats.pop("torch")}

@@ -58,7 +58,7 @@ class Target:
 #: target name -> :class:`Target`; other modules may add entries (see the module docstring)
 TARGETS: dict[str, Target] = {
     "onnx": Target("lsnet_deploy.exporters.onnx", "export_onnx", ("onnx", "onnxruntime"),
-                   "lsnet-deploy", default_ska="shift", suffix=".onnx", check="check_options"),
+                   "lsnet-deploy", default_ska="unfold", suffix=".onnx", check="check_options"),
     "openvino": Target("lsnet_deploy.exporters.openvino", "export_target", ("openvino", "nncf"),
                        "lsnet-deploy[openvino]", default_ska="shift", suffix=".xml", check="check_target"),
     # no `requires`: check_target names what is missing (package, cuda-python or GPU) in one line

@@ -99,8 +99,9 @@ def staged_onnx(source, options) -> Iterator:
     from .onnx import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
-        yield export_onnx(source, replace(options, target="onnx", half=False, int8=False, overwrite=True,
-                                          output=Path(tmp) / "model.onnx"))
+        # ska=options.lowering: keep the calling target's default lowering, not the onnx target's
+        yield export_onnx(source, replace(options, ska=options.lowering, target="onnx", half=False, int8=False,
+                                          overwrite=True, output=Path(tmp) / "model.onnx"))
 
 
 def artifact_path(onnx_meta: ArtifactMetadata, precision: str, suffix: str) -> Path:

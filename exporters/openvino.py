@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lsnet_deploy.artifacts import atomic_outputs, check_output
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.validate import GATES, Parity
 
@@ -135,7 +135,7 @@ def read_onnx(ov, onnx_path: Path):
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as e:  # noqa: BLE001 - the ONNX frontend raises bare RuntimeError/OpConversionFailure
-        raise InputError(f"OpenVINO cannot read {onnx_path}: {str(e).splitlines()[0][:200]}") from e
+        raise InputError(f"OpenVINO cannot read {onnx_path}: {reason(e)}") from e
     meta = read_metadata(model)
     if meta is None:
         raise InputError(f"{onnx_path} carries no lsnet-deploy metadata: export it with lsnet-deploy export")
@@ -149,10 +149,7 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Refere
     if options.validate and reference is None:
         raise UsageError("the parity gate needs a reference (the fp32 PyTorch model); or set validate=False")
     output = Path(output)
-    if output.suffix != ".xml":
-        raise UsageError(f"an OpenVINO IR path must end in .xml, got {output.name}")
-    for path in (output, output.with_suffix(".bin")):  # fail before the slow conversion
-        check_output(path, options.overwrite)
+    check_ir_path(output, options.overwrite)  # fail before the slow conversion
     if options.data is not None:
         image_files(options.data, 1)
     ov = import_openvino()
@@ -179,11 +176,22 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Refere
     return OpenVINOExport(output, meta, parity, report)
 
 
+def check_ir_path(output: Path, overwrite: bool) -> None:
+    """:class:`UsageError` unless ``output`` ends in ``.xml``; :class:`OutputError` unless it and its ``.bin``
+    can be written."""
+    if output.suffix != ".xml":
+        raise UsageError(f"an OpenVINO IR path must end in .xml, got {output.name}")
+    for path in (output, output.with_suffix(".bin")):
+        check_output(path, overwrite)
+
+
 def check_target(options) -> None:
-    """``TARGETS["openvino"]`` pre-check: the ONNX stage's options (opset, lowering)."""
+    """``TARGETS["openvino"]`` pre-check: the ONNX stage's options (opset, lowering), the IR path and its ``.bin``."""
     from .onnx import check_options
 
     check_options(options)
+    if options.output is not None:  # before the ONNX stage, not after it
+        check_ir_path(Path(options.output), options.overwrite)
 
 
 def export_target(source, options):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs
+from lsnet_deploy.artifacts import atomic_outputs, check_output
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
@@ -290,8 +290,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Reference
     """Build ``output`` (``.engine``/``.plan``) + sidecar from ``onnx_path``, gated against ``reference``."""
     options.check()
     onnx_path, output = Path(onnx_path), Path(output)
-    if output.suffix not in (".engine", ".plan"):
-        raise UsageError(f"a TensorRT engine path must end in .engine or .plan, got {output.name}")
+    check_engine_path(output, options.overwrite)  # fail before the build
     facts = inspect_onnx(onnx_path)
     meta = replace(facts.metadata, precision=options.precision)
     settings = builder_settings(meta, options)
@@ -317,11 +316,23 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Reference
     return TensorRTExport(output, sidecar_path(output), meta, parity, command)
 
 
+def check_engine_path(output: Path, overwrite: bool) -> None:
+    """:class:`UsageError` unless ``output`` ends in ``.engine``/``.plan``; :class:`OutputError` unless it and
+    its sidecar can be written."""
+    if output.suffix not in (".engine", ".plan"):
+        raise UsageError(f"a TensorRT engine path must end in .engine or .plan, got {output.name}")
+    for path in (output, sidecar_path(output)):
+        check_output(path, overwrite)
+
+
 def check_target(options) -> None:
-    """``TARGETS["tensorrt"]`` pre-check: ONNX-stage options, then TensorRT, cuda-python and a GPU."""
+    """``TARGETS["tensorrt"]`` pre-check: ONNX-stage options, the engine path and its sidecar, then TensorRT,
+    cuda-python and a GPU."""
     from .onnx import check_options
 
     check_options(options)
+    if options.output is not None:
+        check_engine_path(Path(options.output), options.overwrite)
     import_tensorrt()
 
 

@@ -66,16 +66,19 @@ def atomic_outputs(*finals: Path, overwrite: bool = False) -> Iterator[list[Path
         for tmp, final in zip(temps, finals):
             if not tmp.is_file():
                 raise OutputError(f"internal: {final.name} was not written")
-        with _signals_held():
+        with _signals_held():  # Ctrl-C is delivered after the renames and the clean-up below
             for tmp, final in reversed(list(zip(temps, finals))):
                 _publish(tmp, final, overwrite)
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
     except OSError as e:
         if e.errno in _WRITE_ERRNOS or (e.filename and Path(e.filename) in temps):
             raise OutputError(f"cannot write {finals[0]}: {e.strerror or e}") from e
         raise
     finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
+        with _signals_held():  # a second Ctrl-C must not cut the clean-up short
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
 
 
 #: errors that can only be about the file being written
@@ -99,12 +102,26 @@ def _publish(tmp: Path, final: Path, overwrite: bool) -> None:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back (delivered right after the block) so a rename set is never cut in half."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold SIGINT/SIGTERM back (handled right after the block) so a rename set is never cut in half.
+
+    Python runs signal handlers in the main thread, whichever thread the OS delivered the signal
+    to (ONNX Runtime and OpenVINO start thread pools), so the handlers are swapped, not masked.
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[int] = []
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: handler for sig, handler in old.items() if handler is not None}  # None: not set from Python
+    for sig in old:
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in caught:
+            if callable(old[sig]):
+                old[sig](sig, None)  # e.g. KeyboardInterrupt
+            elif old[sig] == signal.SIG_DFL:
+                signal.raise_signal(sig)

@@ -51,6 +51,8 @@ def run(argv: list[str] | None = None) -> int:
     _state["debug"] = False
     try:
         result = app(args=argv, prog_name="lsnet-deploy", standalone_mode=False)
+        if result == 130:  # typer turns KeyboardInterrupt into a silent Exit(130)
+            return _fail("interrupted", 130)
         return result if isinstance(result, int) else 0
     except LsnetDeployError as e:
         if _state["debug"]:

@@ -30,18 +30,19 @@ def _scene(rng: np.random.Generator, size: int) -> Image.Image:
 
 
 def _dirt(rng: np.random.Generator, img: Image.Image) -> Image.Image:
+    """2-4 large, soft, near-opaque brown smudges over a blurred copy of the scene."""
     size = img.size[0]
     arr = np.asarray(img, dtype=np.float32)
-    for _ in range(rng.integers(1, 5)):
+    blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(6)), dtype=np.float32)
+    for _ in range(rng.integers(2, 5)):
         mask = Image.new("L", img.size, 0)
-        x0, y0 = rng.uniform(0, 0.8, 2) * size
-        r = rng.uniform(0.08, 0.35) * size
+        x0, y0 = rng.uniform(-0.1, 0.7, 2) * size
+        r = rng.uniform(0.25, 0.45) * size
         ImageDraw.Draw(mask).ellipse((x0, y0, x0 + r * rng.uniform(0.6, 1.6), y0 + r), fill=255)
-        soft = np.asarray(mask.filter(ImageFilter.GaussianBlur(r * 0.3)), dtype=np.float32)[..., None] / 255
-        alpha = rng.uniform(0.6, 0.95)
-        colour = rng.uniform(30, 110) * np.array([1.0, 0.8, 0.6]) if rng.random() < 0.7 else rng.uniform(20, 90, 3)
-        blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(6)), dtype=np.float32)
-        smear = 0.5 * blurred + 0.5 * colour
+        soft = np.asarray(mask.filter(ImageFilter.GaussianBlur(r * 0.12)), dtype=np.float32)[..., None] / 255
+        alpha = rng.uniform(0.85, 1.0)
+        colour = rng.uniform(30, 110) * np.array([1.0, 0.8, 0.6])
+        smear = 0.4 * blurred + 0.6 * colour
         arr = arr * (1 - alpha * soft) + smear * alpha * soft
     return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
 

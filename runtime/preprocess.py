@@ -98,12 +98,21 @@ def top_k(logits: np.ndarray, k: int, names: Sequence[str] = ()) -> list[list[tu
             for row, idx in zip(probs, order)]
 
 
-def read_labels(path: str | Path, num_classes: int) -> tuple[str, ...]:
-    """One class name per line; the count must match the model's classes."""
+def label_lines(path: str | Path) -> tuple[str, ...]:
+    """The non-empty lines of a UTF-8 labels file; :class:`InputError` when missing or not text."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"labels file not found: {path}")
-    names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"labels file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def read_labels(path: str | Path, num_classes: int) -> tuple[str, ...]:
+    """One class name per line; the count must match the model's classes."""
+    names = label_lines(path)
     if len(names) != num_classes:
         raise InputError(f"labels file {path} has {len(names)} names, the model has {num_classes} classes")
     return names

@@ -10,8 +10,8 @@ SMALL = ["--model", "lsnet_t", "--num-classes", "2", "--imgsz", "64"]
 
 
 @pytest.mark.parametrize("argv,code,message", [
-    (["--ska", "im2col"], 2, "unknown SKA lowering 'im2col'; choose one of: custom, shift, unfold"),
-    (["--opset", "12"], 2, "--opset 12 is out of range for --ska shift: use 13..20"),
+    (["--ska", "im2col"], 2, "unknown SKA lowering 'im2col'; choose one of: custom, dwconv, shift, unfold"),
+    (["--opset", "12"], 2, "--opset 12 is out of range for --ska unfold: use 13..20"),
     (["--opset", "14", "--ska", "custom"], 2, "--opset 14 is out of range for --ska custom: use 15..20"),
     (["--opset", "21"], 2, "--opset 21 is out of range"),
     (["--imgsz", "100"], 2, "--imgsz must be a positive multiple of 32, got 100"),
@@ -48,7 +48,7 @@ def test_labels_must_match_classes(tmp_path, capsys):
 def test_help_states_default_lowering_and_opset_range(capsys):
     assert run(["export", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "onnx -> shift" in out and "13..20" in out
+    assert "onnx -> unfold" in out and "13..20" in out
 
 
 def test_no_validate_is_loud_and_default_name(tmp_path, monkeypatch, capsys):
@@ -60,7 +60,7 @@ def test_no_validate_is_loud_and_default_name(tmp_path, monkeypatch, capsys):
     assert "parity gate" not in out
     from lsnet_deploy import runtime
 
-    with runtime.load(tmp_path / "lsnet_t_2c_64_shift_b1_op17.onnx") as engine:
+    with runtime.load(tmp_path / "lsnet_t_2c_64_unfold_b1_op17.onnx") as engine:
         assert engine.metadata.class_names == ("clean", "dirty")
 
 
@@ -68,10 +68,10 @@ def test_export_lsnet_t_224_prints_the_parity_table(tmp_path, capsys):
     out_file = tmp_path / "t.onnx"
     assert run(["export", "--model", "lsnet_t", "-o", str(out_file)]) == 0
     out = capsys.readouterr().out
-    assert "parity gate: PASS" in out and "shift vs PyTorch" in out and "1000 classes" in out
+    assert "parity gate: PASS" in out and "unfold vs PyTorch" in out and "1000 classes" in out
     from lsnet_deploy import runtime
     from lsnet_deploy.compare import validation_batch
 
     with runtime.load(out_file) as engine:
-        assert engine.metadata.img_size == 224 and engine.metadata.ska == "shift"
+        assert engine.metadata.img_size == 224 and engine.metadata.ska == "unfold"
         assert engine(validation_batch(1)).shape == (1, 1000)

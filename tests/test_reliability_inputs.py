@@ -32,7 +32,7 @@ from lsnet_deploy.errors import (BackendMissingError, InputError, LsnetDeployErr
 from lsnet_deploy.exporters import ExportOptions, export, load_source
 from lsnet_deploy.models import build_model, load_model
 from lsnet_deploy.runtime.bench import BenchOptions, check_device
-from lsnet_deploy.runtime.preprocess import classify, open_image
+from lsnet_deploy.runtime.preprocess import classify, open_image, read_labels
 
 HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -80,7 +80,8 @@ def f(tmp_path_factory) -> SimpleNamespace:
         "custom_onnx": d / "custom.onnx", "escape_onnx": escaping_external_data(d / "escape.onnx", "../../w.bin"),
         "nobin_xml": d / "nobin.xml", "fake_engine": d / "fake.engine", "notes": d / "notes.txt",
         "cut_png": d / "cut.png", "noise_jpg": d / "noise.jpg", "tiny_png": d / "tiny.png",
-        "float_tiff": d / "float.tiff", "pair_xml": d / "pair.xml",
+        "float_tiff": d / "float.tiff", "pair_xml": d / "pair.xml", "latin1_txt": d / "labels-latin1.txt",
+        "sidecar_engine": d / "side.engine",
     }
     ns = SimpleNamespace(**files)
     ns.empty_pth.write_bytes(b"")
@@ -101,7 +102,9 @@ def f(tmp_path_factory) -> SimpleNamespace:
         ns.nobin_xml.with_suffix(".bin").unlink()
     ns.pair_xml.with_suffix(".bin").write_bytes(b"an existing .bin")
     ns.fake_engine.write_bytes(b"\0" * 64)
+    Path(f"{ns.sidecar_engine}.json").write_text("{}")  # an engine's sidecar left from another build
     ns.notes.write_text("not an image\n")
+    ns.latin1_txt.write_bytes("".join(f"caf\u00e9 {i}\n" for i in range(10)).encode("latin-1"))
     ns.cut_png.write_bytes(ns.img.read_bytes()[:120])
     ns.noise_jpg.write_bytes(noise(2048))
     Image.new("RGB", (1, 1), (200, 10, 10)).save(ns.tiny_png)
@@ -176,6 +179,12 @@ CASES = [
          lambda f: export("lsnet_t", ExportOptions(output=f.d))),
     Case("report-is-a-directory", ("bench", "-m", "{art}", "--csv", "{d}"), OutputError,
          "output path is a directory", lambda f: check_output(f.d)),
+    Case("ir-path-not-xml", ("export", "-t", "openvino", "-o", "{out}"), UsageError,
+         "an OpenVINO IR path must end in .xml, got out.onnx",
+         lambda f: export("lsnet_t", ExportOptions(target="openvino", output=f.d / "out.onnx")), (needs_openvino,)),
+    Case("engine-sidecar-exists", ("export", "-t", "tensorrt", "-o", "{sidecar_engine}"), OutputError,
+         "output exists (pass --overwrite to replace it)", lambda f: export(
+             "lsnet_t", ExportOptions(target="tensorrt", output=f.sidecar_engine))),
     Case("ir-bin-exists", ("export", "-t", "openvino", "-o", "{pair_xml}"), OutputError,
          "output exists (pass --overwrite to replace it)", lambda f: export(
              "lsnet_t", ExportOptions(target="openvino", output=f.pair_xml)), (needs_openvino,)),
@@ -207,6 +216,10 @@ CASES = [
          "floating-point images are not supported", lambda f: open_image(f.float_tiff)),
     Case("image-is-a-directory", ("predict", "-m", "{art}", "{d}"), InputError, "image not found",
          lambda f: open_image(f.d)),
+    Case("export-labels-not-utf8", ("export", "--labels", "{latin1_txt}", "-o", "{out}"), InputError,
+         "is not UTF-8 text", None),
+    Case("labels-not-utf8", ("predict", "-m", "{art}", "{img}", "--labels", "{latin1_txt}"), InputError,
+         "is not UTF-8 text", lambda f: read_labels(f.latin1_txt, 10)),
     # backends and hardware
     Case("backend-not-installed", ("predict", "-m", "{fake_engine}", "{img}"), BackendMissingError,
          "pip install lsnet-deploy[tensorrt]", lambda f: runtime.load(f.fake_engine),
@@ -321,6 +334,13 @@ def test_other_image_modes_become_8bit_rgb(f, tmp_path, capsys, mode, make, pixe
 def test_cmyk_jpeg_is_converted(f, tmp_path):
     image = open_image(_save(tmp_path / "c.jpg", Image.new("CMYK", (64, 64), (0, 0, 0, 0))))
     assert image.mode == "RGB" and image.getpixel((3, 3)) == (255, 255, 255)
+
+
+def test_labels_saved_by_windows_notepad_are_read(tmp_path):
+    """A UTF-8 byte-order mark and CRLF line ends are not part of the first or any class name."""
+    path = tmp_path / "labels.txt"
+    path.write_bytes("\ufeffclean\r\ndirty\r\n".encode())
+    assert read_labels(path, 2) == ("clean", "dirty")
 
 
 @pytest.mark.parametrize("frame, message", [

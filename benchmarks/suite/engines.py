@@ -1,7 +1,8 @@
 """The suite's rows: PyTorch eager and fused, every SKA lowering in onnxruntime and OpenVINO, OpenVINO int8.
 
-Every exported file is static-batch fp32, simplified (constant subgraphs folded by onnxslim) and
-built from the same unfused fp32 model, which is also the parity reference. Parity is measured by
+Every fp32 file is static-batch, simplified (constant subgraphs folded by onnxslim) and built from
+the same unfused fp32 model, which is also the parity reference; int8 is quantized from the
+dynamic-batch export and saved at the row's static batch. Parity is measured by
 the suite on its own inputs, so exports skip their gate.
 """
 
@@ -38,30 +39,54 @@ class Row:
         return f"{self.backend} {self.lowering} {self.precision}"
 
 
-def export_lowering(model, lowering: str, batch: int, folder: Path) -> Path:
-    """Static-batch fp32 ONNX file of ``model`` with SKA lowered as ``lowering``, simplified, ungated."""
-    options = ExportOptions(ska=lowering, batch=batch, simplify=True, validate=False, overwrite=True,
-                            output=folder / f"{lowering}_b{batch}.onnx")
+def export_lowering(model, lowering: str, batch: int | None, folder: Path) -> Path:
+    """fp32 ONNX file of ``model`` with SKA lowered as ``lowering``, static ``batch`` (None: dynamic),
+    simplified, ungated. ``folder`` holds one model's files: one already there is reused."""
+    path = folder / f"{lowering}_{'dyn' if batch is None else f'b{batch}'}.onnx"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    options = ExportOptions(ska=lowering, batch=batch or 1, dynamic=batch is None, simplify=True, validate=False,
+                            output=path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "parity gate off": the suite measures parity itself
         return export(model, options).path
 
 
 def inlined(path: Path) -> Path:
-    """A copy OpenVINO can read: model-local functions (the ``custom`` lowering's ``lsnet::SKA``) inlined."""
+    """A copy OpenVINO can read: model-local functions (the ``custom`` lowering's ``lsnet::SKA``) inlined.
+
+    The inliner leaves the body's nodes unnamed; each is named ``<call node>/<i>`` so that profiles
+    can tell which nodes came from which SKA.
+    """
     proto = onnx.load(str(path))
     if not proto.functions:
         return path
+    bodies = {(f.domain, f.name): len(f.node) for f in proto.functions}
+    names = [f"{n.name}/{i}" if (n.domain, n.op_type) in bodies else n.name
+             for n in proto.graph.node for i in range(bodies.get((n.domain, n.op_type), 1))]
+    flat = onnx.inliner.inline_local_functions(proto)
+    assert len(names) == len(flat.graph.node), "the inliner reordered or folded nodes"
+    for node, name in zip(flat.graph.node, names):
+        node.name = name
     out = path.with_name(f"{path.stem}_inlined.onnx")
-    onnx.save(onnx.inliner.inline_local_functions(proto), str(out))
+    onnx.save(flat, str(out))
     return out
 
 
-def export_int8(onnx_path: Path, calibration: Path, calib_size: int, threads: int) -> Path:
-    """NNCF int8 OpenVINO IR of ``onnx_path``, calibrated on the images under ``calibration``."""
+def export_int8(onnx_path: Path, calibration: Path, calib_size: int, threads: int, batch: int = 1) -> Path:
+    """NNCF int8 OpenVINO IR of the dynamic-batch ``onnx_path``, calibrated on the images under
+    ``calibration`` (one at a time), saved with a static ``batch``."""
     options = OpenVINOOptions("int8", data=calibration, calib_size=calib_size, threads=threads, validate=False,
                               overwrite=True)
-    return export_openvino(onnx_path, onnx_path.with_name(f"{onnx_path.stem}_int8.xml"), None, options).path
+    xml = export_openvino(onnx_path, onnx_path.with_name(f"{onnx_path.stem}_int8.xml"), None, options).path
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    model.reshape([batch, *(d.get_length() for d in model.inputs[0].get_partial_shape()[1:])])
+    out = xml.with_name(f"{xml.stem}_b{batch}.xml")
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return out
 
 
 def exported_rows(model, batch: int, folder: Path, lowerings: tuple[str, ...], int8_lowering: str | None,
@@ -72,7 +97,8 @@ def exported_rows(model, batch: int, folder: Path, lowerings: tuple[str, ...], i
         path = export_lowering(model, name, batch, folder)
         rows += [Row("onnxruntime", name, "fp32", path), Row("OpenVINO", name, "fp32", inlined(path))]
         if name == int8_lowering and calibration is not None:
-            rows.append(Row("OpenVINO", name, "int8", export_int8(path, calibration, calib_size, threads)))
+            dynamic = export_lowering(model, name, None, folder)
+            rows.append(Row("OpenVINO", name, "int8", export_int8(dynamic, calibration, calib_size, threads, batch)))
     return rows
 
 

@@ -1,6 +1,6 @@
 """Fine-tune a 2-class LSNet-T lens-dirt detector (clean / dirty) on synthetic frames, on the CPU.
 
-    python examples/lens_dirt/train.py --steps 300 --out lens_dirt_lsnet_t.pth
+    python examples/lens_dirt/train.py --steps 500 --out lens_dirt_lsnet_t.pth
 
 Starts from official weights when ``--weights`` is given (the head is re-initialised for 2
 classes), else from scratch. Saves ``{"model": state_dict, "class_names": [...]}``, which
@@ -55,9 +55,9 @@ def accuracy(model: torch.nn.Module, n: int = 200) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--weights", type=Path, help="start from this LSNet-T checkpoint (head re-initialised)")
     ap.add_argument("--out", type=Path, default=Path("lens_dirt_lsnet_t.pth"))
     args = ap.parse_args()
@@ -69,12 +69,12 @@ def main() -> None:
         print("loaded backbone:", model.load_state_dict(sd, strict=False))
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     rng = np.random.default_rng(0)
     t0 = time.time()
     for step in range(args.steps):
         x, y = batch(step, args.batch, rng)
-        loss = torch.nn.functional.cross_entropy(model(x), y, label_smoothing=0.1)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()

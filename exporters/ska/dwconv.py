@@ -1,10 +1,11 @@
 """``dwconv``: the 9 taps as one depthwise one-hot Conv, then Mul with the weights broadcast over groups.
 
 A depthwise (groups = C) 3x3 Conv with a constant one-hot kernel turns x (N, C, H, W) into its
-taps (N, 9C, H, W) in one node that CPU backends run in their blocked layouts. The weights keep
-their (N, C/G, 9, H, W) shape and broadcast over the G channel groups through a Reshape: no
-Gather/Tile to C channels, no per-tap Slice. Five nodes per SKA (Conv, Reshape, Mul,
-ReduceSum, Reshape); the fastest lowering on CPU backends (see ``docs/performance.md``).
+taps (N, 9C, H, W) in one node, without folding channels into the batch as ``unfold`` does. The
+weights keep their (N, C/G, 9, H, W) shape and broadcast over the G channel groups through a
+Reshape: no Gather/Tile to C channels, no per-tap Slice. Five nodes per SKA (Conv, Reshape, Mul,
+ReduceSum, Reshape). On par with ``unfold`` in onnxruntime, slower than ``shift`` in OpenVINO
+(a channel multiplier of 9 has no fast depthwise kernel there); see ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ class DepthwiseSKA(Lowering):
         self.register_buffer("taps", torch.eye(K * K).view(K * K, 1, K, K), persistent=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        n, c, h, width = x.shape
-        wc = w.shape[1]
+        n, _, h, width = x.shape
+        c, wc = int(x.shape[1]), w.shape[1]  # int: a constant when traced, so the Conv kernel's shape is known
         kernel = self.taps.to(x.dtype).repeat(c, 1, 1, 1)  # (9C, 1, 3, 3): channel c -> outputs 9c..9c+8
         cols = F.conv2d(x, kernel, padding=K // 2, groups=c).view(n, c // wc, wc, K * K, h, width)
         return (cols * w.unsqueeze(1)).sum(dim=3).view(n, c, h, width)

@@ -16,13 +16,9 @@ _SKA_HELP = ("SKA lowering: unfold (one-hot Conv im2col + Mul + ReduceSum), shif
 
 
 def _labels(path: Path | None) -> tuple[str, ...]:
-    from lsnet_deploy.errors import InputError
+    from lsnet_deploy.runtime.preprocess import label_lines
 
-    if path is None:
-        return ()
-    if not path.is_file():
-        raise InputError(f"labels file not found: {path}")
-    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    return label_lines(path) if path is not None else ()
 
 
 def export(
