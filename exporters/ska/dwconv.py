@@ -13,19 +13,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Lowering, register
-
-K = 3
+from .base import register
+from .unfold import K, UnfoldSKA
 
 
 @register
-class DepthwiseSKA(Lowering):
+class DepthwiseSKA(UnfoldSKA):
+    """Same one-hot taps as ``unfold``, applied as one grouped Conv instead of a batch-folded one."""
+
     name = "dwconv"
     summary = "one depthwise one-hot Conv (9 taps per channel) + Mul broadcast over groups + ReduceSum"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("taps", torch.eye(K * K).view(K * K, 1, K, K), persistent=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         n, _, h, width = x.shape
