@@ -128,12 +128,12 @@ def int8_report(ov, fp32_model, int8_xml: Path, parity: Parity, image: np.ndarra
 
 def read_onnx(ov, onnx_path: Path):
     """``ov.convert_model`` of an lsnet-deploy ONNX file, with its metadata."""
-    from lsnet_deploy.runtime.openvino import read_metadata
+    from lsnet_deploy.runtime.openvino import read_metadata, read_model
 
     if not Path(onnx_path).is_file():
         raise InputError(f"ONNX file not found: {onnx_path}")
     try:
-        model = ov.convert_model(str(onnx_path))
+        model = read_model(ov.Core(), Path(onnx_path))
     except Exception as e:  # noqa: BLE001 - the ONNX frontend raises bare RuntimeError/OpConversionFailure
         raise InputError(f"OpenVINO cannot read {onnx_path}: {reason(e)}") from e
     meta = read_metadata(model)

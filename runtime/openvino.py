@@ -44,6 +44,22 @@ def read_metadata(model: ov.Model) -> ArtifactMetadata | None:
     return None
 
 
+def read_model(core: ov.Core, path: Path) -> ov.Model:
+    """Read an IR or ONNX file. ONNX model-local functions (the ``custom`` SKA lowering's
+    ``lsnet::SKA`` body) are inlined first: OpenVINO's ONNX frontend does not expand them."""
+    if Path(path).suffix.lower() == ".onnx":
+        import onnx
+        import onnx.inliner
+
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
+            raise RuntimeError(f"not a readable ONNX file ({type(e).__name__})") from e
+        if proto.functions:
+            return core.read_model(onnx.inliner.inline_local_functions(proto).SerializeToString())
+    return core.read_model(str(path))
+
+
 def write_metadata(model: ov.Model, meta: ArtifactMetadata) -> None:
     """Store ``meta`` in the model's ``lsnet`` rt_info section (saved into the ``.xml``)."""
     for key, value in meta.to_props().items():
@@ -80,7 +96,7 @@ class OpenVINOEngine(Engine):
             raise BackendMissingError(f"OpenVINO has no device {device!r} here "
                                       f"(have: {', '.join(core.available_devices)})")
         try:
-            model = core.read_model(str(path))
+            model = read_model(core, path)
         except RuntimeError as e:
             raise InputError(f"not a loadable OpenVINO/ONNX model: {path} ({reason(e)})") from e
         if len(model.inputs) != 1:

@@ -49,3 +49,20 @@ def test_cli_openvino_int8_reports_its_cost_and_warns_on_synthetic_data(tmp_path
     assert "SYNTHETIC images" in captured.err
     assert "int8 vs fp32: top-1 agreement" in captured.out
     assert out.is_file() and out.with_suffix(".bin").stat().st_size < 20e6
+
+
+def test_custom_lowering_runs_in_openvino(tmp_path: Path):
+    """OpenVINO does not expand ONNX model-local functions; reading inlines the lsnet::SKA body."""
+    import numpy as np
+
+    from lsnet_deploy import runtime
+    from lsnet_deploy.exporters import export
+
+    onnx_path = tmp_path / "c.onnx"
+    export("lsnet_t", ExportOptions(ska="custom", imgsz=64, output=onnx_path), num_classes=2)
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    with runtime.load(onnx_path) as ort_engine, runtime.load(onnx_path, backend="openvino") as ov_engine:
+        np.testing.assert_allclose(ov_engine(x), ort_engine(x), rtol=0, atol=1e-4)
+    result = export("lsnet_t", ExportOptions(target="openvino", ska="custom", imgsz=64, output=tmp_path / "c.xml"),
+                    num_classes=2)
+    assert result.metadata.ska == "custom" and result.parity.cosine > 0.99999

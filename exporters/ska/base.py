@@ -38,7 +38,7 @@ def get_lowering(name: str) -> type[Lowering]:
     try:
         return LOWERINGS[name]
     except KeyError:
-        raise UsageError(f"unknown SKA lowering {name!r}; choose one of: {', '.join(LOWERINGS)}") from None
+        raise UsageError(f"unknown SKA lowering {name!r}; choose one of: {', '.join(sorted(LOWERINGS))}") from None
 
 
 @contextmanager

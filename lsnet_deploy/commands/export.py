@@ -11,7 +11,8 @@ from rich.console import Console
 from lsnet_deploy.exporters import TARGETS
 
 _SKA_HELP = ("SKA lowering: unfold (one-hot Conv im2col + Mul + ReduceSum), shift (Pad + 9 Slices, "
-             "multiply-accumulate; TensorRT-safe), custom (one lsnet::SKA node carrying an ONNX function body). "
+             "multiply-accumulate; TensorRT-safe), dwconv (one depthwise one-hot Conv, weights broadcast over groups), "
+             "custom (one lsnet::SKA node carrying an ONNX function body). "
              "Default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items()) + ".")
 
 
