@@ -11,7 +11,6 @@ which are not the int8 calibration images. OpenVINO rows compute in f32 (pinned)
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import warnings
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from suite.report import save
 from lsnet_deploy import __version__
 from lsnet_deploy.doctor import cpu_info, package_versions
 from lsnet_deploy.exporters import ExportOptions, export
@@ -112,9 +112,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     args = parse_args()
     result = run(args)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "openvino_precisions.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / "openvino_precisions.md").write_text(markdown(result), encoding="utf-8")
+    save(RESULTS, "openvino_precisions", result, markdown(result))
     print(markdown(result))
 
 

@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
             result["lens_dirt_int8"] = run_study(args, Path(tmp))
     else:
         result = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "suite.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (args.out / "suite.md").write_text(report.markdown(result), encoding="utf-8")
+    report.save(args.out, "suite", result, report.markdown(result))
     print(report.markdown(result))
     return result
 

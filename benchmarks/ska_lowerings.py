@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import platform
 import tempfile
 from contextlib import ExitStack
@@ -24,6 +23,7 @@ import numpy as np
 import onnx
 import onnx.inliner
 
+from suite.report import save
 from lsnet_deploy import __version__
 from lsnet_deploy.compare import validation_batch
 from lsnet_deploy.doctor import cpu_info, package_versions
@@ -136,9 +136,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     args = parse_args()
     result = run(args)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ska_lowerings.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / "ska_lowerings.md").write_text(markdown(result), encoding="utf-8")
+    save(RESULTS, "ska_lowerings", result, markdown(result))
     print(markdown(result))
 
 

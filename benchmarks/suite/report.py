@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 FP32_EXPORTED = ("onnxruntime", "OpenVINO")
 
 
@@ -135,3 +138,10 @@ def markdown(result: dict) -> str:
     if result.get("lens_dirt_int8"):
         out += ["## int8 on a trained model\n", study_table(result["lens_dirt_int8"])]
     return "\n".join(out)
+
+
+def save(folder: Path, stem: str, result: dict, text: str) -> None:
+    """Write ``result`` as ``<stem>.json`` and ``text`` as ``<stem>.md`` under ``folder`` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (folder / f"{stem}.md").write_text(text, encoding="utf-8")
