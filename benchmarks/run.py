@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(divided by the batch size, at least 2)")
     p.add_argument("--profile-runs", type=int, default=30)
     p.add_argument("--calib-size", type=int, default=32, help="int8 calibration images (synthetic lens frames)")
+    p.add_argument("--study-calib-size", type=int, default=160, help="int8 calibration frames of the lens-dirt study")
     p.add_argument("--eval-size", type=int, default=200, help="held-out frames of the lens-dirt int8 study")
     p.add_argument("--no-study", action="store_true", help="skip the lens-dirt int8 study")
     p.add_argument("--study-only", action="store_true", help="run only the study, updating --out/suite.json")
@@ -121,7 +122,7 @@ def export_seconds(folder: Path) -> float:
 def run_study(args: argparse.Namespace, folder: Path) -> dict:
     """The lens-dirt int8 study with the OpenVINO target's default lowering."""
     return lens_dirt.study(args.cache, folder / "lens_dirt", TARGETS["openvino"].default_ska, args.threads,
-                           args.calib_size, args.eval_size, args.rounds, args.iters)
+                           args.study_calib_size, args.eval_size, args.rounds, args.iters)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -1,6 +1,6 @@
 """Fine-tune a 2-class LSNet-T lens-dirt detector (clean / dirty) on synthetic frames, on the CPU.
 
-    python examples/lens_dirt/train.py --steps 500 --out lens_dirt_lsnet_t.pth
+    python examples/lens_dirt/train.py --steps 1400 --out lens_dirt_lsnet_t.pth
 
 Starts from official weights when ``--weights`` is given (the head is re-initialised for 2
 classes), else from scratch. Saves ``{"model": state_dict, "class_names": [...]}``, which
@@ -55,7 +55,7 @@ def accuracy(model: torch.nn.Module, n: int = 200) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=1400)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--weights", type=Path, help="start from this LSNet-T checkpoint (head re-initialised)")
