@@ -24,7 +24,8 @@ EXE = Path(sys.executable).with_name("lsnet-deploy")
 
 
 def _start_export(out: Path, *extra: str) -> subprocess.Popen:
-    argv = [str(EXE), "export", "--model", "lsnet_t", "--num-classes", "2", "--imgsz", "64", "-o", str(out), *extra]
+    # 224 px: the temporary file lives through a parity gate long enough (~1 s) to be caught mid-export
+    argv = [str(EXE), "export", "--model", "lsnet_t", "--num-classes", "2", "-o", str(out), *extra]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -38,22 +39,21 @@ def _wait_for_temp(folder: Path, proc: subprocess.Popen, timeout: float = 180) -
 
 
 def test_interrupted_exports_leave_no_partial_file(tmp_path):
-    """SIGINT (Ctrl-C) on a fresh output, SIGTERM (docker stop) on an existing one with --overwrite; both
-    run side by side. Each: exit 130, one line, no temporary left, the old file untouched."""
+    """SIGINT (Ctrl-C) on a fresh output, SIGTERM (docker stop) on an existing one with --overwrite, one
+    after the other. Each: exit 130, one line, no temporary left, the old file untouched."""
     fresh, kept = tmp_path / "fresh", tmp_path / "kept"
     fresh.mkdir()
     kept.mkdir()
     (kept / "m.onnx").write_bytes(b"the previous, good artifact")
-    procs = {signal.SIGINT: (_start_export(fresh / "m.onnx"), fresh),
-             signal.SIGTERM: (_start_export(kept / "m.onnx", "--overwrite"), kept)}
-    try:
-        for sig, (proc, folder) in procs.items():
+    procs = {}
+    for sig, folder, extra in ((signal.SIGINT, fresh, ()), (signal.SIGTERM, kept, ("--overwrite",))):
+        proc = _start_export(folder / "m.onnx", *extra)
+        procs[sig] = (proc, folder)
+        try:
             _wait_for_temp(folder, proc)
             proc.send_signal(sig)
-        for proc, _ in procs.values():
             proc.wait(timeout=120)
-    finally:
-        for proc, _ in procs.values():
+        finally:
             if proc.poll() is None:
                 proc.kill()
     for proc, _ in procs.values():
