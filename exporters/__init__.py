@@ -165,14 +165,15 @@ class ExportResult:
 
 def variant_of(model: nn.Module) -> str:
     """The variant name of an :class:`LSNet` instance, read from its stem width and heads."""
-    from lsnet_deploy.models import VARIANTS, LSNet
+    from lsnet_deploy.models import LSNet
+    from lsnet_deploy.models.lsnet import variant_name
 
     if not isinstance(model, LSNet):
         raise UsageError(f"expected an LSNet module, got {type(model).__name__}")
-    for name, spec in VARIANTS.items():
-        if spec.embed_dim[0] == model.patch_embed[4].c.out_channels and spec.distillation == model.distillation:
-            return name
-    raise UsageError("the module is not one of the known LSNet variants")
+    name = variant_name(model.patch_embed[4].c.out_channels, model.distillation)
+    if name is None:
+        raise UsageError("the module is not one of the known LSNet variants")
+    return name
 
 
 def load_source(source: str | Path | nn.Module, variant: str | None = None, num_classes: int | None = None,

@@ -17,7 +17,7 @@ from lsnet_deploy.errors import BackendMissingError, InputError
 from lsnet_deploy.errors import reason as error_text
 from lsnet_deploy.artifacts import file_sha256
 
-from .lsnet import VARIANTS, build_model
+from .lsnet import build_model, variant_name
 
 _WRAPPERS = ("model", "state_dict", "model_ema")
 _HUB_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -92,11 +92,10 @@ def infer_variant(sd: Mapping[str, torch.Tensor]) -> tuple[str, int]:
     if stem is None or head is None:
         first = ", ".join(list(sd)[:3])
         raise InputError(f"not an LSNet checkpoint: no patch_embed.4.c.weight / head.l.weight tensors (first keys: {first})")
-    distill = "head_dist.l.weight" in sd
-    for name, spec in VARIANTS.items():
-        if spec.embed_dim[0] == stem.shape[0] and spec.distillation == distill:
-            return name, int(head.shape[0])
-    raise InputError(f"not a known LSNet variant: stem width {stem.shape[0]}")
+    name = variant_name(stem.shape[0], "head_dist.l.weight" in sd)
+    if name is None:
+        raise InputError(f"not a known LSNet variant: stem width {stem.shape[0]}")
+    return name, int(head.shape[0])
 
 
 def _adapt_attention_biases(sd: dict[str, torch.Tensor], model: nn.Module) -> None:

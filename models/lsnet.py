@@ -304,6 +304,12 @@ VARIANTS: dict[str, VariantSpec] = {
 }
 
 
+def variant_name(stem_width: int, distillation: bool) -> str | None:
+    """The variant whose stem is ``stem_width`` channels wide, with or without a distillation head."""
+    return next((name for name, spec in VARIANTS.items()
+                 if spec.embed_dim[0] == stem_width and spec.distillation == distillation), None)
+
+
 def build_model(variant: str, num_classes: int = 1000, img_size: int = 224) -> LSNet:
     """A freshly initialised LSNet ``variant`` (one of :data:`VARIANTS`) in eval mode."""
     from lsnet_deploy.errors import UsageError

@@ -18,11 +18,10 @@ def info(model: str | None = typer.Option(None, "--model", "-m",
     """Print parameters, MACs at the input size and a per-stage summary."""
     from lsnet_deploy.models import build_model, load_model
     from lsnet_deploy.models.flops import count_macs
-    from lsnet_deploy.models.lsnet import VARIANTS
+    from lsnet_deploy.models.lsnet import VARIANTS, variant_name
 
     net = load_model(weights, model, img_size=imgsz) if weights else build_model(model or "lsnet_t", num_classes, imgsz)
-    variant = next(v for v, s in VARIANTS.items() if s.embed_dim[0] == net.patch_embed[4].c.out_channels
-                   and s.distillation == net.distillation)
+    variant = variant_name(net.patch_embed[4].c.out_channels, net.distillation)
     total, stages = count_macs(net, imgsz)
     params = sum(p.numel() for p in net.parameters())
     console = Console()
