@@ -123,7 +123,7 @@ def tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                     [_operating_row(m, label, p) for m, label, p in points]))
     if len(doc["class_names"]) <= 10:
         for m in models:
-            out.append((f"confusion {m['model']} (rows: true, columns: predicted)", ["true \\ pred"]
+            out.append((f"confusion: {m['model']}", ["true \\ pred"]
                         + doc["class_names"], [[name] + [str(v) for v in row]
                                                for name, row in zip(doc["class_names"], m["confusion_matrix"])]))
     if doc["agreement"]:

@@ -122,19 +122,18 @@ def positive_class(dataset: Dataset, positive: str | None) -> int | None:
     return dataset.class_names.index(positive)
 
 
-def _progress(enabled: bool, total: int):
+def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    return Progress(*columns, disable=not enabled, transient=True), total
+    return Progress(*columns, disable=not enabled, transient=True)
 
 
 def _run_all(dataset: Dataset, collectors: list[_Collector], options: EvalOptions) -> tuple[list, list]:
     """Stream the data once through every model; returns the kept sample indices and the failures."""
     kept, failed = [], []
-    bar, total = _progress(options.progress, len(dataset))
-    with bar:
-        task = bar.add_task("eval", total=total)
+    with _progress(options.progress) as bar:
+        task = bar.add_task("eval", total=len(dataset))
         for batch in iter_batches(dataset.samples, options.batch):
             failed += batch.failed
             if batch.indices:

@@ -52,8 +52,8 @@ def foreign_onnx(tmp_path_factory) -> Path:
     return path
 
 
-def reference_logits(onnx_path: Path, paths: list[Path], size: int) -> np.ndarray:
-    """Independent preprocessing (square frames: bicubic resize to size/0.875, centre crop, ImageNet norm) + ORT."""
+def reference_inputs(paths: list[Path], size: int) -> np.ndarray:
+    """Independent preprocessing of square frames: bicubic resize to size/0.875, centre crop, ImageNet norm."""
     resize = round(size / 0.875)
     top = (resize - size) // 2
     batch = []
@@ -61,6 +61,11 @@ def reference_logits(onnx_path: Path, paths: list[Path], size: int) -> np.ndarra
         a = np.asarray(Image.open(p).convert("RGB").resize((resize, resize), Image.BICUBIC), np.float32) / 255
         a = (a[top:top + size, top:top + size] - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
         batch.append(a.transpose(2, 0, 1))
+    return np.asarray(batch, np.float32)
+
+
+def reference_logits(onnx_path: Path, paths: list[Path], size: int) -> np.ndarray:
+    """:func:`reference_inputs` through a plain onnxruntime session, one image at a time."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[None]})[0] for x in np.asarray(batch, np.float32)])
+    return np.concatenate([session.run(None, {name: x[None]})[0] for x in reference_inputs(paths, size)])
