@@ -73,7 +73,7 @@ def preprocess(image: Image.Image | np.ndarray, cfg: Preprocessing | ArtifactMet
     if resample is None:
         raise InputError(f"unknown interpolation: {cfg.interpolation!r}")
     w, h = image.size
-    resize = round(cfg.img_size / cfg.crop_pct)
+    resize = int(cfg.img_size / cfg.crop_pct + 1e-6)  # floor, as upstream's int(256 / 224 * size)
     scale = resize / min(w, h)
     size = ((resize, resize) if cfg.crop_mode == "squash" else
             (max(cfg.img_size, round(w * scale)), max(cfg.img_size, round(h * scale))))

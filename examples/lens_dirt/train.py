@@ -29,7 +29,7 @@ def to_tensor(frames: list, rng: np.random.Generator | None = None, crop: int = 
     """256x256 frames -> resized to ``crop / 0.875`` (as eval does) -> normalized NCHW ``crop`` crops
     (random crop + flip when ``rng`` is given)."""
     out = []
-    side = round(crop / 0.875)
+    side = int(crop / 0.875)
     for img in frames:
         img = img if img.size[0] == side else img.resize((side, side), Image.BICUBIC)
         a = np.asarray(img, dtype=np.float32) / 255.0

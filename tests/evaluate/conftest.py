@@ -54,7 +54,7 @@ def foreign_onnx(tmp_path_factory) -> Path:
 
 def reference_inputs(paths: list[Path], size: int) -> np.ndarray:
     """Independent preprocessing of square frames: bicubic resize to size/0.875, centre crop, ImageNet norm."""
-    resize = round(size / 0.875)
+    resize = int(size / 0.875)  # upstream: int(256 / 224 * size)
     top = (resize - size) // 2
     batch = []
     for p in paths:
