@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -94,6 +95,35 @@ def test_binary_report_at_threshold_and_target(frames, foreign_onnx):
     assert binary["at_threshold"]["recall_negative"] == pytest.approx(np.mean(p_clean[~is_clean] < 0.3))
     target = binary["target"]["threshold"]
     assert np.mean(p_clean[is_clean] >= target) >= 0.5 > np.mean(p_clean[is_clean] >= target + 0.01)
+
+
+def test_wider_model_top5_outside_predictions_and_one_vs_rest(frames, tmp_path):
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(8))
+    model(torch.zeros(1, 3, 32, 32))
+    onnx_path = tmp_path / "eight.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(1, 3, 32, 32),), str(onnx_path), dynamo=False)
+    images = sorted(frames.rglob("*.png"))
+    for i, src in enumerate(images):  # 3 classes, 8 outputs: outputs 3..7 are no data class
+        folder = tmp_path / "data" / "abc"[i % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, folder / f"{i}.png")
+    entry = as_dict(evaluate([str(onnx_path)], tmp_path / "data", EvalOptions(positive="b")))["models"][0]
+    data = load_dataset(tmp_path / "data")
+    logits = reference_logits(onnx_path, [p for p, _ in data.samples], 32)
+    labels = np.array([y for _, y in data.samples])
+    pred = logits.argmax(1)
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    assert entry["accuracy"] == pytest.approx(np.mean(pred == labels))
+    assert entry["top5_accuracy"] == pytest.approx(np.mean([y in row for y, row in zip(labels, top5)]))
+    assert entry["predicted_outside_classes"] == int(np.sum(pred >= 3))
+    assert np.sum(entry["confusion_matrix"]) == int(np.sum(pred < 3))
+    p_b = np.exp(logits[:, 1]) / np.exp(logits).sum(1)
+    assert entry["binary"]["positive"] == "b"
+    assert entry["binary"]["at_threshold"]["recall_positive"] == pytest.approx(np.mean(p_b[labels == 1] >= 0.5))
 
 
 def test_checkpoint_in_pytorch_agrees_with_its_export(frames, lsnet_onnx, tmp_path):
