@@ -6,7 +6,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from test_runtime_support import onnx_artifact, torch_reference  # noqa: F401 - fixture
+from helpers import torch_reference
 
 from lsnet_deploy import runtime
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
