@@ -13,8 +13,7 @@ import numpy as np
 
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.metadata import Preprocessing
-from lsnet_deploy.runtime.engine import SUFFIX_BACKEND, Engine
-from lsnet_deploy.runtime.preprocess import _run_padded
+from lsnet_deploy.runtime.engine import Engine, is_artifact
 
 
 @dataclass
@@ -29,10 +28,8 @@ class EvalModel:
     kind: str  #: ``lsnet-deploy``, ``foreign`` or ``pytorch``
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits of any number of preprocessed images, in chunks the engine accepts."""
-        step = self.engine.input_shape[0] or len(x)
-        x = x.astype(self.engine.input_dtype, copy=False)
-        return np.concatenate([_run_padded(self.engine, x[i:i + step]) for i in range(0, len(x), step)])
+        """Logits of any number of preprocessed images (:meth:`Engine.run_batched`)."""
+        return self.engine.run_batched(x)
 
 
 def foreign_preprocessing(engine: Engine, flags: Preprocessing | None) -> Preprocessing:
@@ -87,6 +84,6 @@ def open_pytorch(spec: str, img_size: int | None, device: str, threads: int | No
 def open_model(spec: str, flags: Preprocessing | None, backend: str = "auto", device: str = "cpu",
                threads: int | None = None) -> EvalModel:
     """Open ``spec``: a file with an artifact suffix through the runtime, anything else through PyTorch."""
-    if Path(spec).suffix.lower() in SUFFIX_BACKEND:
+    if is_artifact(spec):
         return open_artifact(spec, flags, backend, device, threads)
     return open_pytorch(spec, flags.img_size if flags else None, device, threads)

@@ -127,7 +127,7 @@ def test_wider_model_top5_outside_predictions_and_one_vs_rest(frames, tmp_path):
 
 
 def test_checkpoint_in_pytorch_agrees_with_its_export(frames, lsnet_onnx, tmp_path):
-    from lsnet_deploy.runtime.torch import random_weights_model
+    from lsnet_deploy.models import random_weights_model
 
     ckpt = tmp_path / "t.pth"
     torch.save({"model": random_weights_model("lsnet_t", 2, 64).state_dict(), "class_names": list(LSNET_CLASSES)},
