@@ -25,7 +25,7 @@ from lsnet_deploy.validate import GATES, Parity, compare_outputs
 
 from . import jetson
 from .engine import BACKENDS, SUFFIX_BACKEND, Engine, backend_for, load
-from .preprocess import require_metadata
+from .preprocess import require_metadata, run_batched
 from .stats import CV_WARN, LatencyStats, summarize
 
 TORCH = "torch"
@@ -33,6 +33,9 @@ BENCH_DEVICES = ("cpu", "cuda", "jetson")
 #: backend -> exporter target that produces its artifact (sweep mode)
 EXPORT_TARGETS = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
 DEFAULT_ITERS = 100
+#: where a row's parity reference came from
+PARITY_SOURCES = {"torch": "PyTorch on the same inputs", "golden": "the golden PyTorch logits stored in the artifact",
+                  "baseline": "(the PyTorch baseline itself)", "none": "no reference (no torch, no golden data)"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class BenchRow:
     rss_delta_mb: float | None
     parity: Parity | None = None
     parity_failures: list[str] = field(default_factory=list)
+    parity_source: str = "none"  #: see :data:`PARITY_SOURCES`
     speedup_vs_torch: float | None = None
     power_mw: float | None = None
     warnings: list[str] = field(default_factory=list)
@@ -107,7 +111,7 @@ class BenchRow:
                 "cv": self.latency.cv, "iterations": self.latency.n, "throughput": self.throughput,
                 "speedup_vs_torch": self.speedup_vs_torch, "first_inference_ms": self.first_inference_ms,
                 "load_ms": self.load_ms, "peak_rss_mb": self.peak_rss_mb, "rss_delta_mb": self.rss_delta_mb,
-                "parity": self.parity.as_dict() if self.parity else None,
+                "parity": self.parity.as_dict() if self.parity else None, "parity_source": self.parity_source,
                 "parity_ok": None if self.parity is None else not self.parity_failures,
                 "power_mw": self.power_mw, "energy_mj_per_img": self.energy_mj_per_img, "warnings": self.warnings}
 
@@ -272,14 +276,19 @@ def make_inputs(meta: ArtifactMetadata, batches: tuple[int, ...], seed: int) -> 
     return {b: rng.standard_normal((b, 3, meta.img_size, meta.img_size), dtype=np.float32) for b in batches}
 
 
-def baseline_model(meta: ArtifactMetadata, weights: str | None, report: BenchReport):
-    """The PyTorch model for the baseline row and parity, or ``None`` (with a warning) without torch."""
-    if not torch_available():
-        report.warnings.append("torch is not installed: no PyTorch baseline row, no speedup and no parity")
-        return None
-    from .torch import reference_model
+def baseline_model(meta: ArtifactMetadata, weights: str | None, report: BenchReport, wanted: bool = True):
+    """The PyTorch model for the baseline row and parity, or ``None`` without torch or without the checkpoint
+    the artifact came from (a skipped torch row when ``wanted``): parity then comes from the golden data."""
+    why = ("torch is not installed" if not torch_available() else "the artifact was exported from a checkpoint: "
+           "pass --weights CHECKPOINT for it" if weights is None and meta.checkpoint_sha256 else None)
+    if why is None:
+        from .torch import reference_model
 
-    return reference_model(meta, weights)
+        return reference_model(meta, weights)
+    if wanted:
+        report.skipped.append({"backend": TORCH, "batch": None, "reason": f"{why} (parity: the artifact's golden "
+                               "data)"})
+    return None
 
 
 def reference_outputs(model, meta: ArtifactMetadata, inputs: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
@@ -296,13 +305,10 @@ def engine_factories(opts: BenchOptions, artifacts: dict[str, Path], model, meta
                      report: BenchReport) -> list[tuple[str, Callable[[], Engine]]]:
     """``(backend, open_engine)`` per row group: the torch baseline first, then the artifacts."""
     out: list[tuple[str, Callable[[], Engine]]] = []
-    if TORCH in opts.backends or not opts.backends:
-        if model is None:
-            report.skipped.append({"backend": TORCH, "batch": None, "reason": "torch is not installed"})
-        else:
-            from .torch import TorchEngine
+    if (TORCH in opts.backends or not opts.backends) and model is not None:
+        from .torch import TorchEngine
 
-            out.append((TORCH, lambda: TorchEngine(model, meta, opts.device, opts.threads)))
+        out.append((TORCH, lambda: TorchEngine(model, meta, opts.device, opts.threads)))
     for backend, path in artifacts.items():
         if backend == "tensorrt" and path.suffix.lower() not in (".engine", ".plan"):
             report.skipped.append({"backend": backend, "batch": None, "reason": f"tensorrt needs a .engine "
@@ -348,19 +354,33 @@ def bench_backend(backend: str, open_engine: Callable[[], Engine], ctx: _Context
             row = BenchRow(backend, ctx.opts.device, engine.precision, batch, summarize(timing.samples_ms),
                            timing.samples_ms, timing.first_ms, load_ms, peak,
                            None if peak is None or rss_before is None else peak - rss_before)
+            row.parity, row.parity_source = row_parity(engine, timing.output, batch, ctx)
             score_row(row, timing, ctx)
             report.rows.append(row)
 
 
+def row_parity(engine: Engine, output: np.ndarray, batch: int, ctx: _Context) -> tuple[Parity | None, str]:
+    """A row's parity and its source (:data:`PARITY_SOURCES`): the timed output vs PyTorch's on the same
+    inputs when torch and the weights are here, else the artifact's golden self-test through this engine."""
+    if engine.backend == TORCH:
+        return None, "baseline"
+    reference = ctx.reference.get(batch)
+    if reference is not None:
+        return compare_outputs(output, reference), "torch"
+    golden = engine.golden
+    if golden is None:
+        return None, "none"
+    return compare_outputs(run_batched(engine, golden.inputs(require_metadata(engine))), golden.logits), "golden"
+
+
 def score_row(row: BenchRow, timing: Timing, ctx: _Context) -> None:
-    """Fill parity (not for the baseline itself), power, and the row's warnings."""
-    reference = ctx.reference.get(row.batch)
-    if reference is not None and row.backend != TORCH:
-        row.parity = compare_outputs(timing.output, reference)
+    """Apply the precision's gate to the row's parity; power and the row's warnings."""
+    if row.parity is not None:
         row.parity_failures = GATES.get(row.precision, GATES["fp32"]).failures(row.parity)
     if row.parity_failures:
         failed = "; ".join(row.parity_failures)
-        row.warnings.append(f"WRONG: fails the {row.precision} parity gate vs PyTorch ({failed})")
+        row.warnings.append(f"WRONG: fails the {row.precision} parity gate vs {PARITY_SOURCES[row.parity_source]} "
+                            f"({failed})")
     if row.latency.noisy:
         row.warnings.append(f"noisy: CV {row.latency.cv:.1%} > {CV_WARN:.0%} (close other programs, lock clocks, "
                             "or run longer)")
@@ -392,7 +412,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
         report.warnings.append("Jetson clocks are not locked: run `sudo jetson_clocks` for stable numbers")
     with tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp, ExitStack() as stack:
         artifacts, meta, weights = plan_artifacts(opts, Path(tmp), report)
-        model = baseline_model(meta, weights, report)
+        model = baseline_model(meta, weights, report, wanted=TORCH in opts.backends or not opts.backends)
         inputs = make_inputs(meta, opts.batches, opts.seed)
         sampler = stack.enter_context(jetson.TegrastatsSampler()) if board else None
         ctx = _Context(opts, inputs, reference_outputs(model, meta, inputs), sampler,

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.golden import Golden
 from lsnet_deploy.metadata import ArtifactMetadata
 
 #: backend name -> (module, class, pip extra that provides it)
 BACKENDS: dict[str, tuple[str, str, str]] = {
-    "onnxruntime": ("lsnet_deploy.runtime.onnxruntime", "OnnxRuntimeEngine", "onnxruntime"),
+    "onnxruntime": ("lsnet_deploy.runtime.onnxruntime", "OnnxRuntimeEngine", '"lsnet-deploy[onnxruntime]"'),
     "openvino": ("lsnet_deploy.runtime.openvino", "OpenVINOEngine", "lsnet-deploy[openvino]"),
     "tensorrt": ("lsnet_deploy.runtime.tensorrt", "TensorRTEngine", "lsnet-deploy[tensorrt]"),
 }
@@ -48,6 +49,7 @@ class Engine:
         self.input_shape: tuple[int | None, ...] = (None, 3, None, None)
         self.input_dtype = np.dtype(np.float32)
         self.metadata: ArtifactMetadata | None = None
+        self.props: dict[str, str] = {}  #: the artifact's ``lsnet.*`` properties as stored (metadata, golden data)
         self.precision = "fp32"
         self.closed = False
         self._lock = threading.Lock()
@@ -65,6 +67,11 @@ class Engine:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    @property
+    def golden(self) -> Golden | None:
+        """The golden self-test data stored in the artifact (decoded on access), ``None`` if it has none."""
+        return Golden.from_props(self.props)
 
     def check_input(self, batch: object) -> None:
         """Raise :class:`InputError` with one clear line unless ``batch`` fits this engine."""

@@ -130,16 +130,16 @@ def classify(engine: Engine, images: Sequence[Image.Image | np.ndarray], k: int 
              names: Sequence[str] = ()) -> list[list[tuple[str, float]]]:
     """Top-``k`` predictions for each image, run in batches the engine accepts."""
     meta = require_metadata(engine)
-    names = names or meta.class_names
-    step = engine.input_shape[0] or len(images)
-    logits = [_run_padded(engine, np.stack([preprocess(im, meta) for im in images[i:i + step]]))
-              for i in range(0, len(images), step)]
-    return top_k(np.concatenate(logits), k, names)
+    return top_k(run_batched(engine, np.stack([preprocess(im, meta) for im in images])), k, names or meta.class_names)
 
 
-def _run_padded(engine: Engine, x: np.ndarray) -> np.ndarray:
-    """Run ``x`` in the engine's dtype, zero-padding a short last batch for a fixed-batch artifact."""
-    x, want = x.astype(engine.input_dtype), engine.input_shape[0]
-    if want is None or len(x) == want:
+def run_batched(engine: Engine, x: np.ndarray) -> np.ndarray:
+    """Logits of any number of NCHW rows: cast to the engine's dtype, in chunks of its fixed batch (the last
+    one zero-padded), or all at once for a dynamic batch."""
+    x, step = x.astype(engine.input_dtype), engine.input_shape[0]
+    if step is None:
         return engine(x)
-    return engine(np.concatenate([x, np.zeros((want - len(x), *x.shape[1:]), x.dtype)]))[:len(x)]
+    chunks = [x[i:i + step] for i in range(0, len(x), step)]
+    padded = [np.concatenate([c, np.zeros((step - len(c), *c.shape[1:]), c.dtype)]) if len(c) < step else c
+              for c in chunks]
+    return np.concatenate([engine(c)[:len(chunk)] for c, chunk in zip(padded, chunks)])
