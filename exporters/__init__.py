@@ -224,11 +224,11 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
 def export(source: str | Path | nn.Module, options: ExportOptions | None = None, *, variant: str | None = None,
            num_classes: int | None = None) -> ExportResult:
     """Export ``source`` as ``options`` ask, parity-gated; ``variant``/``num_classes`` check a checkpoint."""
+    require_export("export")
     from lsnet_deploy.artifacts import check_output
 
     from .ska import get_lowering
 
-    require_export("export")
     options = options or ExportOptions()
     get_lowering(options.lowering)
     run = TARGETS[options.target].load(options)

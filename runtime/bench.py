@@ -381,6 +381,9 @@ def score_row(row: BenchRow, timing: Timing, ctx: _Context) -> None:
         failed = "; ".join(row.parity_failures)
         row.warnings.append(f"WRONG: fails the {row.precision} parity gate vs {PARITY_SOURCES[row.parity_source]} "
                             f"({failed})")
+    if row.parity_source == "none":
+        row.warnings.append("parity unchecked: no PyTorch reference here and the artifact carries no golden data "
+                            "(re-export it, or pass --weights where torch is installed)")
     if row.latency.noisy:
         row.warnings.append(f"noisy: CV {row.latency.cv:.1%} > {CV_WARN:.0%} (close other programs, lock clocks, "
                             "or run longer)")
