@@ -27,10 +27,10 @@ def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engi
         verdict = self_test(engine)
         where = f"{engine.backend}/{engine.device}, {engine.precision}"
     Console().print(parity_table([(f"{verdict.frames} golden frames", verdict.parity)], verdict.gate,
-                                 title=f"{artifact.name} ({where}) vs PyTorch fp32 logits stored at export: "
-                                       f"{'PASS' if verdict.passed else 'FAIL'}"))
+                                 title=f"golden self-test: {artifact.name} ({where}) vs stored PyTorch fp32 logits"))
     if not verdict.passed:
         raise ParityError(f"{artifact.name} ({where}) fails its golden self-test: {'; '.join(verdict.failures)}")
+    typer.echo(f"PASS: {artifact.name} ({where}) matches the PyTorch fp32 logits stored at export")
 
 
 def register(app: typer.Typer) -> None:
