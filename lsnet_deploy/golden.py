@@ -51,9 +51,7 @@ class Golden:
 
     def inputs(self, meta: ArtifactMetadata) -> np.ndarray:
         """The frames as an NCHW float32 batch, through the runtime's preprocessing for ``meta``."""
-        from .runtime.preprocess import preprocess
-
-        return np.stack([preprocess(frame, meta) for frame in self.frames])
+        return preprocess_frames(self.frames, meta)
 
     def to_props(self) -> dict[str, str]:
         """``{"lsnet.golden": json}`` to store beside the metadata properties."""
@@ -82,11 +80,17 @@ class Golden:
         return cls(frames, logits.astype(np.float32))
 
 
+def preprocess_frames(frames: np.ndarray, meta: ArtifactMetadata) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 frames -> NCHW float32 through the runtime's preprocessing for ``meta``."""
+    from .runtime.preprocess import preprocess
+
+    return np.stack([preprocess(frame, meta) for frame in frames])
+
+
 def record(meta: ArtifactMetadata, reference: Callable[[np.ndarray], np.ndarray], n: int = FRAMES) -> Golden:
     """Golden data for an export: frames at ``meta.img_size``, logits of ``reference`` (fp32 PyTorch) on them."""
     frames = make_frames(meta.img_size, n)
-    inputs = Golden(frames, np.empty((0,))).inputs(meta)
-    return Golden(frames, np.asarray(reference(inputs), dtype=np.float32))
+    return Golden(frames, np.asarray(reference(preprocess_frames(frames, meta)), dtype=np.float32))
 
 
 def _png(frame: np.ndarray) -> str:
@@ -114,18 +118,25 @@ class Verdict:
         return not self.failures
 
 
-def self_test(engine) -> Verdict:
-    """Run the artifact's golden frames through the runtime and ``engine``; compare with the stored logits.
-
-    :class:`InputError` when the artifact carries no golden data (exported before it existed).
-    """
+def golden_parity(engine) -> tuple[Parity, int] | None:
+    """``(parity, frames)`` of ``engine`` on the artifact's golden frames (through the runtime's
+    preprocessing) against the stored logits; ``None`` when the artifact carries no golden data."""
     from .runtime.preprocess import require_metadata, run_batched
 
-    meta = require_metadata(engine)
     golden = engine.golden
     if golden is None:
+        return None
+    outputs = run_batched(engine, golden.inputs(require_metadata(engine)))
+    return compare_outputs(outputs, golden.logits), len(golden.frames)
+
+
+def self_test(engine) -> Verdict:
+    """The golden self-test of ``engine`` under the artifact's precision gate; :class:`InputError` when the
+    artifact carries no golden data (exported before it existed)."""
+    result = golden_parity(engine)
+    if result is None:
         raise InputError(f"{engine.path.name} carries no golden self-test data: re-export it with "
                          "lsnet-deploy export (any version that has `lsnet-deploy verify`)")
-    parity = compare_outputs(run_batched(engine, golden.inputs(meta)), golden.logits)
+    parity, frames = result
     gate = GATES.get(engine.precision, GATES["fp32"])
-    return Verdict(parity, gate, gate.failures(parity), len(golden.frames))
+    return Verdict(parity, gate, gate.failures(parity), frames)

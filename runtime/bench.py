@@ -20,12 +20,13 @@ import numpy as np
 
 from lsnet_deploy.doctor import collect_environment, cuda_gpu
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.golden import golden_parity
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.validate import GATES, Parity, compare_outputs
 
 from . import jetson
 from .engine import BACKENDS, SUFFIX_BACKEND, Engine, backend_for, load
-from .preprocess import require_metadata, run_batched
+from .preprocess import require_metadata
 from .stats import CV_WARN, LatencyStats, summarize
 
 TORCH = "torch"
@@ -230,7 +231,8 @@ def plan_artifacts(opts: BenchOptions, folder: Path,
         if opts.weights:
             raise UsageError("--weights goes with an artifact; to export a checkpoint first, pass it as --model")
         if not torch_available():
-            raise BackendMissingError(f"--model {opts.model} is not an artifact, and exporting it needs torch")
+            raise BackendMissingError(f"--model {opts.model} is not an artifact, and exporting it needs torch: "
+                                      'pip install "lsnet-deploy[export]"')
         return export_artifacts(opts, backends if opts.backends else ["onnxruntime"], folder, report)
     if not path.is_file():
         raise InputError(f"artifact not found: {path}")
@@ -367,10 +369,8 @@ def row_parity(engine: Engine, output: np.ndarray, batch: int, ctx: _Context) ->
     reference = ctx.reference.get(batch)
     if reference is not None:
         return compare_outputs(output, reference), "torch"
-    golden = engine.golden
-    if golden is None:
-        return None, "none"
-    return compare_outputs(run_batched(engine, golden.inputs(require_metadata(engine))), golden.logits), "golden"
+    golden = golden_parity(engine)
+    return (None, "none") if golden is None else (golden[0], "golden")
 
 
 def score_row(row: BenchRow, timing: Timing, ctx: _Context) -> None:
