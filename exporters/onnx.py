@@ -19,8 +19,10 @@ from lsnet_deploy.artifacts import atomic_outputs
 from lsnet_deploy.errors import BackendMissingError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import fuse_model
+from lsnet_deploy.validate import gate as parity_gate
 
 from . import ExportOptions, ExportResult, Source
+from .inputs import parity_images
 from .ska import get_lowering, lowered
 from .ska.custom import attach_function
 
@@ -101,27 +103,25 @@ def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata, extra: dict[str, str] 
 
 def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
     """Export ``source.model`` to ONNX as ``options`` ask; parity-gated unless ``validate`` is off."""
-    from lsnet_deploy import golden
-    from lsnet_deploy.compare import artifact_parity
-
-    from .calibration import torch_reference
+    from lsnet_deploy import golden, runtime
 
     opset = check_opset(options.opset, options.lowering)
     meta = source.metadata(batch=None if options.dynamic else options.batch, precision=options.precision,
                            ska=options.lowering, opset=opset)
     path = options.output or default_path(meta)
     gate = options.gate()
-    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,):
+    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,), source.reference() as reference:
         proto = trace_onnx(source.model, options, opset)
         if options.simplify:
             proto = simplify(proto)
-        proto = stamp(cap_ir_version(proto), meta, golden.record(meta, torch_reference(source.model)).to_props())
+        proto = stamp(cap_ir_version(proto), meta, golden.record(meta, reference).to_props())
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
         parity = None
         if options.validate:
-            parity = artifact_parity(tmp, source.model, batch=options.batch)
-            gate.check(parity, f"{path.name} (--ska {options.lowering}, {options.precision})")
+            with runtime.load(tmp) as engine:
+                parity = parity_gate(engine, reference, parity_images(options.data, meta), gate,
+                                     f"{path.name} (--ska {options.lowering}, {options.precision})")
         size = tmp.stat().st_size
     return ExportResult(path=path, metadata=meta, parity=parity, seconds=0.0, gate=gate if parity else None,
                         size_bytes=size)

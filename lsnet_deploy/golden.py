@@ -18,7 +18,7 @@ import base64
 import binascii
 import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,7 @@ from PIL import Image
 
 from .errors import InputError
 from .metadata import ArtifactMetadata
-from .validate import GATES, Gate, Parity, compare_outputs
+from .validate import GATES, Gate, Parity, gate, logits_of
 
 KEY = "lsnet.golden"
 FORMAT = "lsnet-deploy golden 1"
@@ -87,10 +87,11 @@ def preprocess_frames(frames: np.ndarray, meta: ArtifactMetadata) -> np.ndarray:
     return np.stack([preprocess(frame, meta) for frame in frames])
 
 
-def record(meta: ArtifactMetadata, reference: Callable[[np.ndarray], np.ndarray], n: int = FRAMES) -> Golden:
-    """Golden data for an export: frames at ``meta.img_size``, logits of ``reference`` (fp32 PyTorch) on them."""
+def record(meta: ArtifactMetadata, reference, n: int = FRAMES) -> Golden:
+    """Golden data for an export: frames at ``meta.img_size``, logits of ``reference`` (the fp32 PyTorch
+    engine, or a ``batch -> logits`` function) on them."""
     frames = make_frames(meta.img_size, n)
-    return Golden(frames, np.asarray(reference(preprocess_frames(frames, meta)), dtype=np.float32))
+    return Golden(frames, logits_of(reference, preprocess_frames(frames, meta)))
 
 
 def _png(frame: np.ndarray) -> str:
@@ -121,13 +122,12 @@ class Verdict:
 def golden_parity(engine) -> tuple[Parity, int] | None:
     """``(parity, frames)`` of ``engine`` on the artifact's golden frames (through the runtime's
     preprocessing) against the stored logits; ``None`` when the artifact carries no golden data."""
-    from .runtime.preprocess import require_metadata, run_batched
+    from .runtime.preprocess import require_metadata
 
     golden = engine.golden
     if golden is None:
         return None
-    outputs = run_batched(engine, golden.inputs(require_metadata(engine)))
-    return compare_outputs(outputs, golden.logits), len(golden.frames)
+    return gate(engine, golden.logits, golden.inputs(require_metadata(engine))), len(golden.frames)
 
 
 def self_test(engine) -> Verdict:
@@ -138,5 +138,5 @@ def self_test(engine) -> Verdict:
         raise InputError(f"{engine.path.name} carries no golden self-test data: re-export it with "
                          "lsnet-deploy export (any version that has `lsnet-deploy verify`)")
     parity, frames = result
-    gate = GATES.get(engine.precision, GATES["fp32"])
-    return Verdict(parity, gate, gate.failures(parity), frames)
+    precision_gate = GATES.get(engine.precision, GATES["fp32"])
+    return Verdict(parity, precision_gate, precision_gate.failures(parity), frames)

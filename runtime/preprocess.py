@@ -130,16 +130,8 @@ def classify(engine: Engine, images: Sequence[Image.Image | np.ndarray], k: int 
              names: Sequence[str] = ()) -> list[list[tuple[str, float]]]:
     """Top-``k`` predictions for each image, run in batches the engine accepts."""
     meta = require_metadata(engine)
-    return top_k(run_batched(engine, np.stack([preprocess(im, meta) for im in images])), k, names or meta.class_names)
-
-
-def run_batched(engine: Engine, x: np.ndarray) -> np.ndarray:
-    """Logits of any number of NCHW rows: cast to the engine's dtype, in chunks of its fixed batch (the last
-    one zero-padded), or all at once for a dynamic batch."""
-    x, step = x.astype(engine.input_dtype), engine.input_shape[0]
-    if step is None:
-        return engine(x)
-    chunks = [x[i:i + step] for i in range(0, len(x), step)]
-    padded = [np.concatenate([c, np.zeros((step - len(c), *c.shape[1:]), c.dtype)]) if len(c) < step else c
-              for c in chunks]
-    return np.concatenate([engine(c)[:len(chunk)] for c, chunk in zip(padded, chunks)])
+    names = names or meta.class_names
+    step = engine.input_shape[0] or len(images)
+    logits = [engine.run_batched(np.stack([preprocess(im, meta) for im in images[i:i + step]]))
+              for i in range(0, len(images), step)]
+    return top_k(np.concatenate(logits), k, names)

@@ -1,12 +1,151 @@
-"""Plain test helpers (not fixtures), importable from every test folder."""
+"""Plain test helpers (no tests, no fixtures): tame models, small ONNX artifacts, images, subprocesses.
+
+Import as ``from helpers import ...`` (``tests/`` is on ``sys.path`` through its conftest). Artifacts
+are traced straight with ``torch.onnx.export`` from tame weights, so runtime tests exercise the
+runtime alone; the exporter has its own tests.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
+import io
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from lsnet_deploy.exporters.ska.shift import ShiftSKA
+from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.models import build_model, fuse_model, init_tame
+
+#: Python source that makes ``import torch`` fail, as on a device without torch
+BLOCK_TORCH = """
+import importlib.abc, sys
+class _NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _tame(variant: str, num_classes: int, img_size: int, seed: int) -> torch.nn.Module:
+    return init_tame(build_model(variant, num_classes, img_size), seed=seed)
+
+
+def tame_model(variant: str = "lsnet_t", num_classes: int = 1000, img_size: int = 224,
+               seed: int = 0) -> torch.nn.Module:
+    """The one tame-model helper: a fresh copy of ``init_tame(build_model(...), seed)`` (built once)."""
+    return copy.deepcopy(_tame(variant, num_classes, img_size, seed))
+
+
+def torch_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """Float32 logits of ``model`` for the NCHW array ``x`` (no grad)."""
+    with torch.no_grad():
+        return model.float()(torch.from_numpy(x)).numpy()
+
+
+def torch_reference(batch: np.ndarray, num_classes: int = 10, img_size: int = 64) -> np.ndarray:
+    """Logits of the unfused seed-0 tame ``lsnet_t`` for ``batch`` (the model of :func:`write_onnx`)."""
+    return torch_logits(tame_model("lsnet_t", num_classes, img_size), batch)
+
+
+_TRACED: dict[tuple[int, int], bytes] = {}
+
+
+def traced(num_classes: int, img_size: int) -> onnx.ModelProto:
+    """A dynamic-batch ONNX trace of the tame seed-0 ``lsnet_t`` (traced once per process)."""
+    key = (num_classes, img_size)
+    if key not in _TRACED:
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(fuse_model(tame_model("lsnet_t", num_classes, img_size)),
+                              (torch.zeros(1, 3, img_size, img_size),), buf, dynamo=False, opset_version=17,
+                              input_names=["images"], output_names=["logits"],
+                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        _TRACED[key] = buf.getvalue()
+    return onnx.load_from_string(_TRACED[key])
+
+
+def negate_classifier(proto: onnx.ModelProto) -> None:
+    """Flip the sign of the last layer's weights: the model still loads and runs, and is wrong."""
+    weight = proto.graph.node[-1].input[1]
+    init = next(t for t in proto.graph.initializer if t.name == weight)
+    init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), weight))
+
+
+def write_onnx(path: Path, num_classes: int = 10, img_size: int = 64, batch: int | None = None,
+               wrong: bool = False, metadata: bool = True, checkpoint: str = "") -> Path:
+    """Write the tame seed-0 ``lsnet_t`` to ``path`` (fixed ``batch`` or dynamic; ``wrong``: negated head).
+
+    ``checkpoint`` is the sha256 the metadata names (empty: deterministic weights)."""
+    proto = traced(num_classes, img_size)
+    if wrong:
+        negate_classifier(proto)
+    if batch:
+        for value in (proto.graph.input[0], proto.graph.output[0]):
+            value.type.tensor_type.shape.dim[0].dim_value = batch
+    if metadata:
+        meta = ArtifactMetadata("lsnet_t", num_classes, img_size, batch=batch, opset=17,
+                                resize=round(img_size * 256 / 224), checkpoint_sha256=checkpoint,
+                                class_names=tuple(f"label{i}" for i in range(num_classes)))
+        onnx.helper.set_model_props(proto, meta.to_props())
+    onnx.save(proto, str(path))
+    return path
+
+
+def graph_model(node: onnx.NodeProto, initializers=(), domains=()) -> onnx.ModelProto:
+    """A one-node float model ``x (1,3,64,64) -> y``: valid ONNX, not an lsnet-deploy export."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])
+    graph = helper.make_graph([node], "g", [x], [y], list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   *(helper.make_opsetid(d, 1) for d in domains)])
+
+
+def escaping_external_data(path: Path, location: str) -> Path:
+    """An ONNX file whose initializer's external data points at ``location`` (outside its folder)."""
+    weight = numpy_helper.from_array(np.ones((1, 3, 64, 64), np.float32), "w")
+    proto = graph_model(helper.make_node("Add", ["x", "w"], ["y"]), [weight])
+    tensor = proto.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(3 * 64 * 64 * 4))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, path)
+    return path
+
+
+def gradient_image(path: Path, size: tuple[int, int] = (96, 80)) -> Path:
+    """A deterministic RGB test picture (gradients, not flat) saved at ``path``."""
+    w, h = size
+    x, y = np.meshgrid(np.linspace(0, 255, w), np.linspace(0, 255, h))
+    rgb = np.stack([x, y, (x + y) / 2], axis=-1).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+class TransposedSKA(ShiftSKA):
+    """A deliberately wrong lowering: the 3x3 taps transposed (i, j) -> (j, i)."""
+
+    name = "transposed"
+
+    def forward(self, x, w):
+        n, wc, kk, h, width = w.shape
+        return super().forward(x, w.view(n, wc, 3, 3, h, width).transpose(2, 3).reshape(n, wc, kk, h, width))
+
+
+def python_cmd(*code: str) -> list[str]:
+    return [sys.executable, "-c", "\n".join(code)]
 
 
 def tamper(src: Path, dest: Path) -> Path:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from test_runtime_support import onnx_artifact, tame_lsnet_t  # noqa: F401 - fixture
+from helpers import tame_model
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.doctor import cuda_gpu
@@ -50,7 +50,7 @@ def test_fixed_batch_artifact_skips_other_sizes(onnx_artifact):
     report = run_bench(BenchOptions(str(onnx_artifact(batch=2)), batches=(1, 2), backends=("onnxruntime",), **FAST))
     assert [(r.backend, r.batch) for r in report.rows] == [("onnxruntime", 2)]
     assert report.rows[0].parity.top1_agreement == 1.0
-    assert report.skipped == [{"backend": "onnxruntime", "batch": 1,
+    assert [s.as_dict() for s in report.skipped] == [{"backend": "onnxruntime", "batch": 1,
                                "reason": "the artifact has a fixed batch of 2 (export with --dynamic for other sizes)"}]
 
 
@@ -118,7 +118,7 @@ def test_checkpoint_artifact_runs_without_weights_but_not_with_wrong_ones(onnx_a
     assert "skipped torch: the artifact was exported from a checkpoint: pass --weights CHECKPOINT" in err
     assert "parity unchecked: no PyTorch reference here and the artifact carries no golden data" in err
     weights = tmp_path / "other.pth"
-    torch.save(tame_lsnet_t().state_dict(), weights)
+    torch.save(tame_model("lsnet_t", 10, 64).state_dict(), weights)
     assert run(["bench", "--model", artifact, "--weights", str(weights)]) == 3
     assert "is not the checkpoint the artifact was exported from" in capsys.readouterr().err
 
@@ -129,5 +129,5 @@ def test_without_torch_rows_have_no_baseline(onnx_artifact, monkeypatch):
     assert [r.backend for r in report.rows] == ["onnxruntime"]
     assert report.rows[0].parity is None and report.rows[0].speedup_vs_torch is None  # no golden data in it
     assert report.rows[0].parity_source == "none" and report.rows[0].as_dict()["parity_ok"] is None
-    assert report.skipped == [{"backend": "torch", "batch": None,
-                               "reason": "torch is not installed (parity: the artifact's golden data)"}]
+    assert [s.as_dict() for s in report.skipped] == [
+        {"backend": "torch", "batch": None, "reason": "torch is not installed (parity: the artifact's golden data)"}]
