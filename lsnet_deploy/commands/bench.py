@@ -37,7 +37,8 @@ def bench(model: str = typer.Option(..., "--model", "-m", help="Artifact (.onnx/
           json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
           csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the rows as CSV here."),
           md_path: Optional[Path] = typer.Option(None, "--md", help="Write a Markdown table here."),
-          plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a latency box plot (PNG) here.")) -> None:
+          plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a latency box plot (PNG) here."),
+          ) -> None:
     """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory.
 
     Parity per row is vs PyTorch when torch and the weights are here, else vs the golden data stored in the

@@ -13,7 +13,8 @@ from rich.table import Table
 def info(model: Optional[str] = typer.Option(None, "--model", "-m",
                                          help="Variant (lsnet_t, lsnet_s, lsnet_b, *_distill); default lsnet_t, "
                                               "or what the weights are."),
-         weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
+         weights: Optional[Path] = typer.Option(None, "--weights", "-w",
+                                                help="Checkpoint (.pth/.safetensors/hf:repo)."),
          num_classes: int = typer.Option(1000, "--num-classes", help="Classes when no weights are given."),
          imgsz: int = typer.Option(224, "--imgsz", help="Input size for the MAC count.")) -> None:
     """Print parameters, MACs at the input size and a per-stage summary."""
