@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.metadata import Preprocessing
 from lsnet_deploy.runtime.engine import Engine, is_artifact
 
@@ -67,12 +67,9 @@ def open_artifact(spec: str, flags: Preprocessing | None, backend: str, device: 
 
 def open_pytorch(spec: str, img_size: int | None, device: str, threads: int | None) -> EvalModel:
     """A checkpoint, ``hf:`` id or variant name (deterministic weights) as the eager PyTorch model."""
-    try:
-        import torch  # noqa: F401
-    except ImportError as e:
-        raise BackendMissingError(f"--model {spec} is a checkpoint or model name, which runs in PyTorch: "
-                                  "pip install lsnet-deploy[export] (or eval an exported artifact)") from e
-    from lsnet_deploy.exporters import load_source
+    from lsnet_deploy.exporters import load_source, require_export
+
+    require_export(f"eval of {spec} (a checkpoint or model name runs in PyTorch; artifacts do not)")
     from lsnet_deploy.runtime.torch import TorchEngine
 
     src = load_source(spec, img_size=img_size)
