@@ -20,11 +20,13 @@ import numpy as np
 
 from lsnet_deploy.doctor import collect_environment, cuda_gpu
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.interrupt import keep_partial
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.validate import GATES, Parity, compare_outputs
 
 from . import jetson
 from .engine import BACKENDS, SUFFIX_BACKEND, Engine, backend_for, load
+from .footprint import warn_if_short
 from .preprocess import require_metadata
 from .stats import CV_WARN, LatencyStats, summarize
 
@@ -51,6 +53,10 @@ class BenchOptions:
     imgsz: int = 224  # sweep mode: export size
     seed: int = 0  # of the random input batches
     progress: bool = False
+
+    def __post_init__(self) -> None:  # names are case-insensitive: --device GPU, --backend OpenVINO
+        object.__setattr__(self, "device", self.device.lower())
+        object.__setattr__(self, "backends", tuple(b.lower() for b in self.backends))
 
     def check(self) -> None:
         if self.device not in BENCH_DEVICES:
@@ -119,10 +125,17 @@ class BenchReport:
     rows: list[BenchRow] = field(default_factory=list)
     skipped: list[dict[str, object]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    partial: bool = False  #: interrupted: ``rows`` holds only the rows finished before Ctrl-C/SIGTERM
 
     def as_dict(self) -> dict[str, object]:
-        return {"environment": self.environment, "config": self.config,
+        return {"environment": self.environment, "config": self.config, "partial": self.partial,
                 "results": [r.as_dict() for r in self.rows], "skipped": self.skipped, "warnings": self.warnings}
+
+    def mark_partial(self) -> None:
+        """Interrupted: keep the finished rows, say so, and fill what can be filled (speedups)."""
+        self.partial = True
+        self.warnings.append(f"PARTIAL: interrupted after {len(self.rows)} finished row(s)")
+        add_speedups(self)
 
 
 # --- memory -------------------------------------------------------------------------------------------------
@@ -390,8 +403,12 @@ def run_bench(opts: BenchOptions) -> BenchReport:
     report = BenchReport(environment, config_dict(opts))
     if board is not None and board.clocks_locked is not True:
         report.warnings.append("Jetson clocks are not locked: run `sudo jetson_clocks` for stable numbers")
-    with tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp, ExitStack() as stack:
+    with keep_partial(report, BenchReport.mark_partial), \
+            tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp, ExitStack() as stack:
         artifacts, meta, weights = plan_artifacts(opts, Path(tmp), report)
+        short = warn_if_short(opts.batches, meta.img_size)
+        if short:
+            report.warnings.append(short)
         model = baseline_model(meta, weights, report)
         inputs = make_inputs(meta, opts.batches, opts.seed)
         sampler = stack.enter_context(jetson.TegrastatsSampler()) if board else None

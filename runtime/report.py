@@ -1,6 +1,7 @@
 """Bench reports: JSON, CSV, Markdown, a latency plot (matplotlib, imported lazily) and a rich table.
 
-Every file is written atomically (temporary file, renamed when complete).
+Every file goes through :func:`lsnet_deploy.artifacts.write_report` (atomic replace; in place into
+a device node or FIFO).
 """
 
 from __future__ import annotations
@@ -13,24 +14,28 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lsnet_deploy.artifacts import atomic_outputs, check_output
+from lsnet_deploy.artifacts import check_output, check_suffix, write_report
 from lsnet_deploy.errors import BackendMissingError
 
 from .bench import BenchReport, BenchRow
 from .stats import LATENCY_KEYS
 
+#: image formats ``--plot`` writes (matplotlib picks the format from the suffix; none: PNG)
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 #: flat CSV columns, in order
 CSV_COLUMNS = ("backend", "device", "precision", "batch", *(f"latency_ms_{k}" for k in LATENCY_KEYS),
                "median_ci95_low_ms", "median_ci95_high_ms", "cv", "iterations", "throughput", "speedup_vs_torch",
                "first_inference_ms", "load_ms", "peak_rss_mb", "rss_delta_mb", "parity_max_abs", "parity_max_rel",
-               "parity_cosine", "parity_top1_agreement", "parity_ok", "power_mw", "energy_mj_per_img")
+               "parity_cosine", "parity_top1_agreement", "parity_ok", "power_mw", "energy_mj_per_img", "partial")
 
 
 def check_report_paths(json_path=None, csv_path=None, md_path=None, plot_path=None) -> None:
     """Fail before the run, not after it: folders writable, matplotlib present for a plot."""
     for p in (json_path, csv_path, md_path, plot_path):
         if p is not None:
-            check_output(Path(p), overwrite=True)
+            check_output(Path(p), overwrite=True, in_place=True)
+    if plot_path is not None and Path(plot_path).suffix:
+        check_suffix(plot_path, PLOT_SUFFIXES, "--plot")
     if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
         raise BackendMissingError("--plot needs matplotlib: pip install lsnet-deploy[plot]")
 
@@ -47,8 +52,8 @@ def _finite(value):
 
 
 def write_json(report: BenchReport, path: Path) -> None:
-    with atomic_outputs(Path(path), overwrite=True) as (tmp,):
-        tmp.write_text(json.dumps(_finite(report.as_dict()), indent=2, allow_nan=False) + "\n")
+    text = json.dumps(_finite(report.as_dict()), indent=2, allow_nan=False) + "\n"
+    write_report(path, lambda tmp: tmp.write_text(text))
 
 
 def flat_row(row: BenchRow) -> dict[str, object]:
@@ -62,10 +67,13 @@ def flat_row(row: BenchRow) -> dict[str, object]:
 
 
 def write_csv(report: BenchReport, path: Path) -> None:
-    with atomic_outputs(Path(path), overwrite=True) as (tmp,), open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
-        writer.writeheader()
-        writer.writerows(flat_row(r) for r in report.rows)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
+            writer.writeheader()
+            writer.writerows({**flat_row(r), "partial": report.partial} for r in report.rows)
+
+    write_report(path, write)
 
 
 def _num(value: float | None, fmt: str = ".2f") -> str:
@@ -117,8 +125,8 @@ def markdown(report: BenchReport) -> str:
 
 
 def write_markdown(report: BenchReport, path: Path) -> None:
-    with atomic_outputs(Path(path), overwrite=True) as (tmp,):
-        tmp.write_text(markdown(report))
+    text = markdown(report)
+    write_report(path, lambda tmp: tmp.write_text(text))
 
 
 def rich_table(report: BenchReport) -> Table:
@@ -146,9 +154,10 @@ def write_plot(report: BenchReport, path: Path) -> None:
     ax.set_title(environment_line(report).split(";")[0], fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    with atomic_outputs(Path(path), overwrite=True) as (tmp,):
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    try:
+        write_report(path, lambda tmp: fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:] or "png"))
+    finally:
+        plt.close(fig)
 
 
 def write_reports(report: BenchReport, json_path=None, csv_path=None, md_path=None, plot_path=None) -> list[Path]:

@@ -36,26 +36,43 @@ def bench(model: str = typer.Option(..., "--model", "-m", help="Artifact (.onnx/
           csv_path: Path | None = typer.Option(None, "--csv", help="Write the rows as CSV here."),
           md_path: Path | None = typer.Option(None, "--md", help="Write a Markdown table here."),
           plot_path: Path | None = typer.Option(None, "--plot", help="Write a latency box plot (PNG) here.")) -> None:
-    """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory."""
-    from rich.console import Console
+    """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory.
 
+    Ctrl-C or SIGTERM: the rows finished so far are shown and written (marked partial), exit 130.
+    """
+    from lsnet_deploy.interrupt import save_partial
     from lsnet_deploy.runtime.bench import BenchOptions, run_bench
-    from lsnet_deploy.runtime.report import check_report_paths, rich_table, write_reports
+    from lsnet_deploy.runtime.report import check_report_paths
 
     opts = BenchOptions(model=model, device=device, backends=split_list(backend, "--backend"),
                         batches=split_list(batch, "--batch", int), warmup=warmup, iters=iters, seconds=seconds,
                         threads=threads, weights=weights, imgsz=imgsz, progress=True)
     paths = {"json_path": json_path, "csv_path": csv_path, "md_path": md_path, "plot_path": plot_path}
     check_report_paths(**paths)
-    report = run_bench(opts)
+    with save_partial(lambda partial: show(partial, paths, notes=False) if partial.rows else []):
+        report = run_bench(opts)
+    for path in show(report, paths):
+        typer.echo(f"wrote {path}")
+
+
+def show(report, paths: dict, notes: bool = True) -> list:
+    """Print the table (and with ``notes`` the warnings and skipped rows); write the reports; returns their paths.
+
+    A partial report keeps its notes in the files: the one stderr line is the interruption's.
+    """
+    from rich.console import Console
+
+    from lsnet_deploy.runtime.report import rich_table, write_reports
+
     Console(width=200).print(rich_table(report))
+    if not notes:
+        return write_reports(report, **paths)
     for note in report.warnings + [f"{r.backend} batch {r.batch}: {w}" for r in report.rows for w in r.warnings]:
         typer.echo(f"warning: {note}", err=True)
     for s in report.skipped:
         typer.echo(f"skipped {s['backend']}" + (f" batch {s['batch']}" if s["batch"] else "") + f": {s['reason']}",
                    err=True)
-    for path in write_reports(report, **paths):
-        typer.echo(f"wrote {path}")
+    return write_reports(report, **paths)
 
 
 def register(app: typer.Typer) -> None:
