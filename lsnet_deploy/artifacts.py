@@ -68,9 +68,21 @@ def path_kind(path: PathLike) -> str:
         return "socket"
     if stat.S_ISDIR(mode):
         return "directory"
-    if not stat.S_ISREG(mode) or (Path(path).is_symlink() and os.path.realpath(path).startswith("/proc/")):
+    if not stat.S_ISREG(mode) or _via_proc(str(path)):
         return "special"
     return "file"
+
+
+def _via_proc(path: str) -> bool:
+    """Whether ``path`` (or a link on its way) is in /proc: ``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/1``."""
+    for _ in range(40):  # the kernel's own limit on links in a row
+        path = os.path.abspath(path)
+        if os.path.realpath(os.path.dirname(path)).startswith("/proc/"):
+            return True
+        if not os.path.islink(path):
+            return False
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return False
 
 
 def _real(path: Path) -> Path:
