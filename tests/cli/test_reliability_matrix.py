@@ -195,8 +195,14 @@ def test_one_line_the_class_code_and_nothing_left(case, f, tmp_path, capsys, mon
 
 
 def test_names_are_case_insensitive(f, capsys):
+    from lsnet_deploy.runtime.bench import BenchOptions
+
     assert run(["predict", "-m", str(f.art), str(f.img), "-b", "ONNXRuntime", "--device", "CPU", "-k", "1"]) == 0
     assert capsys.readouterr().out.startswith(str(f.img))
+    opts = BenchOptions("m.onnx", device="CUDA", backends=("OpenVINO", "Torch"))
+    assert (opts.device, opts.backends) == ("cuda", ("openvino", "torch"))
+    assert (ExportOptions(target="OpenVINO", ska="Shift").target, ExportOptions(ska="DWConv").ska) == \
+        ("openvino", "dwconv")
 
 
 def test_the_matrix_covers_every_command_and_is_big_enough():
