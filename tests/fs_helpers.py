@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsnet_deploy.runtime.bench import BenchReport, BenchRow
+from lsnet_deploy.runtime.results import BenchReport, BenchRow
 from lsnet_deploy.runtime.stats import summarize
 
 

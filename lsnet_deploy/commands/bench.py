@@ -41,8 +41,9 @@ def bench(model: str = typer.Option(..., "--model", "-m", help="Artifact (.onnx/
     Ctrl-C or SIGTERM: the rows finished so far are shown and written (marked partial), exit 130.
     """
     from lsnet_deploy.interrupt import save_partial
-    from lsnet_deploy.runtime.bench import BenchOptions, run_bench
+    from lsnet_deploy.runtime.bench import BenchOptions
     from lsnet_deploy.runtime.report import check_report_paths
+    from lsnet_deploy.sweep import bench as run_bench
 
     opts = BenchOptions(model=model, device=device, backends=split_list(backend, "--backend"),
                         batches=split_list(batch, "--batch", int), warmup=warmup, iters=iters, seconds=seconds,
@@ -70,8 +71,7 @@ def show(report, paths: dict, notes: bool = True) -> list:
     for note in report.warnings + [f"{r.backend} batch {r.batch}: {w}" for r in report.rows for w in r.warnings]:
         typer.echo(f"warning: {note}", err=True)
     for s in report.skipped:
-        typer.echo(f"skipped {s['backend']}" + (f" batch {s['batch']}" if s["batch"] else "") + f": {s['reason']}",
-                   err=True)
+        typer.echo(f"skipped {s}", err=True)
     return write_reports(report, **paths)
 
 
