@@ -141,6 +141,11 @@ CASES = [
     Case("bench-model-missing", ("bench", "-m", "{d}/nope.onnx"), 3, "artifact not found"),
     Case("bench-interrupted", ("bench", "-m", "{art}", "-b", "onnxruntime", "--iters", "2", "--json",
                                "{out}/r.json"), 130, "interrupted", _interrupt("lsnet_deploy.runtime.bench.time_engine")),
+    # --- verify
+    Case("verify-missing", ("verify", "{d}/nope.onnx"), 3, "artifact not found"),
+    Case("verify-corrupt", ("verify", "{noise_onnx}"), 3, "noise.onnx"),
+    Case("verify-backend-unknown-any-case", ("verify", "{art}", "-b", "NCNN"), 2, "unknown backend 'ncnn'"),
+    Case("verify-interrupted", ("verify", "{art}"), 130, "interrupted", _interrupt("lsnet_deploy.golden.self_test")),
     # --- doctor
     Case("doctor-unknown-option", ("doctor", "--bogus"), 2, "No such option"),
 ]
