@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsnet_deploy import __version__
-from lsnet_deploy.errors import BackendMissingError, UsageError
+from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.validate import GATES, Gate, Parity
@@ -51,6 +51,11 @@ class Target:
     def suffix(self) -> str:
         """The artifact's file suffix (the backend's first, from the runtime's registry)."""
         return BACKENDS[self.backend].suffixes[0]
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """Every suffix an ``--output`` may end in (the backend's, from the runtime's registry)."""
+        return BACKENDS[self.backend].suffixes
 
     def load(self, options: ExportOptions) -> Callable[[Source, ExportOptions], ExportResult]:
         """The export function after checking ``options`` (:class:`BackendMissingError` if a package is missing)."""
@@ -115,6 +120,9 @@ class ExportOptions:
     dla: int | None = None  #: TensorRT DLA core (Jetson)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "target", self.target.lower())  # names are case-insensitive
+        if self.ska is not None:
+            object.__setattr__(self, "ska", self.ska.lower())
         if self.target not in TARGETS:
             raise UsageError(f"unknown target {self.target!r}; choose one of: {', '.join(TARGETS)}")
         if self.imgsz is not None and (self.imgsz < 32 or self.imgsz % 32):
@@ -238,20 +246,25 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
            num_classes: int | None = None) -> ExportResult:
     """Export ``source`` as ``options`` ask, parity-gated; ``variant``/``num_classes`` check a checkpoint."""
     require_export("export")
-    from lsnet_deploy.artifacts import check_output
+    from lsnet_deploy.artifacts import check_output, check_suffix
+    from lsnet_deploy.runtime.footprint import warn_if_short
 
     from .ska import get_lowering
 
     options = options or ExportOptions()
     get_lowering(options.lowering)
-    run = TARGETS[options.target].load(options)
-    if options.output is not None:
+    target = TARGETS[options.target]
+    if options.output is not None:  # before any work: a typo costs milliseconds, not an export
         check_output(options.output, options.overwrite)
+        check_suffix(options.output, target.suffixes, f"--target {options.target} output")
+    run = target.load(options)
     start = time.perf_counter()
     src = load_source(source, variant, num_classes, options.imgsz)
+    warn_if_short([options.batch], src.img_size)
     if options.class_names:
         if len(options.class_names) != src.num_classes:
-            raise UsageError(f"{len(options.class_names)} class names given for a {src.num_classes}-class model")
+            raise InputError(f"{len(options.class_names)} class names given for a {src.num_classes}-class model "
+                             "(labels: one name per class, as in predict)")
         src.class_names = tuple(options.class_names)
     result = run(src, options)
     return replace(result, seconds=time.perf_counter() - start)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs, check_output
+from lsnet_deploy.artifacts import atomic_outputs, backend_write, check_outputs, check_suffix
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.stats import summarize
@@ -24,6 +24,8 @@ from .inputs import artifact_path, calibration_images, image_files, parity_image
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
+#: fp32 ONNX bytes / IR .bin bytes, per precision (to tell a full disk from another write failure)
+_SHRINK = {"fp32": 1, "fp16": 2, "int8": 4}
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
     write_metadata(ir, meta, golden)
     parity = report = None
     with atomic_outputs(output, output.with_suffix(".bin"), overwrite=options.overwrite) as (xml, _):
-        ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
+        with backend_write(output, need=Path(onnx_path).stat().st_size // _SHRINK[options.precision]):
+            ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
         if options.validate:
             checked = parity_images(options.data, meta, options.parity_size)
             with OpenVINOEngine(xml, threads=options.threads) as engine:
@@ -176,10 +179,8 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
 def check_ir_path(output: Path, overwrite: bool) -> None:
     """:class:`UsageError` unless ``output`` ends in ``.xml``; :class:`OutputError` unless it and its ``.bin``
     can be written."""
-    if output.suffix != ".xml":
-        raise UsageError(f"an OpenVINO IR path must end in .xml, got {output.name}")
-    for path in (output, output.with_suffix(".bin")):
-        check_output(path, overwrite)
+    check_suffix(output, (".xml",), "an OpenVINO IR")
+    check_outputs(output, output.with_suffix(".bin"), overwrite=overwrite)
 
 
 def check_target(options) -> None:

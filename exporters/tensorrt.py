@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs, check_output
+from lsnet_deploy.artifacts import atomic_outputs, check_outputs, check_suffix, write_bytes
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.metadata import ArtifactMetadata
@@ -207,7 +207,7 @@ def make_calibrator(trt, batches: CalibrationBatches, cache: Path, upload):
             return self.cache.read_bytes() if self.cache.is_file() else None
 
         def write_calibration_cache(self, data) -> None:
-            self.cache.write_bytes(bytes(data))
+            write_bytes(self.cache, bytes(data))
 
     return Int8Calibrator()
 
@@ -286,7 +286,7 @@ def build_serialized(trt, onnx_path: Path, settings: dict, options: TensorRTOpti
     if serialized is None:
         raise InputError(f"TensorRT could not build an engine from {onnx_path} (see its log above)")
     if timing is not None:
-        timing.write_bytes(bytes(config.get_timing_cache().serialize()))
+        write_bytes(timing, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
 
@@ -320,11 +320,8 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
 def check_engine_path(output: Path, overwrite: bool) -> None:
     """:class:`UsageError` unless ``output`` ends in ``.engine``/``.plan``; :class:`OutputError` unless it and
     its sidecar can be written."""
-    suffixes = BACKENDS["tensorrt"].suffixes
-    if output.suffix not in suffixes:
-        raise UsageError(f"a TensorRT engine path must end in {' or '.join(suffixes)}, got {output.name}")
-    for path in (output, sidecar_path(output)):
-        check_output(path, overwrite)
+    check_suffix(output, BACKENDS["tensorrt"].suffixes, "a TensorRT engine")
+    check_outputs(output, sidecar_path(output), overwrite=overwrite)
 
 
 def check_target(options) -> None:

@@ -17,6 +17,7 @@ from lsnet_deploy.errors import BackendMissingError, InputError
 from lsnet_deploy.errors import reason as error_text
 from lsnet_deploy.artifacts import file_sha256
 
+from .hub import offline_reason
 from .lsnet import build_model, variant_name
 
 _WRAPPERS = ("model", "state_dict", "model_ema")
@@ -33,14 +34,25 @@ def resolve_hub(ref: str, cache_dir: str | None = None) -> Path:
     if len(parts) < 2:
         raise InputError(f"bad hub id {ref!r}: expected hf:owner/repo or hf:owner/repo/file")
     repo, names = "/".join(parts[:2]), (["/".join(parts[2:])] if len(parts) > 2 else list(_HUB_FILES))
+    offline = offline_reason()  # one short probe, instead of the hub client's retries
     last: Exception | None = None
     for name in names:
         try:
-            return Path(hf_hub_download(repo, name, cache_dir=cache_dir))
+            return Path(hf_hub_download(repo, name, cache_dir=cache_dir, local_files_only=offline is not None))
         except Exception as e:  # noqa: BLE001 - hub raises many types; we report the last one
             last = e
+    if offline:
+        raise InputError(f"cannot get {ref}: the hub is unreachable ({offline}) and it is not in the local cache "
+                         f"({cache_dir or _hub_cache()}); download it once online (huggingface-cli download {repo}) "
+                         "or pass the local file: --weights path/to/model.safetensors")
     raise InputError(f"cannot get {ref} from the hub or its cache ({type(last).__name__}: "
                      f"{str(last).splitlines()[0] if str(last) else ''})")
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

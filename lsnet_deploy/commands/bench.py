@@ -42,11 +42,12 @@ def bench(model: str = typer.Option(..., "--model", "-m", help="Artifact (.onnx/
     """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory.
 
     Parity per row is vs PyTorch when torch and the weights are here, else vs the golden data stored in the
-    artifact. Exits 5 (after writing the reports) when any row fails its precision's gate."""
-    from rich.console import Console
-
+    artifact. Exits 5 (after writing the reports) when any row fails its precision's gate.
+    Ctrl-C or SIGTERM: the rows finished so far are shown and written (marked partial), exit 130.
+    """
+    from lsnet_deploy.interrupt import save_partial
     from lsnet_deploy.runtime.bench import BenchOptions
-    from lsnet_deploy.runtime.report import check_report_paths, rich_table, write_reports
+    from lsnet_deploy.runtime.report import check_report_paths
     from lsnet_deploy.sweep import bench as run_bench
 
     opts = BenchOptions(model=model, device=device, backends=split_list(backend, "--backend"),
@@ -54,19 +55,34 @@ def bench(model: str = typer.Option(..., "--model", "-m", help="Artifact (.onnx/
                         threads=threads, weights=weights, imgsz=imgsz, progress=True)
     paths = {"json_path": json_path, "csv_path": csv_path, "md_path": md_path, "plot_path": plot_path}
     check_report_paths(**paths)
-    report = run_bench(opts)
-    Console(width=200).print(rich_table(report))
-    for note in report.warnings + [f"{r.backend} batch {r.batch}: {w}" for r in report.rows for w in r.warnings]:
-        typer.echo(f"warning: {note}", err=True)
-    for s in report.skipped:
-        typer.echo(f"skipped {s}", err=True)
-    for path in write_reports(report, **paths):
+    with save_partial(lambda partial: show(partial, paths, notes=False) if partial.rows else []):
+        report = run_bench(opts)
+    for path in show(report, paths):
         typer.echo(f"wrote {path}")
     failed = [f"{r.backend} batch {r.batch} ({'; '.join(r.parity_failures)})" for r in report.rows if r.parity_failures]
     if failed:
         from lsnet_deploy.errors import ParityError
 
         raise ParityError(f"{len(failed)} row(s) fail the parity gate: {', '.join(failed)}")
+
+
+def show(report, paths: dict, notes: bool = True) -> list:
+    """Print the table (and with ``notes`` the warnings and skipped rows); write the reports; returns their paths.
+
+    A partial report keeps its notes in the files: the one stderr line is the interruption's.
+    """
+    from rich.console import Console
+
+    from lsnet_deploy.runtime.report import rich_table, write_reports
+
+    Console(width=200).print(rich_table(report))
+    if not notes:
+        return write_reports(report, **paths)
+    for note in report.warnings + [f"{r.backend} batch {r.batch}: {w}" for r in report.rows for w in r.warnings]:
+        typer.echo(f"warning: {note}", err=True)
+    for s in report.skipped:
+        typer.echo(f"skipped {s}", err=True)
+    return write_reports(report, **paths)
 
 
 def register(app: typer.Typer) -> None:

@@ -157,7 +157,7 @@ CASES = [
     Case("report-is-a-directory", ("bench", "-m", "{art}", "--csv", "{d}"), OutputError,
          "output path is a directory", lambda f: check_output(f.d)),
     Case("ir-path-not-xml", ("export", "-t", "openvino", "-o", "{out}"), UsageError,
-         "an OpenVINO IR path must end in .xml, got out.onnx",
+         "--target openvino output path must end in .xml, got out.onnx",
          lambda f: export("lsnet_t", ExportOptions(target="openvino", output=f.d / "out.onnx")), (needs_openvino,)),
     Case("engine-sidecar-exists", ("export", "-t", "tensorrt", "-o", "{sidecar_engine}"), OutputError,
          "output exists (pass --overwrite to replace it)", lambda f: export(
