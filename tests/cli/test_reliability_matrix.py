@@ -146,6 +146,12 @@ CASES = [
     Case("verify-corrupt", ("verify", "{noise_onnx}"), 3, "noise.onnx"),
     Case("verify-backend-unknown-any-case", ("verify", "{art}", "-b", "NCNN"), 2, "unknown backend 'ncnn'"),
     Case("verify-interrupted", ("verify", "{art}"), 130, "interrupted", _interrupt("lsnet_deploy.golden.self_test")),
+    # --- eval
+    Case("eval-model-not-given", ("eval", "--data", "{d}"), 2, "Missing option '--model'"),
+    Case("eval-data-missing", ("eval", "--model", "{art}", "--data", "{d}/nope"), 3, "data not found"),
+    Case("eval-data-without-classes", ("eval", "--model", "{art}", "--data", "{out}"), 3, "no class subfolders"),
+    Case("eval-threshold-out-of-range", ("eval", "--model", "{art}", "--data", "{d}", "--threshold", "2"), 2,
+         "--threshold must be in [0, 1]"),
     # --- doctor
     Case("doctor-unknown-option", ("doctor", "--bogus"), 2, "No such option"),
 ]
