@@ -19,10 +19,10 @@ import numpy as np
 from lsnet_deploy.errors import DeployWarning, InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.engine import Engine
+from lsnet_deploy.runtime.images import find_images
 from lsnet_deploy.runtime.preprocess import open_image, preprocess
 from lsnet_deploy.validate import GATES, Parity, compare_outputs
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: a float32 NCHW batch -> float32 (N, classes) logits of the PyTorch fp32 model
 Reference = Callable[[np.ndarray], np.ndarray]
 
@@ -36,10 +36,7 @@ def image_files(folder: Path, limit: int) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"calibration data folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
-    return files[:limit]
+    return find_images([folder])[:limit]
 
 
 def load_images(folder: Path, count: int, meta: ArtifactMetadata) -> np.ndarray:
