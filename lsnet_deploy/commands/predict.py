@@ -51,10 +51,7 @@ def predict(images: List[str] = typer.Argument(..., help="Image files, folders (
         with atomic_outputs(*outputs, overwrite=overwrite) as temps:
             for tmp, kind in zip(temps, outputs.values()):
                 tmp.write_text(texts[kind](), encoding="utf-8")
-    failed = sum(bool(r.error) for r in results)
-    if failed and len(results) > 1:
-        typer.echo(f"error: {failed} of {len(results)} images could not be read", err=True)
-    return InputError.exit_code if failed else 0
+    return InputError.exit_code if any(r.error for r in results) else 0
 
 
 def _echo(result) -> None:
