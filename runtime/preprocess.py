@@ -32,7 +32,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         image = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8))
     elif image.mode == "F":
         raise InputError("floating-point images are not supported (unknown value range): save 8- or 16-bit")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def check_size(image: Image.Image) -> Image.Image:
