@@ -137,6 +137,17 @@ def test_upstream_checkpoint_exports_ema_with_parity(upstream_ckpt, tmp_path, ca
     assert np.abs(other - want).max() > 100 * np.abs(got - want).max()  # EMA weights, not the raw model's
 
 
+def test_small_upstream_checkpoint_passes_the_gate(_upstream_64, tmp_path):
+    """The fast variant: a 64 px upstream fine-tune exports through the parity gate, as a fine-tune."""
+    from lsnet_deploy.exporters import ExportOptions, export
+
+    path = small_upstream_checkpoint(_upstream_64, tmp_path / "ck.pth")
+    result = export(path, ExportOptions(output=tmp_path / "small.onnx"))
+    assert result.parity.max_rel < 1e-4 and result.parity.cosine > 0.99999
+    meta = result.metadata
+    assert (meta.img_size, meta.crop_mode, meta.crop_pct, meta.checkpoint_key) == (64, "squash", 1.0, "model")
+
+
 def test_crop_flags_override_the_finetune_default(upstream_ckpt, tmp_path):
     path, _ = upstream_ckpt
     out = tmp_path / "center.onnx"
