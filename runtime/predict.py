@@ -18,7 +18,7 @@ import numpy as np
 from lsnet_deploy.errors import InputError, UsageError
 
 from .engine import Engine
-from .preprocess import _run_padded, class_name, open_image, preprocess, require_metadata, top_k_indices
+from .preprocess import class_name, open_image, preprocess, require_metadata, top_k_indices
 
 #: images per batch for a dynamic-batch artifact (a fixed-batch one uses its own batch size)
 DYNAMIC_BATCH = 16
@@ -68,7 +68,7 @@ def _run_pending(engine: Engine, pending: list, k: int, names: Sequence[str]) ->
     inputs = [x for _, x, _ in pending if x is not None]
     order = probs = np.zeros((0, k))
     if inputs:
-        order, probs = top_k_indices(_run_padded(engine, np.stack(inputs)), k)
+        order, probs = top_k_indices(engine.run_batched(np.stack(inputs)), k)
     row = 0
     for path, x, error in pending:
         if x is None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from lsnet_deploy.runtime.bench import time_engine
+from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.runtime.stats import LatencyStats, summarize
 
 
