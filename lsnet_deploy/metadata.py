@@ -46,7 +46,8 @@ class Preprocessing:
         if not 0 < self.crop_pct <= 1:
             raise UsageError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
         if self.interpolation not in INTERPOLATIONS:
-            raise UsageError(f"unknown interpolation {self.interpolation!r}; choose one of: {', '.join(INTERPOLATIONS)}")
+            raise UsageError(f"unknown interpolation {self.interpolation!r}; "
+                             f"choose one of: {', '.join(INTERPOLATIONS)}")
         if self.img_size < 1:
             raise UsageError(f"image size must be >= 1, got {self.img_size}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:

@@ -96,7 +96,8 @@ def test_folder_with_a_broken_file_json_and_csv(artifacts, two_class, camera_fol
 
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 3 * 2 + 1 and rows[4]["path"] == str(camera_folder / "c_broken.jpg")
-    assert rows[0]["rank"] == "1" and float(rows[0]["probability"]) == pytest.approx(entries[0]["topk"][0]["probability"])
+    assert rows[0]["rank"] == "1"
+    assert float(rows[0]["probability"]) == pytest.approx(entries[0]["topk"][0]["probability"])
 
 
 def test_glob_pattern_and_fixed_batch_streaming(artifacts, camera_folder, tmp_path):

@@ -85,7 +85,8 @@ def _upstream_224(tmp_path_factory):
 @pytest.fixture(scope="module")
 def _upstream_64(tmp_path_factory):
     path = tmp_path_factory.mktemp("upstream") / "checkpoint_64.pth"
-    return write_upstream_checkpoint(path, init_tame(build_model("lsnet_t", 2, 64), seed=0), upstream_args(input_size=64))
+    model = init_tame(build_model("lsnet_t", 2, 64), seed=0)
+    return write_upstream_checkpoint(path, model, upstream_args(input_size=64))
 
 
 def small_upstream_checkpoint(saved: dict, path: Path, drop: tuple[str, ...] = (), **args) -> Path:
