@@ -10,16 +10,20 @@ from rich.console import Console
 from rich.table import Table
 
 
-def info(model: str | None = typer.Option(None, "--model", "-m",
+def info(model: Optional[str] = typer.Option(None, "--model", "-m",
                                          help="Variant (lsnet_t, lsnet_s, lsnet_b, *_distill); default lsnet_t, "
                                               "or what the weights are."),
-         weights: Path | None = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
+         weights: Optional[Path] = typer.Option(None, "--weights", "-w",
+                                                help="Checkpoint (.pth/.safetensors/hf:repo)."),
          num_classes: int = typer.Option(1000, "--num-classes", help="Classes when no weights are given."),
          imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size for the MAC count (default: the "
                                              "checkpoint's training size, else 224)."),
          ema: bool = typer.Option(False, "--ema", help="Use the checkpoint's model_ema weights.")) -> None:
     """Print parameters, MACs at the input size and a per-stage summary."""
     from lsnet_deploy.errors import UsageError
+    from lsnet_deploy.exporters import require_export
+
+    require_export("info")
     from lsnet_deploy.models import build_model, load_model
     from lsnet_deploy.models.flops import count_macs
     from lsnet_deploy.models.lsnet import VARIANTS, variant_name
