@@ -20,14 +20,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsnet_deploy import __version__
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.errors import BackendMissingError, DeployWarning, InputError, UsageError
+from lsnet_deploy.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata, default_crop_pct
 from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.validate import GATES, Gate, Parity
 
@@ -118,6 +119,9 @@ class ExportOptions:
     workspace: float = 4.0  #: TensorRT builder workspace, GiB
     timing_cache: Path | None = None  #: TensorRT timing cache (read if present, written after the build)
     dla: int | None = None  #: TensorRT DLA core (Jetson)
+    crop_mode: str | None = None  #: "center" | "squash"; None: squash for upstream fine-tunes, else center
+    crop_pct: float | None = None  #: None: 0.875 (center) or 1.0 (squash)
+    ema: bool = False  #: export upstream's ``model_ema`` weights
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", self.target.lower())  # names are case-insensitive
@@ -139,6 +143,10 @@ class ExportOptions:
             raise UsageError("--int8 needs --target openvino or tensorrt")
         if self.calib_size < 1:
             raise UsageError(f"--calib-size must be >= 1, got {self.calib_size}")
+        if self.crop_mode is not None and self.crop_mode not in CROP_MODES:
+            raise UsageError(f"--crop-mode must be one of: {', '.join(CROP_MODES)}; got {self.crop_mode!r}")
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise UsageError(f"--crop-pct must be in (0, 1], got {self.crop_pct}")
         for name in ("output", "data", "timing_cache"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
@@ -172,11 +180,15 @@ class Source:
     img_size: int
     checkpoint_sha256: str = ""  #: empty: deterministic random weights (``init_tame`` seed 0)
     class_names: tuple[str, ...] = ()
+    checkpoint_key: str = ""  #: the checkpoint's state dict that was loaded ("model", "model_ema", ...)
+    crop_mode: str = "center"
+    crop_pct: float = DEFAULT_CROP_PCT
 
     def metadata(self, **changes: Any) -> ArtifactMetadata:
         """Artifact metadata for this source, with ``changes`` (precision, ska, opset, ...) applied."""
         base = ArtifactMetadata(variant=self.variant, num_classes=self.num_classes, img_size=self.img_size,
-                                resize=round(self.img_size * 256 / 224), checkpoint_sha256=self.checkpoint_sha256,
+                                crop_pct=self.crop_pct, crop_mode=self.crop_mode,
+                                checkpoint_sha256=self.checkpoint_sha256, checkpoint_key=self.checkpoint_key,
                                 tool_version=__version__, class_names=self.class_names)
         return replace(base, **changes)
 
@@ -212,17 +224,21 @@ def variant_of(model: nn.Module) -> str:
 
 
 def load_source(source: str | Path | nn.Module, variant: str | None = None, num_classes: int | None = None,
-                img_size: int | None = None) -> Source:
+                img_size: int | None = None, ema: bool = False) -> Source:
     """Resolve a variant name (deterministic weights), checkpoint / ``hf:`` id, or module into a :class:`Source`.
 
     A module is copied (never changed) and must have been built for ``img_size``, since its
-    attention-bias tables are sized for one resolution; checkpoints are resized on load instead.
+    attention-bias tables are sized for one resolution; checkpoints are loaded at their training
+    size by default, and resized to another ``img_size`` (with a :class:`DeployWarning`).
+    An upstream fine-tune (``args.finetune``) gets the ``squash`` preprocessing it was evaluated with.
     """
     import copy
 
     require_export("loading a PyTorch LSNet")
     from lsnet_deploy.models import VARIANTS, load_model, random_weights_model
 
+    if ema and (not isinstance(source, (str, Path)) or str(source) in VARIANTS):
+        raise UsageError("--ema picks the model_ema weights of a checkpoint: pass --weights CHECKPOINT")
     if isinstance(source, str) and source in VARIANTS:
         if variant not in (None, source):
             raise UsageError(f"--model {variant} contradicts source {source}")
@@ -231,15 +247,32 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
         if not str(source).startswith("hf:") and not Path(source).suffix and not Path(source).exists():
             raise UsageError(f"unknown model {str(source)!r}: not a variant ({', '.join(VARIANTS)}) "
                              "nor a checkpoint file")
-        model = load_model(source, variant, num_classes, img_size or 224)
+        model = load_model(source, variant, num_classes, img_size, ema=ema)
+        _warn_other_size(model)
     else:
         if img_size not in (None, source.img_size):
             raise UsageError(f"the module was built for {source.img_size}px, not {img_size}px; rebuild it with "
                              f"build_model(..., img_size={img_size}) or export from a checkpoint, which resizes "
                              "the attention biases")
         model = copy.deepcopy(source).float().eval()
+    finetuned = getattr(model, "finetuned", False)
     return Source(model, variant_of(model), model.num_classes, model.img_size,
-                  getattr(model, "checkpoint_sha256", ""), tuple(getattr(model, "class_names", ())))
+                  getattr(model, "checkpoint_sha256", ""), tuple(getattr(model, "class_names", ())),
+                  getattr(model, "checkpoint_key", ""), "squash" if finetuned else "center",
+                  default_crop_pct("squash" if finetuned else "center"))
+
+
+def _warn_other_size(model: nn.Module) -> None:
+    """One :class:`DeployWarning` when a checkpoint is exported at another size than it was trained at."""
+    from lsnet_deploy.models.lsnet import attention_resolution
+
+    trained, size = model.trained_size, model.img_size
+    if size == trained:
+        return
+    resized = attention_resolution(size) != attention_resolution(trained)
+    warnings.warn(f"checkpoint trained at {trained} px, exported at {size} px"
+                  + (": attention biases resized bicubically (an approximation); " if resized else "; ")
+                  + "check accuracy on real images", DeployWarning, stacklevel=3)
 
 
 def export(source: str | Path | nn.Module, options: ExportOptions | None = None, *, variant: str | None = None,
@@ -259,8 +292,12 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
         check_suffix(options.output, target.suffixes, f"--target {options.target} output")
     run = target.load(options)
     start = time.perf_counter()
-    src = load_source(source, variant, num_classes, options.imgsz)
+    src = load_source(source, variant, num_classes, options.imgsz, options.ema)
     warn_if_short([options.batch], src.img_size)
+    if options.crop_mode is not None:
+        src.crop_mode, src.crop_pct = options.crop_mode, default_crop_pct(options.crop_mode)
+    if options.crop_pct is not None:
+        src.crop_pct = options.crop_pct
     if options.class_names:
         if len(options.class_names) != src.num_classes:
             raise InputError(f"{len(options.class_names)} class names given for a {src.num_classes}-class model "

@@ -20,10 +20,10 @@ import numpy as np
 
 from lsnet_deploy.errors import DeployWarning, InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.runtime.images import find_images
 from lsnet_deploy.runtime.preprocess import open_image, preprocess
 from lsnet_deploy.validate import PARITY_IMAGES, PARITY_SEED, parity_inputs
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: seed of synthetic calibration images. The parity seed, as before the gate was unified: the first
 #: parity images are then also calibration images. Held out (seed + 1), a 2-class LSNet-T int8 IR at
 #: 128 px measured cosine 0.970 (8 calibration images) to 0.988 (64), under the int8 gate's 0.99.
@@ -39,10 +39,7 @@ def image_files(folder: Path, limit: int) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"calibration data folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
-    return files[:limit]
+    return find_images([folder])[:limit]
 
 
 def load_images(folder: Path, count: int, meta: ArtifactMetadata) -> np.ndarray:

@@ -17,6 +17,13 @@ _SKA_HELP = ("SKA lowering: unfold (one-hot Conv im2col + Mul + ReduceSum), shif
              "Default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items()) + ".")
 
 
+def weights_label(meta) -> str:
+    """``random``, or ``checkpoint <sha256 prefix> (<state dict key>)``."""
+    if not meta.checkpoint_sha256:
+        return "random"
+    return f"checkpoint {meta.checkpoint_sha256[:12]}" + (f" ({meta.checkpoint_key})" if meta.checkpoint_key else "")
+
+
 def _labels(path: Optional[Path]) -> tuple[str, ...]:
     from lsnet_deploy.runtime.preprocess import label_lines
 
@@ -33,8 +40,16 @@ def export(
     ska: Optional[str] = typer.Option(None, "--ska", help=_SKA_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: derived from model "
                                        "and options, e.g. lsnet_t_224_shift_b1_op17.onnx)."),
-    imgsz: int = typer.Option(224, "--imgsz", help="Input size, a multiple of 32 (checkpoints: attention biases "
-                              "are resized bicubically, an approximation)."),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size, a multiple of 32 (default: the "
+                                        "checkpoint's training size, else 224; another size resizes a checkpoint's "
+                                        "attention biases bicubically, an approximation, with a warning)."),
+    crop_mode: Optional[str] = typer.Option(None, "--crop-mode", help="How images become the input: center "
+                                            "(resize the shorter side, centre-crop; upstream's ImageNet eval) or "
+                                            "squash (resize both sides: the whole frame, upstream's --finetune eval). "
+                                            "Default: squash for upstream fine-tunes, else center."),
+    crop_pct: Optional[float] = typer.Option(None, "--crop-pct", help="Crop fraction: resize to imgsz/crop_pct, "
+                                             "then centre-crop imgsz (default 0.875 center, 1.0 squash)."),
+    ema: bool = typer.Option(False, "--ema", help="Export the checkpoint's model_ema weights (upstream main.py)."),
     batch: int = typer.Option(1, "--batch", help="Static batch size (the example batch with --dynamic)."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch dimension."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset, 13..20 (custom: 15..20); default 17."),
@@ -70,7 +85,7 @@ def export(
                             half=half, simplify=simplify, fuse=fuse, output=output, overwrite=overwrite,
                             validate=validate, rtol=rtol, min_cosine=min_cosine, class_names=_labels(labels),
                             int8=int8, data=data, calib_size=calib_size, workspace=workspace,
-                            timing_cache=timing_cache, dla=dla)
+                            timing_cache=timing_cache, dla=dla, crop_mode=crop_mode, crop_pct=crop_pct, ema=ema)
     console, err = Console(), Console(stderr=True)
     if not validate:
         err.print("[bold red]WARNING: --no-validate: the parity gate is OFF; this artifact is NOT checked "
@@ -86,8 +101,8 @@ def export(
     console.print(f"[bold]{result.path}[/]  {result.size_bytes / 1e6:.1f} MB  {meta.variant} "
                   f"{meta.num_classes} classes  {meta.img_size}px  batch {meta.batch or 'dynamic'}  "
                   f"{meta.precision}  ska={meta.ska}  opset {meta.opset}  "
-                  f"weights={'checkpoint ' + meta.checkpoint_sha256[:12] if meta.checkpoint_sha256 else 'random'}"
-                  f"  {result.seconds:.1f}s")
+                  f"weights={weights_label(meta)}  {result.seconds:.1f}s")
+    console.print(f"preprocessing: {meta.preprocessing.describe()}")
     for note in result.notes:
         console.print(note)
     if result.parity is None:
