@@ -11,7 +11,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,12 @@ def image_files(folder: Path, limit: int) -> list[Path]:
 
 def load_images(folder: Path, count: int, meta: ArtifactMetadata) -> np.ndarray:
     """Up to ``count`` images from ``folder``, preprocessed like the runtime: float32 (N, 3, H, W)."""
-    return np.stack([preprocess(open_image(p), meta) for p in image_files(folder, count)])
+    return load_files(image_files(folder, count), meta)
+
+
+def load_files(paths: list[Path], meta: ArtifactMetadata) -> np.ndarray:
+    """``paths`` preprocessed like the runtime: float32 (N, 3, H, W)."""
+    return np.stack([preprocess(open_image(p), meta) for p in paths])
 
 
 def synthetic_images(count: int, img_size: int, seed: int = 0) -> np.ndarray:
@@ -67,11 +72,11 @@ def calibration_images(data: Path | None, count: int, meta: ArtifactMetadata, *,
 
 
 def run_engine(engine: Engine, images: np.ndarray) -> np.ndarray:
-    """Logits of ``images`` through ``engine``, in batches its input shape accepts."""
-    step = engine.input_shape[0] or len(images)
-    if len(images) % step:
-        raise UsageError(f"{len(images)} images do not split into the engine's fixed batch of {step}")
-    return np.concatenate([engine(images[i:i + step]) for i in range(0, len(images), step)])
+    """Logits of ``images`` through ``engine``, in batches its input shape accepts (or of 32)."""
+    step = engine.input_shape[0] or min(len(images), 32)
+    short = -len(images) % step  # pad the last batch of a fixed-batch engine with copies of the last image
+    padded = np.concatenate([images, np.repeat(images[-1:], short, axis=0)]) if short else images
+    return np.concatenate([engine(padded[i:i + step]) for i in range(0, len(padded), step)])[:len(images)]
 
 
 def gate_engine(engine: Engine, images: np.ndarray, reference: np.ndarray, precision: str, what: str) -> Parity:
@@ -87,7 +92,8 @@ def torch_reference(model) -> Reference:
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model(torch.from_numpy(batch)).float().numpy()
+            return np.concatenate([model(torch.from_numpy(batch[i:i + 32])).float().numpy()
+                                   for i in range(0, len(batch), 32)])
 
     return run
 
@@ -101,7 +107,7 @@ def staged_onnx(source, options) -> Iterator:
     with tempfile.TemporaryDirectory() as tmp:
         # ska=options.lowering: keep the calling target's default lowering, not the onnx target's
         yield export_onnx(source, replace(options, ska=options.lowering, target="onnx", half=False, int8=False,
-                                          overwrite=True, output=Path(tmp) / "model.onnx"))
+                                          bf16=False, overwrite=True, output=Path(tmp) / "model.onnx"))
 
 
 def artifact_path(onnx_meta: ArtifactMetadata, precision: str, suffix: str) -> Path:
@@ -110,3 +116,41 @@ def artifact_path(onnx_meta: ArtifactMetadata, precision: str, suffix: str) -> P
 
     stem = default_path(replace(onnx_meta, precision="fp32")).stem
     return Path(f"{stem}{'' if precision == 'fp32' else '_' + precision}{suffix}")
+
+
+#: share of an image folder held out from int8 calibration, for the gate and the agreement report
+HELD_OUT_FRACTION = 0.2
+MAX_HELD_OUT = 500
+
+
+@dataclass(frozen=True)
+class Int8Images:
+    """Calibration images and held-out images (never among them) for an int8 export and its gate."""
+
+    calibration: np.ndarray
+    held_out: np.ndarray
+    origin: str  #: the folder, or "synthetic"
+
+    def describe(self) -> str:
+        return f"{len(self.calibration)} calibration / {len(self.held_out)} held-out images ({self.origin})"
+
+
+def split_files(files: list[Path], calib_size: int, seed: int = 0) -> tuple[list[Path], list[Path]]:
+    """``(calibration, held_out)`` files: a seeded shuffle holds out 20 % (1..500) and calibrates on up to
+    ``calib_size`` of the rest; :class:`InputError` with fewer than 2 files."""
+    if len(files) < 2:
+        raise InputError(f"int8 needs at least 2 images (calibration and a held-out check), found {len(files)}")
+    order = [files[i] for i in np.random.default_rng(seed).permutation(len(files))]
+    held = min(MAX_HELD_OUT, max(1, round(len(files) * HELD_OUT_FRACTION)))
+    return sorted(order[held:][:calib_size]), sorted(order[:held])
+
+
+def int8_images(data: Path | None, calib_size: int, meta: ArtifactMetadata, parity_size: int = 16,
+                seed: int = 0) -> Int8Images:
+    """The int8 split of ``data`` (see :func:`split_files`), preprocessed like the runtime; without a folder,
+    ``calib_size`` synthetic images (with a loud warning) and ``parity_size`` others of another seed."""
+    if data is None:
+        calibration = calibration_images(None, calib_size, meta, int8=True, seed=seed)
+        return Int8Images(calibration, synthetic_images(parity_size, meta.img_size, seed + 1), "synthetic")
+    calib_files, held_files = split_files(image_files(data, 1 << 30), calib_size, seed)
+    return Int8Images(load_files(calib_files, meta), load_files(held_files, meta), str(data))

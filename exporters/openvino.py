@@ -19,10 +19,10 @@ from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, rea
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.validate import GATES, Parity
 
-from .calibration import (Reference, artifact_path, calibration_images, gate_engine, image_files, staged_onnx,
-                          torch_reference)
+from .calibration import (Reference, artifact_path, calibration_images, gate_engine, image_files, int8_images,
+                          staged_onnx, torch_reference)
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
 
 
@@ -31,6 +31,7 @@ class OpenVINOOptions:
     """How to build the IR. ``data``: an image folder for calibration and parity (default: synthetic)."""
 
     precision: str = "fp32"  # fp32 | fp16 (weights stored as fp16) | int8 (NNCF post-training quantization)
+    #                          | bf16 (f32 weights, bf16 compute: needs AVX512-BF16/AMX to gate and to run)
     data: Path | None = None
     calib_size: int = 300  # int8 calibration images
     parity_size: int = 16  # images the gate (and the int8 report) runs on
@@ -150,6 +151,10 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Refere
         raise UsageError("the parity gate needs a reference (the fp32 PyTorch model); or set validate=False")
     output = Path(output)
     check_ir_path(output, options.overwrite)  # fail before the slow conversion
+    if options.precision == "bf16" and options.validate:
+        from lsnet_deploy.runtime.openvino import require_bf16
+
+        require_bf16(f"bf16 IR {output.name}")
     if options.data is not None:
         image_files(options.data, 1)
     ov = import_openvino()
@@ -158,15 +163,18 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Refere
     model, meta = read_onnx(ov, Path(onnx_path))
     meta = replace(meta, precision=options.precision)
     int8 = options.precision == "int8"
-    count = max(options.calib_size, options.parity_size) if int8 else options.parity_size
-    images = calibration_images(options.data, count, meta, int8=int8, seed=options.seed)
-    ir = quantize(model, images[:options.calib_size]) if int8 else model
+    if int8:  # calibration and held-out images never overlap
+        split = int8_images(options.data, options.calib_size, meta, options.parity_size, options.seed)
+        checked = split.held_out
+        ir = quantize(model, split.calibration)
+        meta = replace(meta, quantization="nncf")
+    else:
+        checked, ir = calibration_images(options.data, options.parity_size, meta, int8=False, seed=options.seed), model
     write_metadata(ir, meta)
     parity = report = None
     with atomic_outputs(output, output.with_suffix(".bin"), overwrite=options.overwrite) as (xml, _):
         ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
         if options.validate:
-            checked = images[:options.parity_size]
             expected = np.asarray(reference(checked), dtype=np.float32)
             with OpenVINOEngine(xml, threads=options.threads) as engine:
                 parity = gate_engine(engine, checked, expected, options.precision,
@@ -192,6 +200,10 @@ def check_target(options) -> None:
     check_options(options)
     if options.output is not None:  # before the ONNX stage, not after it
         check_ir_path(Path(options.output), options.overwrite)
+    if options.bf16 and options.validate:
+        from lsnet_deploy.runtime.openvino import require_bf16
+
+        require_bf16("--bf16")
 
 
 def export_target(source, options):

@@ -29,6 +29,8 @@ class ArtifactMetadata:
     checkpoint_sha256: str = ""  # empty: deterministic random weights
     tool_version: str = ""
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    quantization: str = ""  # int8 only: how (e.g. "qdq u8/s8 per-channel", "nncf")
+    float_ops: tuple[str, ...] = field(default_factory=tuple)  # int8 only: op types left in float
 
     def to_props(self) -> dict[str, str]:
         """``{key: str}`` with a ``lsnet.`` prefix on every key."""
