@@ -333,13 +333,13 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Reference
 
     options.check()
     onnx_path, output = Path(onnx_path), Path(output)
+    check_engine_path(output, options.overwrite)  # fail before the build
     facts = inspect_onnx(onnx_path)
     trt = import_tensorrt()
     settings = builder_settings(facts.metadata, options, trt.__version__)
     mode, meta = settings["int8_mode"], replace(facts.metadata, precision=options.precision)
     quantize = mode == "qdq" and needs_quantizing(facts)
     finals = [output, sidecar_path(output)] + ([qdq_path(output)] if quantize else [])
-    check_engine_path(output, options.overwrite)  # fail before the build
     if quantize:
         check_output(finals[2], options.overwrite)
     images = int8_images(options.data, options.calib_size, meta, options.parity_size) if mode else None
