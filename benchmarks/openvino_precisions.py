@@ -22,14 +22,15 @@ from suite.report import save
 from lsnet_deploy import __version__
 from lsnet_deploy.doctor import cpu_info, package_versions
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.exporters.calibration import calibration_images, synthetic_images
+from lsnet_deploy.exporters.inputs import calibration_images
 from lsnet_deploy.exporters.openvino import OpenVINOOptions, export_openvino
 from lsnet_deploy.runtime import load
-from lsnet_deploy.runtime.bench import time_engine
+from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.runtime.openvino import OpenVINOEngine
 from lsnet_deploy.runtime.stats import summarize
-from lsnet_deploy.runtime.torch import TorchEngine, random_weights_model
-from lsnet_deploy.validate import compare_outputs
+from lsnet_deploy.models import random_weights_model
+from lsnet_deploy.runtime.torch import TorchEngine
+from lsnet_deploy.validate import compare_outputs, parity_inputs
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> dict:
         paths = export_all(args, model, Path(tmp))
         meta = load(paths["onnx"]).metadata
         images = (calibration_images(args.data, args.calib_size + args.eval_size, meta, int8=False)[args.calib_size:]
-                  if args.data else synthetic_images(args.eval_size, meta.img_size, seed=1))
+                  if args.data else parity_inputs(args.eval_size, meta.img_size, seed=1))
         onnx_mb = paths["onnx"].stat().st_size / 1e6
         ir_mb = {p: paths[p].with_suffix(".bin").stat().st_size / 1e6 for p in ("fp32", "fp16", "int8")}
         with TorchEngine(model, meta, threads=args.threads) as ref:

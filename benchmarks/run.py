@@ -30,12 +30,12 @@ from suite.roofline import ideal_ska_cost, machine_peaks, ska_cost  # noqa: E402
 from suite.timing import interleaved  # noqa: E402
 
 from lsnet_deploy import __version__  # noqa: E402
-from lsnet_deploy.compare import validation_batch  # noqa: E402
+from lsnet_deploy.validate import parity_inputs  # noqa: E402
 from lsnet_deploy.doctor import cpu_info, package_versions  # noqa: E402
 from lsnet_deploy.exporters import TARGETS  # noqa: E402
 from lsnet_deploy.models.flops import count_macs  # noqa: E402
 from lsnet_deploy.runtime import load  # noqa: E402
-from lsnet_deploy.runtime.torch import random_weights_model  # noqa: E402
+from lsnet_deploy.models import random_weights_model  # noqa: E402
 from lsnet_deploy.synthetic import write_folder  # noqa: E402
 from lsnet_deploy.validate import compare_outputs  # noqa: E402
 
@@ -76,7 +76,7 @@ def bench_config(variant: str, batch: int, args: argparse.Namespace, folder: Pat
     int8 = TARGETS["openvino"].default_ska
     rows = exported_rows(model, batch, folder / f"{variant}_b{batch}", tuple(args.lowerings), int8, calibration,
                          args.calib_size, args.threads)
-    x = validation_batch(batch, model.img_size)
+    x = parity_inputs(batch, model.img_size)
     with ExitStack() as stack:
         engines = open_engines(model, load(rows[0].path).metadata, rows, args.threads, stack)
         outputs = {row: engine(x) for row, engine in engines.items()}
@@ -100,7 +100,7 @@ def profiles(args: argparse.Namespace, folder: Path) -> list[dict]:
     Both profile the inlined graph, whose nodes carry their SKA's name (see :func:`inlined`).
     """
     model = random_weights_model("lsnet_t")
-    x = validation_batch(1, model.img_size)
+    x = parity_inputs(1, model.img_size)
     out = []
     for row in exported_rows(model, 1, folder / "lsnet_t_b1", tuple(args.lowerings), None, None, 0, args.threads):
         path = inlined(row.path)

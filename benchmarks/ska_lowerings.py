@@ -25,15 +25,16 @@ import onnx.inliner
 
 from suite.report import save
 from lsnet_deploy import __version__
-from lsnet_deploy.compare import validation_batch
+from lsnet_deploy.validate import parity_inputs
 from lsnet_deploy.doctor import cpu_info, package_versions
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.ska import LOWERINGS
 from lsnet_deploy.models import VARIANTS
 from lsnet_deploy.runtime import load
-from lsnet_deploy.runtime.bench import time_engine
+from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.runtime.stats import summarize
-from lsnet_deploy.runtime.torch import TorchEngine, random_weights_model
+from lsnet_deploy.models import random_weights_model
+from lsnet_deploy.runtime.torch import TorchEngine
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -98,7 +99,7 @@ def sweep(folder: Path) -> list[dict]:
 
 def run(args: argparse.Namespace) -> dict:
     model = random_weights_model(args.variant)
-    x = validation_batch(1, 224)
+    x = parity_inputs(1, 224)
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         opened = {k: v for name in LOWERINGS for k, v in open_lowering(name, model, Path(tmp), args, stack).items()}
         meta = load(Path(tmp) / "shift.onnx").metadata

@@ -7,7 +7,9 @@ function ``(source: Source, options: ExportOptions) -> ExportResult`` (and optio
 
     TARGETS["mytarget"] = Target("lsnet_deploy.exporters.mytarget", "export_mytarget",
                                  requires=("mypackage",), extra="lsnet-deploy[mytarget]",
-                                 default_ska="shift", suffix=".ext", check="check_options")
+                                 default_ska="shift", backend="mybackend", check="check_options")
+
+(``backend``: the runtime backend that runs the artifact; its suffix comes from ``runtime.engine.BACKENDS``.)
 
 The target module is imported only when used; a missing package becomes one
 :class:`BackendMissingError` naming the pip extra.
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from lsnet_deploy import __version__
 from lsnet_deploy.errors import BackendMissingError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.validate import GATES, Gate, Parity
 
 if TYPE_CHECKING:
@@ -41,8 +44,13 @@ class Target:
     requires: tuple[str, ...]  #: import names that must be present
     extra: str  #: what to ``pip install`` when they are not
     default_ska: str  #: SKA lowering used when the options name none
-    suffix: str  #: artifact file suffix
+    backend: str  #: the runtime backend that runs the artifact (``runtime.engine.BACKENDS``)
     check: str = ""  #: optional ``(options) -> None`` in ``module``, run before the model is loaded
+
+    @property
+    def suffix(self) -> str:
+        """The artifact's file suffix (the backend's first, from the runtime's registry)."""
+        return BACKENDS[self.backend].suffixes[0]
 
     def load(self, options: ExportOptions) -> Callable[[Source, ExportOptions], ExportResult]:
         """The export function after checking ``options`` (:class:`BackendMissingError` if a package is missing)."""
@@ -58,12 +66,12 @@ class Target:
 #: target name -> :class:`Target`; other modules may add entries (see the module docstring)
 TARGETS: dict[str, Target] = {
     "onnx": Target("lsnet_deploy.exporters.onnx", "export_onnx", ("onnx", "onnxruntime"),
-                   "lsnet-deploy", default_ska="unfold", suffix=".onnx", check="check_options"),
+                   "lsnet-deploy", default_ska="unfold", backend="onnxruntime", check="check_options"),
     "openvino": Target("lsnet_deploy.exporters.openvino", "export_target", ("openvino", "nncf"),
-                       "lsnet-deploy[openvino]", default_ska="shift", suffix=".xml", check="check_target"),
+                       "lsnet-deploy[openvino]", default_ska="shift", backend="openvino", check="check_target"),
     # no `requires`: check_target names what is missing (package, cuda-python or GPU) in one line
     "tensorrt": Target("lsnet_deploy.exporters.tensorrt", "export_target", (), "lsnet-deploy[tensorrt]",
-                       default_ska="shift", suffix=".engine", check="check_target"),
+                       default_ska="shift", backend="tensorrt", check="check_target"),
 }
 
 
@@ -152,6 +160,12 @@ class Source:
                                 tool_version=__version__, class_names=self.class_names)
         return replace(base, **changes)
 
+    def reference(self):
+        """The parity reference: this model as a :class:`~lsnet_deploy.runtime.torch.TorchEngine` (fp32, CPU)."""
+        from lsnet_deploy.runtime.torch import TorchEngine
+
+        return TorchEngine(self.model, self.metadata())
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -186,8 +200,7 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
     """
     import copy
 
-    from lsnet_deploy.models import VARIANTS, load_model
-    from lsnet_deploy.runtime.torch import random_weights_model
+    from lsnet_deploy.models import VARIANTS, load_model, random_weights_model
 
     if isinstance(source, str) and source in VARIANTS:
         if variant not in (None, source):

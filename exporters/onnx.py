@@ -19,8 +19,10 @@ from lsnet_deploy.artifacts import atomic_outputs
 from lsnet_deploy.errors import BackendMissingError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import fuse_model
+from lsnet_deploy.validate import gate as parity_gate
 
 from . import ExportOptions, ExportResult, Source
+from .inputs import parity_images
 from .ska import get_lowering, lowered
 from .ska.custom import attach_function
 
@@ -91,7 +93,7 @@ def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata) -> onnx.ModelProto:
 
 def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
     """Export ``source.model`` to ONNX as ``options`` ask; parity-gated unless ``validate`` is off."""
-    from lsnet_deploy.compare import artifact_parity
+    from lsnet_deploy import runtime
 
     if options.int8:
         from .quantize import export_int8
@@ -111,8 +113,9 @@ def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
         onnx.save(proto, tmp)
         parity = None
         if options.validate:
-            parity = artifact_parity(tmp, source.model, batch=options.batch)
-            gate.check(parity, f"{path.name} (--ska {options.lowering}, {options.precision})")
+            with runtime.load(tmp) as engine, source.reference() as reference:
+                parity = parity_gate(engine, reference, parity_images(options.data, meta), gate,
+                                     f"{path.name} (--ska {options.lowering}, {options.precision})")
         size = tmp.stat().st_size
     return ExportResult(path=path, metadata=meta, parity=parity, seconds=0.0, gate=gate if parity else None,
                         size_bytes=size)

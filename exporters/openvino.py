@@ -8,7 +8,6 @@ OpenVINO's bf16 CPU default never leaks into a parity run.
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,10 +16,11 @@ import numpy as np
 from lsnet_deploy.artifacts import atomic_outputs, check_output
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import GATES, Parity
+from lsnet_deploy.runtime.stats import summarize
+from lsnet_deploy.runtime.timing import time_engine
+from lsnet_deploy.validate import GATES, PARITY_IMAGES, Logits, Parity, gate
 
-from .calibration import (Reference, artifact_path, calibration_images, gate_engine, image_files, int8_images,
-                          staged_onnx, torch_reference)
+from .inputs import artifact_path, image_files, int8_images, parity_images, staged_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
@@ -34,10 +34,9 @@ class OpenVINOOptions:
     #                          | bf16 (f32 weights, bf16 compute: needs AVX512-BF16/AMX to gate and to run)
     data: Path | None = None
     calib_size: int = 300  # int8 calibration images
-    parity_size: int = 16  # images the gate (and the int8 report) runs on
+    parity_size: int = PARITY_IMAGES  # images the gate (and the int8 report) runs on
     overwrite: bool = False
     threads: int | None = None
-    seed: int = 0
     validate: bool = True  # False: no parity gate, no int8 report (``parity`` is None)
 
     def check(self) -> None:
@@ -98,31 +97,23 @@ def quantize(model, images: np.ndarray):
     return nncf.quantize(model.clone(), dataset, subset_size=len(images), model_type=nncf.ModelType.TRANSFORMER)
 
 
-def latency_ms(compiled, image: np.ndarray, runs: int = 20) -> float:
-    """Median wall time of one synchronous batch-1 inference, after a short warm-up."""
-    request = compiled.create_infer_request()
-    for _ in range(3):
-        request.infer({0: image})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        request.infer({0: image})
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+def latency_ms(xml: Path, image: np.ndarray, threads: int | None, runs: int = 20) -> float:
+    """Median wall time of one batch-1 inference of the IR at ``xml`` (f32 CPU), after a short warm-up."""
+    from lsnet_deploy.runtime.openvino import OpenVINOEngine
+
+    with OpenVINOEngine(xml, threads=threads) as engine:
+        return summarize(time_engine(engine, image, warmup=3, iters=runs).samples_ms).median
 
 
 def int8_report(ov, fp32_model, int8_xml: Path, parity: Parity, image: np.ndarray, images: int,
                 threads: int | None) -> Int8Report:
     """Size and latency of the int8 IR at ``int8_xml`` against the fp32 IR of the same model."""
-    from lsnet_deploy.runtime.openvino import compile_config
-
-    core, config = ov.Core(), compile_config("f32", threads)
     with tempfile.TemporaryDirectory() as tmp:
         fp32_xml = Path(tmp) / "fp32.xml"
         ov.save_model(fp32_model, fp32_xml, compress_to_fp16=False)
         fp32_bytes = fp32_xml.with_suffix(".bin").stat().st_size
-        fp32_ms = latency_ms(core.compile_model(str(fp32_xml), "CPU", config), image)
-    int8_ms = latency_ms(core.compile_model(str(int8_xml), "CPU", config), image)
+        fp32_ms = latency_ms(fp32_xml, image, threads)
+    int8_ms = latency_ms(int8_xml, image, threads)
     return Int8Report(images, parity.top1_agreement, parity.cosine,
                       int8_xml.with_suffix(".bin").stat().st_size / 1e6, fp32_bytes / 1e6, int8_ms, fp32_ms)
 
@@ -143,9 +134,10 @@ def read_onnx(ov, onnx_path: Path):
     return model, meta
 
 
-def export_openvino(onnx_path: str | Path, output: str | Path, reference: Reference | None,
+def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits | None,
                     options: OpenVINOOptions = OpenVINOOptions()) -> OpenVINOExport:
-    """Convert ``onnx_path`` to an IR at ``output`` (``.xml``), gated against ``reference`` (fp32 PyTorch)."""
+    """Convert ``onnx_path`` to an IR at ``output`` (``.xml``), gated against ``reference`` (fp32 PyTorch:
+    an engine or a ``batch -> logits`` function) on held-out :func:`~.inputs.parity_images`."""
     options.check()
     if options.validate and reference is None:
         raise UsageError("the parity gate needs a reference (the fp32 PyTorch model); or set validate=False")
@@ -163,22 +155,21 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Refere
     model, meta = read_onnx(ov, Path(onnx_path))
     meta = replace(meta, precision=options.precision)
     int8 = options.precision == "int8"
-    if int8:  # calibration and held-out images never overlap
-        split = int8_images(options.data, options.calib_size, meta, options.parity_size, options.seed)
+    if int8:  # calibration and held-out images never overlap (with a folder)
+        split = int8_images(options.data, options.calib_size, meta, options.parity_size)
         checked = split.held_out
         ir = quantize(model, split.calibration)
         meta = replace(meta, quantization="nncf")
     else:
-        checked, ir = calibration_images(options.data, options.parity_size, meta, int8=False, seed=options.seed), model
+        checked, ir = parity_images(options.data, meta, options.parity_size), model
     write_metadata(ir, meta)
     parity = report = None
     with atomic_outputs(output, output.with_suffix(".bin"), overwrite=options.overwrite) as (xml, _):
         ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
         if options.validate:
-            expected = np.asarray(reference(checked), dtype=np.float32)
             with OpenVINOEngine(xml, threads=options.threads) as engine:
-                parity = gate_engine(engine, checked, expected, options.precision,
-                                     f"OpenVINO {options.precision} IR {output.name}")
+                parity = gate(engine, reference, checked, options.precision,
+                              f"OpenVINO {options.precision} IR {output.name}")
             if int8:
                 report = int8_report(ov, model, xml, parity, checked[:1], len(checked), options.threads)
     return OpenVINOExport(output, meta, parity, report)
@@ -208,14 +199,15 @@ def check_target(options) -> None:
 
 def export_target(source, options):
     """``export(source, ExportOptions(target="openvino"))``: fp32 ONNX first, then the IR in ``options.precision``."""
-    from . import ExportResult
+    from . import TARGETS, ExportResult
 
     precision = options.precision
     with staged_onnx(source, options) as onnx_result:
-        output = options.output or artifact_path(onnx_result.metadata, precision, ".xml")
+        output = options.output or artifact_path(onnx_result.metadata, precision, TARGETS["openvino"].suffix)
         ir_options = OpenVINOOptions(precision, data=options.data, calib_size=options.calib_size,
                                      overwrite=options.overwrite, validate=options.validate)
-        result = export_openvino(onnx_result.path, output, torch_reference(source.model), ir_options)
+        with source.reference() as reference:
+            result = export_openvino(onnx_result.path, output, reference, ir_options)
     size = output.stat().st_size + output.with_suffix(".bin").stat().st_size
     return ExportResult(path=output, metadata=result.metadata, parity=result.parity, seconds=0.0,
                         gate=GATES[precision] if result.parity else None, size_bytes=size,

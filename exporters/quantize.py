@@ -14,7 +14,7 @@ Two activation encodings, one per consumer:
 * ``s8``: int8 with zero-point 0 (symmetric), the only activation encoding TensorRT's explicit
   quantization accepts; onnxruntime's CPU runs it no faster than fp32.
 
-Calibration images go through the runtime's preprocessing (``calibration.int8_images``); the
+Calibration images go through the runtime's preprocessing (``inputs.int8_images``); the
 gate and the agreement report run on held-out images never used for calibration.
 """
 
@@ -129,10 +129,8 @@ def held_out_check(int8_path: Path, fp32_path: Path, images: np.ndarray, referen
     from lsnet_deploy.runtime.onnxruntime import OnnxRuntimeEngine
     from lsnet_deploy.validate import compare_outputs
 
-    from .calibration import run_engine
-
     with OnnxRuntimeEngine(int8_path) as int8, OnnxRuntimeEngine(fp32_path) as fp32:
-        logits, fp32_logits = run_engine(int8, images), run_engine(fp32, images)
+        logits, fp32_logits = int8.run_batched(images), fp32.run_batched(images)
     parity = compare_outputs(logits, reference)
     gate.check(parity, what)
     return parity, compare_outputs(logits, fp32_logits)
@@ -152,7 +150,7 @@ def export_int8(source, options):
     from lsnet_deploy.artifacts import atomic_outputs
 
     from . import ExportResult
-    from .calibration import int8_images, torch_reference
+    from .inputs import int8_images
     from .onnx import check_opset, default_path, simplify, stamp, trace_onnx
 
     opset = check_opset(options.opset, options.lowering)
@@ -170,7 +168,9 @@ def export_int8(source, options):
         meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops)
         onnx.save(stamp(onnx.load(str(tmp)), meta), tmp)
         if options.validate:
-            parity, vs_fp32 = held_out_check(tmp, fp32, held, torch_reference(source.model)(held), gate,
+            with source.reference() as reference:
+                expected = reference.run_batched(held)
+            parity, vs_fp32 = held_out_check(tmp, fp32, held, expected, gate,
                                              f"{path.name} (--ska {options.lowering}, int8, held-out images)")
             notes = (agreement_note(vs_fp32, len(held), images),)
         size = tmp.stat().st_size

@@ -26,11 +26,11 @@ import numpy as np
 from lsnet_deploy.artifacts import atomic_outputs, check_output
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
-from lsnet_deploy.validate import GATES, Parity
+from lsnet_deploy.validate import GATES, PARITY_IMAGES, Logits, Parity, gate
 
-from .calibration import (Reference, artifact_path, calibration_images, gate_engine, int8_images, staged_onnx,
-                          torch_reference)
+from .inputs import artifact_path, int8_images, parity_images, staged_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: how an int8 engine gets its scales: "qdq" (explicit quantization of a QDQ ONNX, TensorRT >= 10),
@@ -52,7 +52,7 @@ class TensorRTOptions:
     calib_cache: Path | None = None  # default: <engine>.calib
     timing_cache: Path | None = None  # read if present, written after the build
     dla_core: int | None = None  # Jetson DLA core; layers DLA cannot run fall back to the GPU
-    parity_size: int = 16
+    parity_size: int = PARITY_IMAGES
     overwrite: bool = False
     int8_mode: str = "auto"  # see INT8_MODES
 
@@ -321,7 +321,7 @@ def qdq_path(engine_path: Path) -> Path:
     return Path(engine_path).with_suffix(".qdq.onnx")
 
 
-def build_engine(onnx_path: str | Path, output: str | Path, reference: Reference | None = None,
+def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | None = None,
                  options: TensorRTOptions = TensorRTOptions()) -> TensorRTExport:
     """Build ``output`` (``.engine``/``.plan``) + sidecar from ``onnx_path``, gated against ``reference``.
 
@@ -343,7 +343,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Reference
     if quantize:
         check_output(finals[2], options.overwrite)
     images = int8_images(options.data, options.calib_size, meta, options.parity_size) if mode else None
-    checked = images.held_out if images else calibration_images(options.data, options.parity_size, meta, int8=False)
+    checked = images.held_out if images else parity_images(options.data, meta, options.parity_size)
     with atomic_outputs(*finals, overwrite=options.overwrite) as temps:
         build_from = onnx_path
         if quantize:
@@ -358,18 +358,18 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Reference
         write_sidecar(temps[1], meta, settings, options.precision, trt.__version__, gpu_name(cuda_runtime()), command)
         parity = None
         if reference is not None:
-            expected = np.asarray(reference(checked), dtype=np.float32)
             with TensorRTEngine(temps[0], device="jetson" if options.dla_core is not None else "cuda") as engine:
-                parity = gate_engine(engine, checked, expected, options.precision,
-                                     f"TensorRT {options.precision} engine {output.name}")
+                parity = gate(engine, reference, checked, options.precision,
+                              f"TensorRT {options.precision} engine {output.name}")
     return TensorRTExport(output, sidecar_path(output), meta, parity, command)
 
 
 def check_engine_path(output: Path, overwrite: bool) -> None:
     """:class:`UsageError` unless ``output`` ends in ``.engine``/``.plan``; :class:`OutputError` unless it and
     its sidecar can be written."""
-    if output.suffix not in (".engine", ".plan"):
-        raise UsageError(f"a TensorRT engine path must end in .engine or .plan, got {output.name}")
+    suffixes = BACKENDS["tensorrt"].suffixes
+    if output.suffix not in suffixes:
+        raise UsageError(f"a TensorRT engine path must end in {' or '.join(suffixes)}, got {output.name}")
     for path in (output, sidecar_path(output)):
         check_output(path, overwrite)
 
@@ -390,17 +390,17 @@ def export_target(source, options):
 
     The profile is (batch, batch, batch), or (1, batch, max(batch, 32)) with ``--dynamic``.
     """
-    from . import ExportResult
+    from . import TARGETS, ExportResult
 
     precision = options.precision
     profile = (1, options.batch, max(options.batch, 32)) if options.dynamic else (options.batch,) * 3
-    with staged_onnx(source, replace(options, ska=options.ska or "shift")) as onnx_result:
-        output = options.output or artifact_path(onnx_result.metadata, precision, ".engine")
-        reference = torch_reference(source.model) if options.validate else None
+    with staged_onnx(source, replace(options, ska=options.ska or "shift")) as onnx_result, \
+            source.reference() as reference:
+        output = options.output or artifact_path(onnx_result.metadata, precision, TARGETS["tensorrt"].suffix)
         trt_options = TensorRTOptions(precision, batch=profile, workspace_gib=options.workspace, data=options.data,
                                       calib_size=options.calib_size, timing_cache=options.timing_cache,
                                       dla_core=options.dla, overwrite=options.overwrite)
-        result = build_engine(onnx_result.path, output, reference, trt_options)
+        result = build_engine(onnx_result.path, output, reference if options.validate else None, trt_options)
     return ExportResult(path=output, metadata=result.metadata, parity=result.parity, seconds=0.0,
                         gate=GATES[precision] if result.parity else None, size_bytes=output.stat().st_size,
                         notes=(f"equivalent trtexec command: {result.trtexec}",))

@@ -1,57 +1,26 @@
-"""Compare two LSNets (PyTorch model or checkpoint, ONNX, any runtime artifact) on the same inputs.
+"""``lsnet-deploy compare``: two LSNets (PyTorch model or checkpoint, any runtime artifact) on the same inputs.
 
-Used by the export parity gate (:func:`artifact_parity`) and by ``lsnet-deploy compare``
-(:func:`compare`), which can also compare the output of every LSNet block side by side
-(``per_block``; PyTorch and ONNX sides) to find where a mismatch starts. Imports torch only when
-a PyTorch side is involved.
+:func:`compare` runs both sides as engines (artifacts through ``runtime.load``, PyTorch through
+``runtime.torch.TorchEngine``) on :func:`~lsnet_deploy.validate.parity_inputs` through the one
+:func:`~lsnet_deploy.validate.gate`, and can also compare the output of every LSNet block side by
+side (``per_block``; PyTorch and ONNX sides) to find where a mismatch starts. Imports torch only
+when a PyTorch side is involved.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError, UsageError
-from .validate import GATES, Gate, Parity, compare_outputs
+from .runtime.engine import Engine, is_artifact
+from .validate import GATES, PARITY_IMAGES, Gate, Parity, compare_outputs, gate as parity_gate, parity_inputs
 
-#: images in the default validation batch (small: the gate runs after every export)
-VALIDATION_IMAGES = 2
-ARTIFACT_SUFFIXES = (".onnx", ".xml", ".engine", ".plan")
 _SCOPE = re.compile(r"^/(patch_embed|blocks\d)/(?:(blocks\d\.\d+)/)?")
-
-
-def validation_batch(n: int = VALIDATION_IMAGES, size: int = 224, seed: int = 0) -> np.ndarray:
-    """A deterministic float32 NCHW batch, roughly normalised-image statistics."""
-    return np.random.default_rng(seed).standard_normal((n, 3, size, size), dtype=np.float32)
-
-
-def torch_outputs(model, x: np.ndarray) -> np.ndarray:
-    """Logits of a PyTorch model in float32."""
-    import torch
-
-    with torch.no_grad():
-        return model.float()(torch.from_numpy(x)).numpy()
-
-
-def engine_outputs(engine, x: np.ndarray) -> np.ndarray:
-    """Logits of a runtime engine, fed in its input dtype and in chunks of its static batch."""
-    step = engine.input_shape[0] or len(x)
-    x = x.astype(engine.input_dtype)
-    return np.concatenate([engine(x[i:i + step]) for i in range(0, len(x), step)]).astype(np.float32)
-
-
-def artifact_parity(path: str | Path, model, batch: int = 1, images: int = VALIDATION_IMAGES) -> Parity:
-    """Run the artifact at ``path`` and the PyTorch ``model`` on the same batch; metrics of the artifact."""
-    from lsnet_deploy import runtime
-
-    with runtime.load(path) as engine:
-        size = engine.input_shape[-1] or model.img_size
-        x = validation_batch(max(images, batch), size)
-        return compare_outputs(engine_outputs(engine, x), torch_outputs(model, x))
 
 
 def torch_blocks(model, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -106,19 +75,20 @@ def onnx_blocks(path: str | Path, x: np.ndarray) -> dict[str, np.ndarray]:
 
 @dataclass
 class Side:
-    """One side of a comparison: how to get logits (and block outputs) for a batch."""
+    """One side of a comparison: its engine (logits) and how to get its block outputs for a batch."""
 
     label: str
-    logits: Callable[[np.ndarray], np.ndarray]
+    engine: Engine
     blocks: Callable[[np.ndarray], dict[str, np.ndarray]] | None
     img_size: int
     num_classes: int
-    precision: str = "fp32"
-    close: Callable[[], None] = field(default=lambda: None)
 
+    @property
+    def precision(self) -> str:
+        return self.engine.precision
 
-def is_artifact(spec: str) -> bool:
-    return Path(spec).suffix.lower() in ARTIFACT_SUFFIXES
+    def close(self) -> None:
+        self.engine.close()
 
 
 def artifact_side(spec: str) -> Side:
@@ -131,8 +101,7 @@ def artifact_side(spec: str) -> Side:
         engine.close()
         raise InputError(f"{spec} carries no lsnet-deploy metadata; cannot tell its input size")
     blocks = (lambda x: onnx_blocks(spec, x)) if Path(spec).suffix.lower() == ".onnx" else None
-    return Side(spec, lambda x: engine_outputs(engine, x), blocks, meta.img_size, meta.num_classes,
-                engine.precision, engine.close)
+    return Side(spec, engine, blocks, meta.img_size, meta.num_classes)
 
 
 def torch_side(spec: str, img_size: int, num_classes: int | None) -> Side:
@@ -140,8 +109,8 @@ def torch_side(spec: str, img_size: int, num_classes: int | None) -> Side:
     from lsnet_deploy.exporters import load_source
 
     src = load_source(spec, num_classes=num_classes, img_size=img_size)
-    return Side(f"{spec} (PyTorch)", lambda x: torch_outputs(src.model, x), lambda x: torch_blocks(src.model, x),
-                src.img_size, src.num_classes)
+    return Side(f"{spec} (PyTorch)", src.reference(), lambda x: torch_blocks(src.model, x), src.img_size,
+                src.num_classes)
 
 
 @dataclass(frozen=True)
@@ -169,7 +138,7 @@ def _open_sides(a: str, b: str, img_size: int | None, num_classes: int | None) -
     return sides[0], sides[1]
 
 
-def compare(a: str, b: str, *, per_block: bool = False, images: int = VALIDATION_IMAGES,
+def compare(a: str, b: str, *, per_block: bool = False, images: int = PARITY_IMAGES,
             img_size: int | None = None, num_classes: int | None = None, gate: Gate | None = None) -> Comparison:
     """Compare ``a`` with the reference ``b`` on ``images`` deterministic inputs."""
     if images < 1:
@@ -181,8 +150,8 @@ def compare(a: str, b: str, *, per_block: bool = False, images: int = VALIDATION
         if per_block and (side_a.blocks is None or side_b.blocks is None):
             raise UsageError("--per-block needs PyTorch or ONNX on both sides")
         gate = gate or GATES["fp16" if "fp16" in (side_a.precision, side_b.precision) else "fp32"]
-        x = validation_batch(images, side_a.img_size)
-        parity = compare_outputs(side_a.logits(x), side_b.logits(x))
+        x = parity_inputs(images, side_a.img_size)
+        parity = parity_gate(side_a.engine, side_b.engine, x)
         blocks, first = [], None
         if per_block:
             out_a, out_b = side_a.blocks(x), side_b.blocks(x)

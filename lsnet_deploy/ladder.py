@@ -84,10 +84,11 @@ class LadderOptions:
 
 def held_out_images(options: LadderOptions, meta) -> tuple[np.ndarray, np.ndarray | None]:
     """The held-out split of ``options.data`` (the exporters' split) and its labels, or 16 synthetic images."""
-    from lsnet_deploy.exporters.calibration import image_files, load_files, split_files, synthetic_images
+    from lsnet_deploy.exporters.inputs import image_files, load_files, split_files
+    from lsnet_deploy.validate import parity_inputs
 
     if options.data is None:
-        return synthetic_images(16, meta.img_size, seed=1), None
+        return parity_inputs(16, meta.img_size), None
     _, held = split_files(image_files(options.data, 1 << 30), options.calib_size)
     names = list(meta.class_names)
     labels = np.array([names.index(p.parent.name) for p in held]) if all(
@@ -137,7 +138,7 @@ def run_ladder(options: LadderOptions) -> Ladder:
     from contextlib import ExitStack
 
     from lsnet_deploy.exporters import load_source
-    from lsnet_deploy.runtime.interleave import interleaved
+    from lsnet_deploy.runtime.timing import interleaved
     from lsnet_deploy.runtime.torch import TorchEngine
 
     options.check()

@@ -3,6 +3,10 @@
 A scene is a colour gradient with sharp, opaque shapes and sensor noise; a dirty frame adds
 soft-edged, semi-transparent blobs (dirt, water drops, a finger) on top. Deterministic per seed,
 numpy + Pillow only (no torch): usable for training, calibration, tests and demos.
+
+It stays in the package (not in ``examples/lens_dirt/``) because its users live in separate trees:
+the example's ``train.py``, ``benchmarks/run.py`` and ``benchmarks/suite/lens_dirt.py`` all import it
+as ``lsnet_deploy.synthetic``; none of the CLI or runtime does.
 """
 
 from __future__ import annotations

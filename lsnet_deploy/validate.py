@@ -1,12 +1,28 @@
-"""Parity metrics and the gate every artifact must pass (numpy only: usable from the runtime)."""
+"""Parity metrics, the held-out parity inputs and the one gate every artifact must pass.
+
+numpy only, usable from the runtime: :func:`gate` takes engines (anything with ``run_batched``)
+or arrays of logits, so the export targets, ``compare``, ``bench`` (and ``verify``/``eval``)
+share one comparison on the same inputs from :func:`parity_inputs`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable, Union
 
 import numpy as np
 
 from .errors import ParityError
+
+#: held-out images every parity gate runs on (export targets, compare, verify)
+PARITY_IMAGES = 8
+#: seed of :func:`parity_inputs`; calibration uses other seeds, so parity inputs stay held out
+PARITY_SEED = 0
+
+
+def parity_inputs(n: int = PARITY_IMAGES, size: int = 224, seed: int = PARITY_SEED) -> np.ndarray:
+    """The one input factory: ``n`` seeded standard-normal images (normalised-pixel scale), float32 NCHW."""
+    return np.random.default_rng(seed).standard_normal((n, 3, size, size), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -76,3 +92,26 @@ GATES = {
     # fp16 weights, and the top-1 class must not move on the images the gate sees
     "bf16": Gate(rtol=None, min_cosine=0.999, min_top1=BF16_MIN_TOP1),
 }
+
+
+#: an engine (anything with ``run_batched(x) -> logits``), a function ``batch -> logits``, or the logits
+Logits = Union[Callable[[np.ndarray], np.ndarray], np.ndarray]
+
+
+def logits_of(source: Logits, inputs: np.ndarray) -> np.ndarray:
+    """``source.run_batched(inputs)`` for an engine, ``source(inputs)`` for a function, else ``source``."""
+    run = getattr(source, "run_batched", None) or (source if callable(source) else None)
+    return np.asarray(run(inputs) if run is not None else source, dtype=np.float32)
+
+
+def gate(engine: Logits, reference: Logits, inputs: np.ndarray, gate: Gate | str | None = None,
+         what: str = "the artifact") -> Parity:
+    """Parity of ``engine`` against ``reference`` on ``inputs``; both are engines or their logits.
+
+    ``gate`` (a :class:`Gate` or a :data:`GATES` precision) raises :class:`ParityError` naming every
+    failed threshold; ``None`` only measures.
+    """
+    parity = compare_outputs(logits_of(engine, inputs), logits_of(reference, inputs))
+    if gate is not None:
+        (GATES[gate] if isinstance(gate, str) else gate).check(parity, what)
+    return parity

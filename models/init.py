@@ -15,6 +15,10 @@ import zlib
 import torch
 from torch import nn
 
+from .lsnet import build_model
+
+#: seed of the deterministic weights that artifacts exported without a checkpoint carry
+RANDOM_WEIGHTS_SEED = 0
 #: BatchNorms that end a residual branch (upstream zero-inits most of them).
 _BRANCH_END = re.compile(r"(ffn\.m\.pw2\.bn|mixer\.m\.proj\.1\.bn|mixer\.conv1?\.bn|mixer\.bn)\.weight$")
 
@@ -53,3 +57,8 @@ def init_tame(model: nn.Module, seed: int = 0) -> nn.Module:
         if value is not None:
             t.copy_(value.to(t.dtype))
     return model
+
+
+def random_weights_model(variant: str, num_classes: int = 1000, img_size: int = 224) -> nn.Module:
+    """The deterministic weights used when no checkpoint is given (what the exporter fills in)."""
+    return init_tame(build_model(variant, num_classes, img_size), seed=RANDOM_WEIGHTS_SEED)

@@ -2,36 +2,39 @@
 
 Everything is timed through the :class:`~lsnet_deploy.runtime.engine.Engine` interface (the
 torch baseline is one more engine, imported only here and only when torch is installed). One
-run = load each backend once, then per batch size: first call, warmup, timed loop.
+run = load each backend once, then per batch size: first call, warmup, timed loop. This module
+benches finished artifacts; ``lsnet_deploy.sweep`` exports a model first and hands its artifacts
+here (a :data:`Planner`). Results: ``results.py``; timing: ``timing.py``; memory: ``memory.py``;
+report writers: ``report.py``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from lsnet_deploy.doctor import collect_environment, cuda_gpu
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import GATES, Parity, compare_outputs
+from lsnet_deploy.validate import GATES, gate, parity_inputs
 
 from . import jetson
-from .engine import BACKENDS, SUFFIX_BACKEND, Engine, backend_for, load
+from .engine import BACKENDS, Engine, backend_for, is_artifact, load, suffix_backends
+from .memory import peak_rss_mb, reset_peak_rss
 from .preprocess import require_metadata
-from .stats import CV_WARN, LatencyStats, summarize
+from .results import BenchReport, BenchRow, Skipped
+from .stats import CV_WARN, summarize
+from .timing import Timing, progress_bar, time_engine
 
 TORCH = "torch"
 BENCH_DEVICES = ("cpu", "cuda", "jetson")
-#: backend -> exporter target that produces its artifact (sweep mode)
-EXPORT_TARGETS = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
 DEFAULT_ITERS = 100
 
 
@@ -71,139 +74,6 @@ class BenchOptions:
                 raise UsageError(f"{name} must be {rule}, got {value}")
 
 
-@dataclass
-class BenchRow:
-    backend: str
-    device: str
-    precision: str
-    batch: int
-    latency: LatencyStats
-    samples_ms: np.ndarray
-    first_inference_ms: float
-    load_ms: float
-    peak_rss_mb: float | None
-    rss_delta_mb: float | None
-    parity: Parity | None = None
-    parity_failures: list[str] = field(default_factory=list)
-    speedup_vs_torch: float | None = None
-    power_mw: float | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def throughput(self) -> float:
-        """Images per second at the mean latency."""
-        return self.batch * 1000.0 / self.latency.mean
-
-    @property
-    def energy_mj_per_img(self) -> float | None:
-        if self.power_mw is None:
-            return None
-        return jetson.energy_per_image_mj(self.power_mw, self.latency.mean * self.latency.n / 1000,
-                                          self.batch * self.latency.n)
-
-    def as_dict(self) -> dict[str, object]:
-        return {"backend": self.backend, "device": self.device, "precision": self.precision, "batch": self.batch,
-                "latency_ms": self.latency.latency_ms(), "median_ci95_ms": [self.latency.ci_low, self.latency.ci_high],
-                "cv": self.latency.cv, "iterations": self.latency.n, "throughput": self.throughput,
-                "speedup_vs_torch": self.speedup_vs_torch, "first_inference_ms": self.first_inference_ms,
-                "load_ms": self.load_ms, "peak_rss_mb": self.peak_rss_mb, "rss_delta_mb": self.rss_delta_mb,
-                "parity": self.parity.as_dict() if self.parity else None,
-                "parity_ok": None if self.parity is None else not self.parity_failures,
-                "power_mw": self.power_mw, "energy_mj_per_img": self.energy_mj_per_img, "warnings": self.warnings}
-
-
-@dataclass
-class BenchReport:
-    environment: dict[str, object]
-    config: dict[str, object]
-    rows: list[BenchRow] = field(default_factory=list)
-    skipped: list[dict[str, object]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, object]:
-        return {"environment": self.environment, "config": self.config,
-                "results": [r.as_dict() for r in self.rows], "skipped": self.skipped, "warnings": self.warnings}
-
-
-# --- memory -------------------------------------------------------------------------------------------------
-
-def _status_mb(key: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process (``VmHWM``; ``getrusage`` where /proc is missing)."""
-    peak = _status_mb("VmHWM")
-    if peak is None:
-        import resource
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
-    return peak
-
-
-def reset_peak_rss() -> float | None:
-    """Reset the peak to the current RSS (Linux ``clear_refs``), so each backend gets its own peak; returns it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    return _status_mb("VmRSS")
-
-
-# --- timing -------------------------------------------------------------------------------------------------
-
-@dataclass
-class Timing:
-    first_ms: float
-    samples_ms: np.ndarray
-    output: np.ndarray  # of the first call (compared with the reference)
-    start: float  # time.monotonic() bounds of the timed loop
-    end: float
-
-
-def time_engine(engine: Engine, x: np.ndarray, warmup: int, iters: int | None = None,
-                seconds: float | None = None, tick: Callable[[float], None] = lambda ms: None) -> Timing:
-    """First call, ``warmup`` calls, then ``iters`` timed calls (or as many as fit in ``seconds``)."""
-    t = time.perf_counter()
-    output = engine(x)
-    first_ms = (time.perf_counter() - t) * 1e3
-    for _ in range(warmup):
-        engine(x)
-    samples: list[float] = []
-    start = time.monotonic()
-    deadline = start + (seconds or 0.0)
-    while len(samples) < iters if iters else (not samples or time.monotonic() < deadline):
-        t = time.perf_counter()
-        engine(x)
-        samples.append((time.perf_counter() - t) * 1e3)
-        tick(samples[-1])
-    return Timing(first_ms, np.asarray(samples), output, start, time.monotonic())
-
-
-@contextmanager
-def progress_bar(enabled: bool, opts: BenchOptions) -> Iterator[Callable[[str], Callable[[float], None]]]:
-    """Yield ``new_task(label) -> tick(ms)``: a rich progress bar on stderr, or no-ops."""
-    if not enabled:
-        yield lambda label: (lambda ms: None)
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
-        def new_task(label: str) -> Callable[[float], None]:
-            task = bar.add_task(label, total=opts.seconds * 1000 if opts.seconds else opts.iters)
-            return lambda ms: bar.advance(task, ms if opts.seconds else 1)
-
-        yield new_task
-
-
 # --- planning -----------------------------------------------------------------------------------------------
 
 def check_device(device: str) -> jetson.JetsonInfo | None:
@@ -217,59 +87,29 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def plan_artifacts(opts: BenchOptions, folder: Path,
-                   report: BenchReport) -> tuple[dict[str, Path], ArtifactMetadata, str | None]:
-    """``({backend: artifact}, metadata, weights for the reference)``; exports first in sweep mode."""
+#: ``({backend: artifact}, metadata, weights for the reference)``
+Plan = Tuple[Dict[str, Path], ArtifactMetadata, Optional[str]]
+#: ``(options, scratch folder, report) -> Plan``: what to bench (:func:`plan_artifact`, or sweep mode's)
+Planner = Callable[["BenchOptions", Path, BenchReport], Plan]
+
+
+def plan_artifact(opts: BenchOptions, folder: Path, report: BenchReport) -> Plan:
+    """The artifact ``opts.model`` for each requested backend (default: the one its suffix names)."""
     path = Path(opts.model)
-    backends = [b for b in opts.backends if b != TORCH]
-    if path.suffix.lower() not in SUFFIX_BACKEND:
-        if opts.weights:
-            raise UsageError("--weights goes with an artifact; to export a checkpoint first, pass it as --model")
-        if not torch_available():
-            raise BackendMissingError(f"--model {opts.model} is not an artifact, and exporting it needs torch")
-        return export_artifacts(opts, backends if opts.backends else ["onnxruntime"], folder, report)
+    if not is_artifact(path):
+        raise UsageError(f"--model {opts.model} is not an artifact ({', '.join(suffix_backends())}); "
+                         "lsnet_deploy.sweep exports a model first")
     if not path.is_file():
         raise InputError(f"artifact not found: {path}")
     with load(path, device="cpu") as probe:
         meta = require_metadata(probe)
+    backends = [b for b in opts.backends if b != TORCH]
     return {b: path for b in (backends if opts.backends else [backend_for(path)])}, meta, opts.weights
-
-
-def export_artifacts(opts: BenchOptions, backends: list[str], folder: Path,
-                     report: BenchReport) -> tuple[dict[str, Path], ArtifactMetadata, str | None]:
-    """Sweep mode: export ``opts.model`` (checkpoint, ``hf:`` id or model name) in each backend's format.
-
-    One dynamic-batch ONNX file serves onnxruntime, and OpenVINO too unless an ``openvino``
-    export target is registered; a backend whose exporter cannot run here becomes a skipped row.
-    """
-    from lsnet_deploy.exporters import TARGETS, ExportOptions, export
-
-    def export_to(target: str):
-        name = f"{Path(str(opts.model)).stem or 'model'}{TARGETS[target].suffix}"
-        return export(opts.model, ExportOptions(target=target, imgsz=opts.imgsz, dynamic=True, validate=False,
-                                                output=folder / name, overwrite=True))
-
-    onnx = export_to("onnx")
-    artifacts: dict[str, Path] = {}
-    for backend in backends:
-        target = EXPORT_TARGETS[backend]
-        if target == "onnx" or (backend == "openvino" and target not in TARGETS):
-            artifacts[backend] = onnx.path
-        elif target not in TARGETS:
-            report.skipped.append({"backend": backend, "batch": None, "reason": f"no {target} exporter in this build"})
-        else:
-            try:
-                artifacts[backend] = export_to(target).path
-            except BackendMissingError as e:
-                report.skipped.append({"backend": backend, "batch": None, "reason": str(e)})
-    report.config["artifacts"] = {b: p.name for b, p in artifacts.items()}
-    return artifacts, onnx.metadata, opts.model if onnx.metadata.checkpoint_sha256 else None
 
 
 def make_inputs(meta: ArtifactMetadata, batches: tuple[int, ...], seed: int) -> dict[int, np.ndarray]:
     """One fixed standard-normal NCHW batch per batch size (the same for every backend)."""
-    rng = np.random.default_rng(seed)
-    return {b: rng.standard_normal((b, 3, meta.img_size, meta.img_size), dtype=np.float32) for b in batches}
+    return {b: parity_inputs(b, meta.img_size, seed + i) for i, b in enumerate(batches)}
 
 
 def baseline_model(meta: ArtifactMetadata, weights: str | None, report: BenchReport):
@@ -298,15 +138,15 @@ def engine_factories(opts: BenchOptions, artifacts: dict[str, Path], model, meta
     out: list[tuple[str, Callable[[], Engine]]] = []
     if TORCH in opts.backends or not opts.backends:
         if model is None:
-            report.skipped.append({"backend": TORCH, "batch": None, "reason": "torch is not installed"})
+            report.skipped.append(Skipped(TORCH, None, "torch is not installed"))
         else:
             from .torch import TorchEngine
 
             out.append((TORCH, lambda: TorchEngine(model, meta, opts.device, opts.threads)))
     for backend, path in artifacts.items():
-        if backend == "tensorrt" and path.suffix.lower() not in (".engine", ".plan"):
-            report.skipped.append({"backend": backend, "batch": None, "reason": f"tensorrt needs a .engine "
-                                   f"artifact, not {path.name} (export --target tensorrt, or bench a checkpoint)"})
+        if backend == "tensorrt" and path.suffix.lower() not in BACKENDS[backend].suffixes:
+            report.skipped.append(Skipped(backend, None, f"tensorrt needs a .engine artifact, not {path.name} "
+                                          "(export --target tensorrt, or bench a checkpoint)"))
             continue
         out.append((backend, lambda b=backend, p=path: load(p, b, opts.device, opts.threads)))
     return out
@@ -332,15 +172,15 @@ def bench_backend(backend: str, open_engine: Callable[[], Engine], ctx: _Context
     try:
         engine = open_engine()
     except BackendMissingError as e:
-        report.skipped.append({"backend": backend, "batch": None, "reason": str(e)})
+        report.skipped.append(Skipped(backend, None, str(e)))
         return
     load_ms = (time.perf_counter() - t) * 1e3
     with engine:
         for batch, x in ctx.inputs.items():
             fixed = engine.input_shape[0]
             if fixed not in (None, batch):
-                report.skipped.append({"backend": backend, "batch": batch, "reason": f"the artifact has a fixed "
-                                       f"batch of {fixed} (export with --dynamic for other sizes)"})
+                report.skipped.append(Skipped(backend, batch, f"the artifact has a fixed batch of {fixed} "
+                                              "(export with --dynamic for other sizes)"))
                 continue
             timing = time_engine(engine, x.astype(engine.input_dtype), ctx.opts.warmup, ctx.opts.iters,
                                  ctx.opts.seconds, ctx.new_task(f"{backend} batch {batch}"))
@@ -356,7 +196,7 @@ def score_row(row: BenchRow, timing: Timing, ctx: _Context) -> None:
     """Fill parity (not for the baseline itself), power, and the row's warnings."""
     reference = ctx.reference.get(row.batch)
     if reference is not None and row.backend != TORCH:
-        row.parity = compare_outputs(timing.output, reference)
+        row.parity = gate(timing.output, reference, ctx.inputs[row.batch])
         row.parity_failures = GATES.get(row.precision, GATES["fp32"]).failures(row.parity)
     if row.parity_failures:
         failed = "; ".join(row.parity_failures)
@@ -378,8 +218,9 @@ def add_speedups(report: BenchReport) -> None:
             r.speedup_vs_torch = torch_median[r.batch] / r.latency.median
 
 
-def run_bench(opts: BenchOptions) -> BenchReport:
-    """Benchmark ``opts.model`` on every requested backend and batch size; see :class:`BenchReport`."""
+def run_bench(opts: BenchOptions, planner: Planner = plan_artifact) -> BenchReport:
+    """Benchmark on every requested backend and batch size what ``planner`` hands over (default: the
+    artifact ``opts.model``); see :class:`BenchReport`."""
     opts.check()
     board = check_device(opts.device)
     if opts.iters is None and opts.seconds is None:
@@ -391,17 +232,16 @@ def run_bench(opts: BenchOptions) -> BenchReport:
     if board is not None and board.clocks_locked is not True:
         report.warnings.append("Jetson clocks are not locked: run `sudo jetson_clocks` for stable numbers")
     with tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp, ExitStack() as stack:
-        artifacts, meta, weights = plan_artifacts(opts, Path(tmp), report)
+        artifacts, meta, weights = planner(opts, Path(tmp), report)
         model = baseline_model(meta, weights, report)
         inputs = make_inputs(meta, opts.batches, opts.seed)
         sampler = stack.enter_context(jetson.TegrastatsSampler()) if board else None
         ctx = _Context(opts, inputs, reference_outputs(model, meta, inputs), sampler,
-                       stack.enter_context(progress_bar(opts.progress, opts)))
+                       stack.enter_context(progress_bar(opts.progress, opts.iters, opts.seconds)))
         for backend, open_engine in engine_factories(opts, artifacts, model, meta, report):
             bench_backend(backend, open_engine, ctx, report)
     if not report.rows:
-        raise BackendMissingError("nothing could be benchmarked: " + "; ".join(
-            f"{s['backend']}: {s['reason']}" for s in report.skipped))
+        raise BackendMissingError("nothing could be benchmarked: " + "; ".join(map(str, report.skipped)))
     add_speedups(report)
     return report
 

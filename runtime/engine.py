@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,37 @@ import numpy as np
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 
-#: backend name -> (module, class, pip extra that provides it)
-BACKENDS: dict[str, tuple[str, str, str]] = {
-    "onnxruntime": ("lsnet_deploy.runtime.onnxruntime", "OnnxRuntimeEngine", "onnxruntime"),
-    "openvino": ("lsnet_deploy.runtime.openvino", "OpenVINOEngine", "lsnet-deploy[openvino]"),
-    "tensorrt": ("lsnet_deploy.runtime.tensorrt", "TensorRTEngine", "lsnet-deploy[tensorrt]"),
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a backend's engine lives, the pip extra that provides it, and the artifact suffixes it runs."""
+
+    module: str
+    cls: str
+    extra: str
+    suffixes: tuple[str, ...]  #: the first is the suffix its exporter writes
+
+
+#: backend name -> :class:`Backend`: the one suffix<->backend registry (compare, bench, exporters read it)
+BACKENDS: dict[str, Backend] = {
+    "onnxruntime": Backend("lsnet_deploy.runtime.onnxruntime", "OnnxRuntimeEngine", "onnxruntime", (".onnx",)),
+    "openvino": Backend("lsnet_deploy.runtime.openvino", "OpenVINOEngine", "lsnet-deploy[openvino]", (".xml",)),
+    "tensorrt": Backend("lsnet_deploy.runtime.tensorrt", "TensorRTEngine", "lsnet-deploy[tensorrt]",
+                        (".engine", ".plan")),
 }
-#: file suffix -> backend picked by ``backend="auto"``
-SUFFIX_BACKEND = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt"}
+
+
+def suffix_backends() -> dict[str, str]:
+    """``{suffix: backend}`` picked by ``backend="auto"`` (derived from :data:`BACKENDS`)."""
+    return {suffix: name for name, b in BACKENDS.items() for suffix in b.suffixes}
+
+
+def is_artifact(path: str | Path) -> bool:
+    """Whether ``path`` has the suffix of an artifact some backend runs."""
+    return Path(path).suffix.lower() in suffix_backends()
+
+
 DEVICES = ("cpu", "cuda", "jetson", "gpu", "npu")
 
 
@@ -66,6 +90,21 @@ class Engine:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def run_batched(self, x: np.ndarray) -> np.ndarray:
+        """Logits of any number of images: cast to the input dtype, run in chunks of a fixed batch
+        (zero-padding the last one), or in one call for a dynamic batch."""
+        x, step = np.asarray(x).astype(self.input_dtype), self.input_shape[0]
+        if step is None:
+            return self(x)
+        outs = []
+        for i in range(0, len(x), step):
+            chunk = x[i:i + step]
+            pad = step - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+            outs.append(self(chunk)[:len(chunk) - pad])
+        return np.concatenate(outs)
+
     def check_input(self, batch: object) -> None:
         """Raise :class:`InputError` with one clear line unless ``batch`` fits this engine."""
         if not isinstance(batch, np.ndarray):
@@ -104,9 +143,10 @@ def backend_for(path: Path, backend: str = "auto") -> str:
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
         return backend
-    picked = SUFFIX_BACKEND.get(path.suffix.lower())
+    suffixes = suffix_backends()
+    picked = suffixes.get(path.suffix.lower())
     if picked is None:
-        raise InputError(f"cannot tell the format of {path.name}: expected one of {', '.join(SUFFIX_BACKEND)}")
+        raise InputError(f"cannot tell the format of {path.name}: expected one of {', '.join(suffixes)}")
     return picked
 
 
@@ -120,9 +160,9 @@ def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: 
     name = backend_for(path, backend)
     if not path.is_file():
         raise InputError(f"artifact not found: {path}")
-    module, cls, extra = BACKENDS[name]
+    spec = BACKENDS[name]
     try:
-        engine_cls = getattr(importlib.import_module(module), cls)
+        engine_cls = getattr(importlib.import_module(spec.module), spec.cls)
     except ImportError as e:
-        raise BackendMissingError(f"backend {name} is not installed ({e.name or e}): pip install {extra}") from e
+        raise BackendMissingError(f"backend {name} is not installed ({e.name or e}): pip install {spec.extra}") from e
     return engine_cls(path, device=device, threads=threads)

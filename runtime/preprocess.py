@@ -132,14 +132,6 @@ def classify(engine: Engine, images: Sequence[Image.Image | np.ndarray], k: int 
     meta = require_metadata(engine)
     names = names or meta.class_names
     step = engine.input_shape[0] or len(images)
-    logits = [_run_padded(engine, np.stack([preprocess(im, meta) for im in images[i:i + step]]))
+    logits = [engine.run_batched(np.stack([preprocess(im, meta) for im in images[i:i + step]]))
               for i in range(0, len(images), step)]
     return top_k(np.concatenate(logits), k, names)
-
-
-def _run_padded(engine: Engine, x: np.ndarray) -> np.ndarray:
-    """Run ``x`` in the engine's dtype, zero-padding a short last batch for a fixed-batch artifact."""
-    x, want = x.astype(engine.input_dtype), engine.input_shape[0]
-    if want is None or len(x) == want:
-        return engine(x)
-    return engine(np.concatenate([x, np.zeros((want - len(x), *x.shape[1:]), x.dtype)]))[:len(x)]

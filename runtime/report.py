@@ -1,6 +1,7 @@
 """Bench reports: JSON, CSV, Markdown, a latency plot (matplotlib, imported lazily) and a rich table.
 
-Every file is written atomically (temporary file, renamed when complete).
+File formats live in one registry, :data:`WRITERS` (``{format: Writer}``): a new format is one
+function and one entry (plus its CLI option). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ import csv
 import importlib.util
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
 
 from lsnet_deploy.artifacts import atomic_outputs, check_output
-from lsnet_deploy.errors import BackendMissingError
+from lsnet_deploy.errors import BackendMissingError, UsageError
 
-from .bench import BenchReport, BenchRow
+from .results import BenchReport, BenchRow
 from .stats import LATENCY_KEYS
 
 #: flat CSV columns, in order
@@ -24,15 +27,6 @@ CSV_COLUMNS = ("backend", "device", "precision", "batch", *(f"latency_ms_{k}" fo
                "median_ci95_low_ms", "median_ci95_high_ms", "cv", "iterations", "throughput", "speedup_vs_torch",
                "first_inference_ms", "load_ms", "peak_rss_mb", "rss_delta_mb", "parity_max_abs", "parity_max_rel",
                "parity_cosine", "parity_top1_agreement", "parity_ok", "power_mw", "energy_mj_per_img")
-
-
-def check_report_paths(json_path=None, csv_path=None, md_path=None, plot_path=None) -> None:
-    """Fail before the run, not after it: folders writable, matplotlib present for a plot."""
-    for p in (json_path, csv_path, md_path, plot_path):
-        if p is not None:
-            check_output(Path(p), overwrite=True)
-    if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
-        raise BackendMissingError("--plot needs matplotlib: pip install lsnet-deploy[plot]")
 
 
 def _finite(value):
@@ -110,9 +104,7 @@ def markdown(report: BenchReport) -> str:
     header = table_header(report)
     lines = [environment_line(report), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(table_cells(r)) + " |" for r in report.rows]
-    notes = report.warnings + [f"{r.backend} batch {r.batch}: {w}" for r in report.rows for w in r.warnings]
-    notes += [f"skipped {s['backend']}" + (f" batch {s['batch']}" if s["batch"] else "") + f": {s['reason']}"
-              for s in report.skipped]
+    notes = report.notes()
     return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else [])) + "\n"
 
 
@@ -151,12 +143,49 @@ def write_plot(report: BenchReport, path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(report: BenchReport, json_path=None, csv_path=None, md_path=None, plot_path=None) -> list[Path]:
-    """Write every report that has a path; returns the paths written."""
-    written = []
-    for path, writer in ((json_path, write_json), (csv_path, write_csv), (md_path, write_markdown),
-                         (plot_path, write_plot)):
+@dataclass(frozen=True)
+class Writer:
+    """One report format: its writer, and the module (with its pip extra) it needs, if any."""
+
+    write: Callable[[BenchReport, Path], None]
+    requires: str = ""
+    extra: str = ""
+
+
+#: report format -> :class:`Writer`; the CLI option is ``--<format>``, the keyword ``<format>_path``
+WRITERS: dict[str, Writer] = {
+    "json": Writer(write_json),
+    "csv": Writer(write_csv),
+    "md": Writer(write_markdown),
+    "plot": Writer(write_plot, "matplotlib", "lsnet-deploy[plot]"),
+}
+
+
+def _requested(paths: dict[str, object]) -> dict[str, Path]:
+    """``{format: path}`` of the ``<format>_path=`` keywords that have a path (:class:`UsageError` for others)."""
+    out = {}
+    for key, path in paths.items():
+        fmt = key[:-len("_path")] if key.endswith("_path") else key
+        if fmt not in WRITERS:
+            raise UsageError(f"unknown report format {fmt!r}; choose from: {', '.join(WRITERS)}")
         if path is not None:
-            writer(report, Path(path))
-            written.append(Path(path))
+            out[fmt] = Path(path)
+    return out
+
+
+def check_report_paths(**paths) -> None:
+    """Fail before the run, not after it: folders writable, each format's module present."""
+    for fmt, path in _requested(paths).items():
+        check_output(path, overwrite=True)
+        writer = WRITERS[fmt]
+        if writer.requires and importlib.util.find_spec(writer.requires) is None:
+            raise BackendMissingError(f"--{fmt} needs {writer.requires}: pip install {writer.extra}")
+
+
+def write_reports(report: BenchReport, **paths) -> list[Path]:
+    """Write every report that has a path (``json_path=``, ``csv_path=``, ...); returns the paths written."""
+    written = []
+    for fmt, path in _requested(paths).items():
+        WRITERS[fmt].write(report, path)
+        written.append(path)
     return written

@@ -1,7 +1,7 @@
-"""The PyTorch eager baseline as one more :class:`Engine` (bench's baseline row and parity reference).
+"""The PyTorch engine: bench's baseline row and the one parity reference path (exporters, compare, bench).
 
-The one runtime module that imports torch and ``lsnet_deploy.models``: only bench (or validate)
-imports it, lazily, when a torch row or a reference is wanted. ``import lsnet_deploy.runtime``
+The one runtime module that imports torch and ``lsnet_deploy.models``: bench, the exporters and
+compare import it, lazily, when a torch row or a reference is wanted. ``import lsnet_deploy.runtime``
 and ``runtime.load(...)`` never do.
 """
 
@@ -16,12 +16,9 @@ from torch import nn
 
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.models import build_model, fuse_model, init_tame, load_model
+from lsnet_deploy.models import fuse_model, load_model, random_weights_model
 
 from .engine import Engine
-
-#: seed of the deterministic weights that artifacts exported without a checkpoint carry
-RANDOM_WEIGHTS_SEED = 0
 
 
 def torch_device(device: str) -> torch.device:
@@ -59,11 +56,6 @@ class TorchEngine(Engine):
     def close(self) -> None:
         super().close()
         self.__dict__.pop("model", None)
-
-
-def random_weights_model(variant: str, num_classes: int = 1000, img_size: int = 224) -> nn.Module:
-    """The deterministic weights used when no checkpoint is given (what the exporter fills in)."""
-    return init_tame(build_model(variant, num_classes, img_size), seed=RANDOM_WEIGHTS_SEED)
 
 
 def reference_model(meta: ArtifactMetadata, weights: str | Path | None = None) -> nn.Module:

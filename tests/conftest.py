@@ -1,33 +1,21 @@
-"""Shared fixtures: tame-weight models (activations near unit scale) built once per session."""
+"""Shared fixtures (plain helpers live in ``helpers.py``): tame models, cached ONNX artifacts, image batches."""
 
 from __future__ import annotations
 
-import copy
+from pathlib import Path
 
 import pytest
 import torch
 
-from lsnet_deploy.models import build_model, init_tame
+import helpers
 
 torch.set_num_threads(2)
 
 
-@pytest.fixture(scope="session")
-def _models() -> dict:
-    return {}
-
-
 @pytest.fixture
-def tame_model(_models):
-    """``tame_model(variant, num_classes=1000, img_size=224)`` -> a fresh copy of a tame LSNet."""
-
-    def make(variant: str = "lsnet_t", num_classes: int = 1000, img_size: int = 224):
-        key = (variant, num_classes, img_size)
-        if key not in _models:
-            _models[key] = init_tame(build_model(variant, num_classes, img_size), seed=0)
-        return copy.deepcopy(_models[key])
-
-    return make
+def tame_model():
+    """``tame_model(variant, num_classes=1000, img_size=224, seed=0)`` -> a fresh copy of a tame LSNet."""
+    return helpers.tame_model
 
 
 @pytest.fixture
@@ -36,5 +24,17 @@ def image_batch():
 
     def make(n: int = 2, size: int = 224, seed: int = 0) -> torch.Tensor:
         return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+    return make
+
+
+@pytest.fixture
+def onnx_artifact(tmp_path_factory):
+    """``onnx_artifact(**helpers.write_onnx kwargs)`` -> path of an artifact cached for the session."""
+
+    def make(**kwargs) -> Path:
+        name = "_".join(f"{k}{v}" for k, v in sorted(kwargs.items())) or "default"
+        path = tmp_path_factory.getbasetemp() / f"lsnet_t_{name}.onnx"
+        return path if path.is_file() else helpers.write_onnx(path, **kwargs)
 
     return make

@@ -1,7 +1,7 @@
-"""Interleaved timing (now in the package: ``lsnet_deploy.runtime.interleave``)."""
+"""Interleaved timing (now in the package: ``lsnet_deploy.runtime.timing.interleaved``)."""
 
 from __future__ import annotations
 
-from lsnet_deploy.runtime.interleave import interleaved
+from lsnet_deploy.runtime.timing import interleaved
 
 __all__ = ["interleaved"]

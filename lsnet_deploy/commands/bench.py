@@ -55,8 +55,9 @@ def bench(model: str = typer.Option(..., "--model", "-m", help="Artifact (.onnx/
                                     iters or 20)
         return bench_ladder(ladder_opts, json_path, md_path)
 
-    from lsnet_deploy.runtime.bench import BenchOptions, run_bench
+    from lsnet_deploy.runtime.bench import BenchOptions
     from lsnet_deploy.runtime.report import check_report_paths, rich_table, write_reports
+    from lsnet_deploy.sweep import bench as run_bench
 
     opts = BenchOptions(model=model, device=device, backends=split_list(backend, "--backend"),
                         batches=split_list(batch, "--batch", int), warmup=warmup, iters=iters, seconds=seconds,
@@ -68,8 +69,7 @@ def bench(model: str = typer.Option(..., "--model", "-m", help="Artifact (.onnx/
     for note in report.warnings + [f"{r.backend} batch {r.batch}: {w}" for r in report.rows for w in r.warnings]:
         typer.echo(f"warning: {note}", err=True)
     for s in report.skipped:
-        typer.echo(f"skipped {s['backend']}" + (f" batch {s['batch']}" if s["batch"] else "") + f": {s['reason']}",
-                   err=True)
+        typer.echo(f"skipped {s}", err=True)
     for path in write_reports(report, **paths):
         typer.echo(f"wrote {path}")
 

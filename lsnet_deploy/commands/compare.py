@@ -6,24 +6,17 @@ import json
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-
-def parity_table(rows, gate, title: str) -> Table:
-    """A table of ``(name, Parity)`` rows; cells failing ``gate`` in red."""
-    table = Table("output", "max-abs", "max-rel", "cosine", "top-1 agree", "gate", title=title)
-    for name, p in rows:
-        failed = gate.failures(p)
-        table.add_row(name, f"{p.max_abs:.3g}", f"{p.max_rel:.3g}", f"{p.cosine:.9f}", f"{p.top1_agreement:.0%}",
-                      "[red]FAIL[/]" if failed else "[green]ok[/]")
-    return table
+from lsnet_deploy.tables import parity_table
+from lsnet_deploy.validate import PARITY_IMAGES
 
 
 def compare(
     a: str = typer.Argument(..., help="Model name (deterministic weights), checkpoint, .onnx, .xml or .engine."),
     b: str = typer.Argument(..., help="The reference, same kinds as A."),
     per_block: bool = typer.Option(False, "--per-block", help="Compare every LSNet block's output (PyTorch/ONNX)."),
-    images: int = typer.Option(2, "--images", help="Deterministic random images to compare on."),
+    images: int = typer.Option(PARITY_IMAGES, "--images", help="Deterministic random images to compare on "
+                                "(the parity gate's held-out inputs)."),
     imgsz: int | None = typer.Option(None, "--imgsz", help="Input size (default: an artifact's, else 224)."),
     num_classes: int | None = typer.Option(None, "--num-classes", help="Classes for a model name "
                                            "(default: an artifact's, else 1000)."),

@@ -95,7 +95,7 @@ def export(
     if result.parity is None:
         err.print("[bold red]WARNING: parity NOT validated (--no-validate)[/]")
         return
-    from lsnet_deploy.commands.compare import parity_table
+    from lsnet_deploy.tables import parity_table
 
     console.print(parity_table([(f"{meta.ska} vs PyTorch", result.parity)], result.gate, title="parity gate: PASS"))
 

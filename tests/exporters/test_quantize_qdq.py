@@ -12,11 +12,11 @@ import pytest
 from onnx import numpy_helper
 
 from lsnet_deploy.errors import ParityError
-from lsnet_deploy.exporters import ExportOptions, calibration, export
+from lsnet_deploy.exporters import ExportOptions, export, inputs
 from lsnet_deploy.exporters.quantize import float_op_types, int8_nodes, quantize_onnx
 from lsnet_deploy.runtime import load
 from lsnet_deploy.synthetic import write_folder
-from lsnet_deploy.validate import compare_outputs
+from lsnet_deploy.validate import compare_outputs, parity_inputs
 
 SIZE = 64
 
@@ -95,7 +95,7 @@ def test_s8_encoding_has_zero_points_of_zero(qdq, tmp_path):
     from lsnet_deploy.models import build_model, init_tame
 
     export(init_tame(build_model("lsnet_t", 1000, SIZE), seed=0), ExportOptions(output=fp32))
-    images = calibration.synthetic_images(4, SIZE)
+    images = parity_inputs(4, SIZE)
     result = quantize_onnx(fp32, tmp_path / "s8.onnx", images, "s8")
     model = onnx.load(str(result.path))
     inits = initializers(model)
@@ -105,13 +105,13 @@ def test_s8_encoding_has_zero_points_of_zero(qdq, tmp_path):
 
 
 def test_a_broken_calibration_fails_the_held_out_gate_and_writes_nothing(frames, tmp_path, tame_model, monkeypatch):
-    real = calibration.int8_images
+    real = inputs.int8_images
 
     def broken(*args, **kwargs):  # calibrated on images 1000x too dark: every activation range collapses
         images = real(*args, **kwargs)
         return replace(images, calibration=images.calibration * 1e-3)
 
-    monkeypatch.setattr(calibration, "int8_images", broken)
+    monkeypatch.setattr(inputs, "int8_images", broken)
     out = tmp_path / "broken.onnx"
     with pytest.raises(ParityError, match="held-out images.*failed the parity gate: cosine"):
         export(tame_model("lsnet_t", img_size=SIZE), ExportOptions(int8=True, data=frames, calib_size=16, output=out))
@@ -120,7 +120,7 @@ def test_a_broken_calibration_fails_the_held_out_gate_and_writes_nothing(frames,
 
 @pytest.mark.slow
 def test_synthetic_calibration_warns(tmp_path, tame_model):
-    with pytest.warns(calibration.SyntheticCalibrationWarning):
+    with pytest.warns(inputs.SyntheticCalibrationWarning):
         warnings.simplefilter("ignore", DeprecationWarning)
         export(tame_model("lsnet_t", img_size=SIZE), ExportOptions(int8=True, calib_size=4, output=tmp_path / "s.onnx",
                                                                    validate=False))

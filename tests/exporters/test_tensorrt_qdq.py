@@ -19,23 +19,11 @@ from lsnet_deploy.exporters.tensorrt import (TensorRTOptions, build_engine, buil
                                              int8_mode, trtexec_command)
 from lsnet_deploy.metadata import ArtifactMetadata
 
+from test_export_tensorrt import FAKE_TRT as BASE_TRT  # noqa: E402 - same folder, on sys.path under pytest
+from test_export_tensorrt import Recorder  # noqa: E402
+
 META = ArtifactMetadata("lsnet_t", 1000, batch=None, ska="shift")
-FAKE_TRT = SimpleNamespace(
-    __version__="10.9.0",
-    BuilderFlag=SimpleNamespace(FP16="FP16", INT8="INT8", PREFER_PRECISION_CONSTRAINTS="PREFER", GPU_FALLBACK="GPU_FB"),
-    MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"), DeviceType=SimpleNamespace(DLA="DLA"),
-    LayerType=SimpleNamespace(NORMALIZATION="NORM"), float32="f32")
-
-
-class Recorder:
-    def __init__(self, **attrs):
-        self.calls: list[tuple] = []
-        self.__dict__.update(attrs)
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return lambda *args: self.calls.append((name, *args)) or Recorder()
+FAKE_TRT = SimpleNamespace(**vars(BASE_TRT), __version__="10.9.0")
 
 
 def conv_onnx(path: Path, quantization: str = "") -> Path:

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_reliability_inputs import escaping_external_data
-from test_runtime_support import BLOCK_TORCH, gradient_image, onnx_artifact, python_cmd  # noqa: F401 - fixture
+from helpers import BLOCK_TORCH, escaping_external_data, gradient_image, python_cmd
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run

@@ -6,13 +6,12 @@ import json
 
 import pytest
 import torch
-from test_export_ska import TransposedSKA
+from helpers import TransposedSKA, tame_model
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.compare import compare
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.ska import LOWERINGS
-from lsnet_deploy.models import build_model, init_tame
 
 ARGS = ["--model", "lsnet_t", "--num-classes", "2", "--imgsz", "64"]
 FIRST_LSCONV = "blocks2.3"  # lsnet_t: blocks2 = [downsample dw, downsample pw, RepVGG block, LSConv block, ...]
@@ -61,7 +60,7 @@ def test_cli_compare_json(files, capsys):
 
 def test_checkpoints_and_names(tmp_path, capsys):
     same, other = tmp_path / "same.pth", tmp_path / "other.pth"
-    sd = init_tame(build_model("lsnet_t", 2, 64), seed=0).state_dict()
+    sd = tame_model("lsnet_t", 2, 64).state_dict()
     torch.save({"model": sd}, same)
     torch.save({"model": {**sd, "head.l.bias": sd["head.l.bias"] + 1.0}}, other)
     c = compare(str(same), "lsnet_t", img_size=64, num_classes=2)

@@ -11,7 +11,7 @@ from lsnet_deploy.cli import run
 from lsnet_deploy.errors import BackendMissingError
 from lsnet_deploy.runtime import jetson
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 ORIN = (FIXTURES / "tegrastats_orin.txt").read_text().splitlines()
 NANO = (FIXTURES / "tegrastats_nano.txt").read_text().splitlines()
 XAVIER = (FIXTURES / "tegrastats_xavier.txt").read_text().splitlines()

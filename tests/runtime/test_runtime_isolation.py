@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_runtime_support import BLOCK_TORCH, gradient_image, onnx_artifact  # noqa: F401 - fixture
+from helpers import BLOCK_TORCH, gradient_image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_without_torch(code: str, *args: str) -> subprocess.CompletedProcess:

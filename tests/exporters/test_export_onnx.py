@@ -9,18 +9,17 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from test_export_ska import TransposedSKA
+from helpers import TransposedSKA, tame_model, torch_logits
 
 from lsnet_deploy import __version__, runtime
 from lsnet_deploy.artifacts import file_sha256
-from lsnet_deploy.compare import torch_outputs, validation_batch
 from lsnet_deploy.errors import ParityError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.onnx import default_path
 from lsnet_deploy.exporters.ska import LOWERINGS
 from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import GATES
-from lsnet_deploy.models import VARIANTS, build_model, init_tame
+from lsnet_deploy.validate import GATES, parity_inputs
+from lsnet_deploy.models import VARIANTS
 
 SMALL = 64  # input size for quick end-to-end exports (all stages still run; attention at 1x1)
 
@@ -28,7 +27,7 @@ SMALL = 64  # input size for quick end-to-end exports (all stages still run; att
 @pytest.fixture(scope="module")
 def small_model():
     """LSNet-T, 2 classes, 64 px, tame weights (the parity reference)."""
-    return init_tame(build_model("lsnet_t", 2, SMALL), seed=0)
+    return tame_model("lsnet_t", 2, SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +47,10 @@ def test_lowering_passes_gate_and_runs_batch_1_and_4(name, small_exports, small_
     with runtime.load(result.path) as engine:
         assert engine.input_shape == (None, 3, SMALL, SMALL)
         for n in (1, 4):
-            x = validation_batch(n, SMALL, seed=n)
+            x = parity_inputs(n, SMALL, seed=n)
             got = engine(x)
             assert got.shape == (n, 2)
-            ref = torch_outputs(small_model, x)
+            ref = torch_logits(small_model, x)
             assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
@@ -61,8 +60,8 @@ def test_custom_file_runs_in_stock_onnxruntime(small_exports, small_model):
     assert sum(n.domain == "lsnet" and n.op_type == "SKA" for n in proto.graph.node) == 5
     assert [(f.domain, f.name) for f in proto.functions] == [("lsnet", "SKA")]
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # no custom-op library
-    x = validation_batch(3, SMALL)
-    ref = torch_outputs(small_model, x)
+    x = parity_inputs(3, SMALL)
+    ref = torch_logits(small_model, x)
     assert np.abs(sess.run(None, {"images": x})[0] - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
@@ -91,8 +90,8 @@ def test_fp16_export(small_model, small_exports, tmp_path):
     assert result.gate.rtol is None and result.gate.min_cosine == 0.999
     with runtime.load(result.path) as engine:
         assert engine.input_dtype == np.float16 and engine.input_shape == (1, 3, SMALL, SMALL)
-        x = validation_batch(1, SMALL)
-        got, ref = engine(x.astype(np.float16)), torch_outputs(small_model, x)
+        x = parity_inputs(1, SMALL)
+        got, ref = engine(x.astype(np.float16)), torch_logits(small_model, x)
     cos = float((got.ravel() @ ref.ravel()) / np.linalg.norm(got) / np.linalg.norm(ref))
     assert cos > 0.999 and result.size_bytes < 0.6 * small_exports["shift"].size_bytes
 
@@ -138,7 +137,7 @@ def test_default_file_name(kw, name):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("name", ["unfold", "shift", "custom"])
 def test_all_variants_all_lowerings_224(variant, name, tmp_path):
-    model = init_tame(build_model(variant, 1000, 224), seed=0)
+    model = tame_model(variant, 1000, 224)
     result = export(model, ExportOptions(ska=name, output=tmp_path / "m.onnx"))
     assert result.parity.max_rel < 1e-4 and result.parity.cosine > 0.999999
 
@@ -166,7 +165,7 @@ def test_simplify_keeps_parity_and_shrinks_graph(small_model, small_exports, tmp
 def test_checkpoint_at_other_size_resizes_attention_biases(tmp_path):
     """A 224 checkpoint exported at 256 px: biases resized; the gate compares with the resized PyTorch model."""
     ckpt = tmp_path / "t.pth"
-    torch.save({"model": init_tame(build_model("lsnet_t", 2), seed=1).state_dict()}, ckpt)
+    torch.save({"model": tame_model("lsnet_t", 2, seed=1).state_dict()}, ckpt)
     result = export(ckpt, ExportOptions(imgsz=256, output=tmp_path / "t256.onnx"))
     assert result.metadata.img_size == 256 and result.metadata.resize == 293
     assert result.metadata.checkpoint_sha256 == file_sha256(ckpt) and result.parity.max_rel < 1e-4

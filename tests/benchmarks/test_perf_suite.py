@@ -19,7 +19,7 @@ from lsnet_deploy.exporters.ska.custom import attach_function
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.torch import TorchEngine
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 from suite.engines import inlined  # noqa: E402

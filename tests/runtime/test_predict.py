@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_runtime_support import gradient_image, onnx_artifact, tame_lsnet_t  # noqa: F401 - fixture
+from helpers import gradient_image, tame_model
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
@@ -59,7 +59,7 @@ def test_classify_matches_pytorch_on_the_same_pixels(onnx_artifact, tmp_path):
     engine = runtime.load(onnx_artifact())
     best = runtime.classify(engine, [image, image], k=3)
     with torch.no_grad():
-        logits = tame_lsnet_t()(torch.from_numpy(preprocess(image, META)[None])).numpy()
+        logits = tame_model("lsnet_t", 10, 64)(torch.from_numpy(preprocess(image, META)[None])).numpy()
     probs = softmax(logits)[0]
     assert best[0] == best[1]
     assert [n for n, _ in best[0]] == [f"label{i}" for i in np.argsort(-probs)[:3]]

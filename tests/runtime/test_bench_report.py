@@ -12,7 +12,9 @@ import pytest
 
 from lsnet_deploy.errors import BackendMissingError, OutputError
 from lsnet_deploy.runtime import report as rep
-from lsnet_deploy.runtime.bench import BenchReport, BenchRow, add_speedups, time_engine
+from lsnet_deploy.runtime.bench import add_speedups
+from lsnet_deploy.runtime.results import BenchReport, BenchRow, Skipped
+from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.runtime.engine import Engine
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.validate import Parity
@@ -35,7 +37,7 @@ def report() -> BenchReport:
             make_row("openvino", [5, 5, 5, 5], Parity(0.5, 0.3, 0.9, 0.5), ("cosine 0.9000000 < 0.99999",))]
     out = BenchReport({"python": "3.11", "cpu": {"model": "Test CPU", "cores": 2}},
                       {"model": "m.onnx", "device": "cpu", "warmup": 1, "iters": 4, "seconds": None, "threads": None},
-                      rows, skipped=[{"backend": "tensorrt", "batch": None, "reason": "not installed"}])
+                      rows, skipped=[Skipped("tensorrt", None, "not installed")])
     add_speedups(out)
     return out
 

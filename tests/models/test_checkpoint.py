@@ -15,8 +15,8 @@ from lsnet_deploy.models import infer_variant, load_model
 
 @pytest.fixture(scope="module")
 def tame_sd():
-    from lsnet_deploy.models import build_model, init_tame
-    return init_tame(build_model("lsnet_t", 2), seed=3).state_dict()
+    from helpers import tame_model
+    return tame_model("lsnet_t", 2, seed=3).state_dict()
 
 
 def _same(model, sd) -> None:

@@ -14,7 +14,7 @@ from lsnet_deploy.errors import UsageError
 from lsnet_deploy.models import VARIANTS, build_model, fuse_model, init_tame, ska
 from lsnet_deploy.models.flops import count_macs
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 UPSTREAM = json.loads((FIXTURES / "upstream_layout.json").read_text())["layouts"]
 
 

@@ -1,8 +1,8 @@
-"""Shared helpers of the runtime/bench/predict tests (no tests here): small ONNX artifacts, images.
+"""Plain test helpers (no tests, no fixtures): tame models, small ONNX artifacts, images, subprocesses.
 
-Artifacts are traced straight with ``torch.onnx.export`` from tame weights, so these tests
-exercise the runtime alone; the exporter has its own tests. They are cached in pytest's base
-temp folder, so each size is exported once per session whichever test module asks first.
+Import as ``from helpers import ...`` (``tests/`` is on ``sys.path`` through its conftest). Artifacts
+are traced straight with ``torch.onnx.export`` from tame weights, so runtime tests exercise the
+runtime alone; the exporter has its own tests.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
-import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from lsnet_deploy.exporters.ska.shift import ShiftSKA
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import build_model, fuse_model, init_tame
 
@@ -35,6 +35,28 @@ sys.meta_path.insert(0, _NoTorch())
 """
 
 
+@functools.lru_cache(maxsize=None)
+def _tame(variant: str, num_classes: int, img_size: int, seed: int) -> torch.nn.Module:
+    return init_tame(build_model(variant, num_classes, img_size), seed=seed)
+
+
+def tame_model(variant: str = "lsnet_t", num_classes: int = 1000, img_size: int = 224,
+               seed: int = 0) -> torch.nn.Module:
+    """The one tame-model helper: a fresh copy of ``init_tame(build_model(...), seed)`` (built once)."""
+    return copy.deepcopy(_tame(variant, num_classes, img_size, seed))
+
+
+def torch_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """Float32 logits of ``model`` for the NCHW array ``x`` (no grad)."""
+    with torch.no_grad():
+        return model.float()(torch.from_numpy(x)).numpy()
+
+
+def torch_reference(batch: np.ndarray, num_classes: int = 10, img_size: int = 64) -> np.ndarray:
+    """Logits of the unfused seed-0 tame ``lsnet_t`` for ``batch`` (the model of :func:`write_onnx`)."""
+    return torch_logits(tame_model("lsnet_t", num_classes, img_size), batch)
+
+
 _TRACED: dict[tuple[int, int], bytes] = {}
 
 
@@ -45,7 +67,7 @@ def traced(num_classes: int, img_size: int) -> onnx.ModelProto:
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(fuse_model(copy.deepcopy(tame_lsnet_t(num_classes, img_size))),
+            torch.onnx.export(fuse_model(tame_model("lsnet_t", num_classes, img_size)),
                               (torch.zeros(1, 3, img_size, img_size),), buf, dynamo=False, opset_version=17,
                               input_names=["images"], output_names=["logits"],
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
@@ -80,16 +102,27 @@ def write_onnx(path: Path, num_classes: int = 10, img_size: int = 64, batch: int
     return path
 
 
-@pytest.fixture
-def onnx_artifact(tmp_path_factory):
-    """``onnx_artifact(**write_onnx kwargs)`` -> path of a cached artifact."""
+def graph_model(node: onnx.NodeProto, initializers=(), domains=()) -> onnx.ModelProto:
+    """A one-node float model ``x (1,3,64,64) -> y``: valid ONNX, not an lsnet-deploy export."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])
+    graph = helper.make_graph([node], "g", [x], [y], list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   *(helper.make_opsetid(d, 1) for d in domains)])
 
-    def make(**kwargs) -> Path:
-        name = "_".join(f"{k}{v}" for k, v in sorted(kwargs.items())) or "default"
-        path = tmp_path_factory.getbasetemp() / f"lsnet_t_{name}.onnx"
-        return path if path.is_file() else write_onnx(path, **kwargs)
 
-    return make
+def escaping_external_data(path: Path, location: str) -> Path:
+    """An ONNX file whose initializer's external data points at ``location`` (outside its folder)."""
+    weight = numpy_helper.from_array(np.ones((1, 3, 64, 64), np.float32), "w")
+    proto = graph_model(helper.make_node("Add", ["x", "w"], ["y"]), [weight])
+    tensor = proto.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(3 * 64 * 64 * 4))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, path)
+    return path
 
 
 def gradient_image(path: Path, size: tuple[int, int] = (96, 80)) -> Path:
@@ -101,15 +134,14 @@ def gradient_image(path: Path, size: tuple[int, int] = (96, 80)) -> Path:
     return path
 
 
-@functools.cache
-def tame_lsnet_t(num_classes: int = 10, img_size: int = 64) -> torch.nn.Module:
-    return init_tame(build_model("lsnet_t", num_classes, img_size), seed=0)
+class TransposedSKA(ShiftSKA):
+    """A deliberately wrong lowering: the 3x3 taps transposed (i, j) -> (j, i)."""
 
+    name = "transposed"
 
-def torch_reference(batch: np.ndarray, num_classes: int = 10, img_size: int = 64) -> np.ndarray:
-    """Logits of the unfused seed-0 tame model for ``batch``."""
-    with torch.no_grad():
-        return tame_lsnet_t(num_classes, img_size)(torch.from_numpy(batch)).numpy()
+    def forward(self, x, w):
+        n, wc, kk, h, width = w.shape
+        return super().forward(x, w.view(n, wc, 3, 3, h, width).transpose(2, 3).reshape(n, wc, kk, h, width))
 
 
 def python_cmd(*code: str) -> list[str]:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from test_runtime_support import onnx_artifact, tame_lsnet_t  # noqa: F401 - fixture
+from helpers import tame_model
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.doctor import cuda_gpu
@@ -50,7 +50,7 @@ def test_fixed_batch_artifact_skips_other_sizes(onnx_artifact):
     report = run_bench(BenchOptions(str(onnx_artifact(batch=2)), batches=(1, 2), backends=("onnxruntime",), **FAST))
     assert [(r.backend, r.batch) for r in report.rows] == [("onnxruntime", 2)]
     assert report.rows[0].parity.top1_agreement == 1.0
-    assert report.skipped == [{"backend": "onnxruntime", "batch": 1,
+    assert [s.as_dict() for s in report.skipped] == [{"backend": "onnxruntime", "batch": 1,
                                "reason": "the artifact has a fixed batch of 2 (export with --dynamic for other sizes)"}]
 
 
@@ -116,7 +116,7 @@ def test_checkpoint_artifact_needs_matching_weights(onnx_artifact, tmp_path, cap
     assert run(["bench", "--model", artifact]) == 2
     assert "exported from a checkpoint (sha256 abababababab...): pass --weights" in capsys.readouterr().err
     weights = tmp_path / "other.pth"
-    torch.save(tame_lsnet_t().state_dict(), weights)
+    torch.save(tame_model("lsnet_t", 10, 64).state_dict(), weights)
     assert run(["bench", "--model", artifact, "--weights", str(weights)]) == 3
     assert "is not the checkpoint the artifact was exported from" in capsys.readouterr().err
 
@@ -127,4 +127,4 @@ def test_without_torch_rows_have_no_baseline(onnx_artifact, monkeypatch):
     assert [r.backend for r in report.rows] == ["onnxruntime"]
     assert report.rows[0].parity is None and report.rows[0].speedup_vs_torch is None
     assert report.warnings == ["torch is not installed: no PyTorch baseline row, no speedup and no parity"]
-    assert report.skipped == [{"backend": "torch", "batch": None, "reason": "torch is not installed"}]
+    assert [s.as_dict() for s in report.skipped] == [{"backend": "torch", "batch": None, "reason": "torch is not installed"}]

@@ -216,9 +216,9 @@ def test_lsnet_t_engine_builds_and_passes_parity(precision, tmp_path):
     import torch
 
     from lsnet_deploy.exporters import ExportOptions, export
-    from lsnet_deploy.models import build_model, init_tame
+    from helpers import tame_model
 
-    model = init_tame(build_model("lsnet_t"), seed=0)
+    model = tame_model("lsnet_t")
     onnx_path = export(model, ExportOptions(ska="shift", dynamic=True, output=tmp_path / "t.onnx")).path
 
     def reference(x):

@@ -6,7 +6,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from test_runtime_support import onnx_artifact, torch_reference  # noqa: F401 - fixture
+from helpers import torch_reference
 
 from lsnet_deploy import runtime
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
@@ -105,3 +105,29 @@ def test_tensorrt_backend_missing_is_reported(tmp_path):
     plan.write_bytes(b"\0")
     with pytest.raises(BackendMissingError, match="pip install lsnet-deploy\\[tensorrt\\]"):
         runtime.load(plan)
+
+
+def test_run_batched_chunks_and_pads_a_fixed_batch(onnx_artifact):
+    """Any N through a batch-2 artifact: float64 input cast, 5 images = 2 + 2 + 1 padded; rows match PyTorch."""
+    x = np.random.default_rng(5).standard_normal((5, 3, 64, 64))
+    with runtime.load(onnx_artifact(batch=2)) as engine:
+        assert engine.input_shape[0] == 2
+        out = engine.run_batched(x)
+    assert out.shape == (5, 10) and out.dtype == np.float32
+    ref = torch_reference(x.astype(np.float32))
+    assert np.abs(out - ref).max() < 1e-3 * np.abs(ref).max()
+
+
+def test_one_gate_takes_engines_functions_or_logits(onnx_artifact):
+    """validate.gate: engine vs logits, engine vs function; a wrong model fails naming its thresholds."""
+    from lsnet_deploy.errors import ParityError
+    from lsnet_deploy.validate import gate, parity_inputs
+
+    x = parity_inputs(4, 64)
+    assert x.shape == (4, 3, 64, 64) and np.array_equal(x, parity_inputs(4, 64))
+    with runtime.load(onnx_artifact()) as good, runtime.load(onnx_artifact(wrong=True)) as wrong:
+        p = gate(good, torch_reference(x), x, "fp32", "good")
+        assert p.max_rel < 1e-3 and p.cosine > 0.99999
+        assert gate(good, torch_reference, x, None) == p
+        with pytest.raises(ParityError, match=r"^wrong failed the parity gate: max-rel .* cosine"):
+            gate(wrong, good, x, GATES["fp32"], "wrong")

@@ -9,25 +9,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import TransposedSKA
 from torch import nn
 
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters.ska import LOWERINGS, get_lowering, lowered
 from lsnet_deploy.exporters.ska.custom import DOMAIN, OP, attach_function
-from lsnet_deploy.exporters.ska.shift import ShiftSKA
 from lsnet_deploy.models import SKA, build_model, ska
 
 SHAPES = [(1, 8, 5, 7), (3, 16, 9, 4), (2, 64, 7, 7), (2, 24, 1, 3), (1, 32, 14, 14)]
-
-
-class TransposedSKA(ShiftSKA):
-    """A deliberately wrong lowering: the 3x3 taps transposed (i, j) -> (j, i)."""
-
-    name = "transposed"
-
-    def forward(self, x, w):
-        n, wc, kk, h, width = w.shape
-        return super().forward(x, w.view(n, wc, 3, 3, h, width).transpose(2, 3).reshape(n, wc, kk, h, width))
 
 
 def random_pair(n, c, h, w, dtype=torch.float64, seed=0, ratio=8):

@@ -22,7 +22,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
-from test_runtime_support import gradient_image, write_onnx
+from helpers import escaping_external_data, gradient_image, graph_model, write_onnx
 
 from lsnet_deploy import runtime
 from lsnet_deploy.artifacts import check_output
@@ -39,29 +39,6 @@ HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_openvino = pytest.mark.skipif(not HAVE_OPENVINO, reason="OpenVINO is not installed")
 EXIT = {UsageError: 2, InputError: 3, BackendMissingError: 4, ParityError: 5, OutputError: 6}
-
-
-def _graph_model(node: onnx.NodeProto, initializers=(), domains=()) -> onnx.ModelProto:
-    """A one-node float model ``x (1,3,64,64) -> y``: valid ONNX, not an lsnet-deploy export."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])
-    graph = helper.make_graph([node], "g", [x], [y], list(initializers))
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                   *(helper.make_opsetid(d, 1) for d in domains)])
-
-
-def escaping_external_data(path: Path, location: str) -> Path:
-    """An ONNX file whose initializer's external data points at ``location`` (outside its folder)."""
-    weight = numpy_helper.from_array(np.ones((1, 3, 64, 64), np.float32), "w")
-    proto = _graph_model(helper.make_node("Add", ["x", "w"], ["y"]), [weight])
-    tensor = proto.graph.initializer[0]
-    tensor.ClearField("raw_data")
-    tensor.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", location), ("offset", "0"), ("length", str(3 * 64 * 64 * 4))):
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +69,8 @@ def f(tmp_path_factory) -> SimpleNamespace:
     torch.save({"fc.weight": torch.zeros(2, 2)}, ns.other_pth)
     ns.noise_onnx.write_bytes(noise(4096))
     ns.cut_onnx.write_bytes(art.read_bytes()[:4096])
-    onnx.save(_graph_model(helper.make_node("Relu", ["x"], ["y"])), ns.plain_onnx)
-    onnx.save(_graph_model(helper.make_node("Evil", ["x"], ["y"], domain="evil.ops"), domains=["evil.ops"]),
+    onnx.save(graph_model(helper.make_node("Relu", ["x"], ["y"])), ns.plain_onnx)
+    onnx.save(graph_model(helper.make_node("Evil", ["x"], ["y"], domain="evil.ops"), domains=["evil.ops"]),
               ns.custom_onnx)
     if HAVE_OPENVINO:
         import openvino as ov

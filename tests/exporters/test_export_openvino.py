@@ -10,12 +10,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import tame_model
 
 from lsnet_deploy.errors import BackendMissingError, InputError, OutputError, ParityError, UsageError
-from lsnet_deploy.exporters.calibration import SyntheticCalibrationWarning, calibration_images, load_images
+from lsnet_deploy.exporters.inputs import SyntheticCalibrationWarning, calibration_images, load_images
 from lsnet_deploy.exporters.openvino import OpenVINOOptions, export_openvino
 from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.models import VARIANTS, build_model, fuse_model, init_tame
+from lsnet_deploy.models import VARIANTS, fuse_model
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.preprocess import open_image, preprocess
 from lsnet_deploy.validate import GATES, compare_outputs
@@ -25,8 +26,8 @@ ov = pytest.importorskip("openvino")
 
 def make_onnx(path, variant="lsnet_t", num_classes=1000, img_size=224):
     """A fused tame LSNet as a dynamic-batch ONNX file with lsnet metadata; returns the unfused model."""
-    model = init_tame(build_model(variant, num_classes, img_size), seed=0)
-    deploy = fuse_model(init_tame(build_model(variant, num_classes, img_size), seed=0))
+    model = tame_model(variant, num_classes, img_size)
+    deploy = fuse_model(tame_model(variant, num_classes, img_size))
     with torch.no_grad():
         torch.onnx.export(deploy, torch.zeros(1, 3, img_size, img_size), path, dynamo=False, opset_version=17,
                           input_names=["images"], output_names=["logits"],
