@@ -47,9 +47,9 @@ class QuantizeResult:
     scheme: str  #: e.g. "qdq u8/s8 per-channel minmax" (activations/weights)
 
 
-def excluded_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the nodes kept in float because of their scope (:data:`FLOAT_SCOPES`)."""
-    return [n.name for n in model.graph.node if any(scope in n.name for scope in FLOAT_SCOPES)]
+def excluded_nodes(model: onnx.ModelProto, scopes: tuple[str, ...] = FLOAT_SCOPES) -> list[str]:
+    """Names of the nodes kept in float because of their module scope (default :data:`FLOAT_SCOPES`)."""
+    return [n.name for n in model.graph.node if any(scope in n.name for scope in scopes)]
 
 
 def int8_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -93,10 +93,12 @@ def _reader(images: np.ndarray, input_name: str, batch: int | None):
 
 
 def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str = "u8",
-                  batch: int | None = 1) -> QuantizeResult:
+                  batch: int | None = 1, float_scopes: tuple[str, ...] = FLOAT_SCOPES) -> QuantizeResult:
     """Write a QDQ int8 copy of the fp32 ONNX ``source`` to ``output``, calibrated (min/max) on ``images``.
 
-    ``batch``: the model's static batch (``None``: dynamic). Metadata is not restamped here.
+    ``batch``: the model's static batch (``None``: dynamic). ``float_scopes``: module scopes kept in
+    float (adding ``"/blocks4/"`` trades speed for accuracy: see docs/precision.md). Metadata is not
+    restamped here.
     """
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -115,7 +117,7 @@ def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str 
                         quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=CalibrationMethod.MinMax,
                         activation_type=QuantType.QUInt8 if encoding == "u8" else QuantType.QInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
-                        nodes_to_exclude=excluded_nodes(onnx.load(str(prepared))),
+                        nodes_to_exclude=excluded_nodes(onnx.load(str(prepared)), float_scopes),
                         extra_options={"ActivationSymmetric": encoding == "s8", "WeightSymmetric": True})
     quantized = onnx.load(str(output))
     return QuantizeResult(Path(output), len(int8_nodes(quantized)), float_op_types(quantized),
