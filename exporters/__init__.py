@@ -63,10 +63,23 @@ class Target:
         return getattr(module, self.function)
 
 
+#: what ``pip install "lsnet-deploy[export]"`` adds that export, info and compare of PyTorch models import
+EXPORT_EXTRA, EXPORT_PACKAGES = '"lsnet-deploy[export]"', ("torch", "onnx", "safetensors")
+
+
+def require_export(what: str) -> None:
+    """One :class:`BackendMissingError` line naming the ``[export]`` extra when its packages are missing
+    (the core install is the torch-free runtime)."""
+    missing = [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BackendMissingError(f"{what} needs {', '.join(missing)}, not installed here (the runtime-only "
+                                  f"install): pip install {EXPORT_EXTRA}")
+
+
 #: target name -> :class:`Target`; other modules may add entries (see the module docstring)
 TARGETS: dict[str, Target] = {
     "onnx": Target("lsnet_deploy.exporters.onnx", "export_onnx", ("onnx", "onnxruntime"),
-                   "lsnet-deploy", default_ska="unfold", backend="onnxruntime", check="check_options"),
+                   EXPORT_EXTRA, default_ska="unfold", backend="onnxruntime", check="check_options"),
     "openvino": Target("lsnet_deploy.exporters.openvino", "export_target", ("openvino", "nncf"),
                        "lsnet-deploy[openvino]", default_ska="shift", backend="openvino", check="check_target"),
     # no `requires`: check_target names what is missing (package, cuda-python or GPU) in one line
@@ -200,6 +213,7 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
     """
     import copy
 
+    require_export("loading a PyTorch LSNet")
     from lsnet_deploy.models import VARIANTS, load_model, random_weights_model
 
     if isinstance(source, str) and source in VARIANTS:
@@ -224,6 +238,7 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
 def export(source: str | Path | nn.Module, options: ExportOptions | None = None, *, variant: str | None = None,
            num_classes: int | None = None) -> ExportResult:
     """Export ``source`` as ``options`` ask, parity-gated; ``variant``/``num_classes`` check a checkpoint."""
+    require_export("export")
     from lsnet_deploy.artifacts import check_output
 
     from .ska import get_lowering
@@ -243,4 +258,5 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
     return replace(result, seconds=time.perf_counter() - start)
 
 
-__all__ = ["TARGETS", "ExportOptions", "ExportResult", "Source", "Target", "export", "load_source", "variant_of"]
+__all__ = ["TARGETS", "ExportOptions", "ExportResult", "Source", "Target", "export", "load_source", "require_export",
+           "variant_of"]

@@ -30,6 +30,7 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13
 MAX_OPSET = 20  #: the newest opset torch's TorchScript exporter emits
 INPUT, OUTPUT = "images", "logits"
+MIN_FUNCTION_IR = 8  #: model-local ONNX functions (the custom lowering) need IR version 8
 
 
 def check_opset(opset: int | None, lowering: str) -> int:
@@ -78,14 +79,25 @@ def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
         import onnxslim
     except ImportError as e:
-        raise BackendMissingError("--simplify needs onnxslim: pip install lsnet-deploy[simplify]") from e
+        raise BackendMissingError('--simplify needs onnxslim: pip install "lsnet-deploy[export]"') from e
     return attach_function(onnxslim.slim(proto))
 
 
-def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata) -> onnx.ModelProto:
-    """Write ``meta`` into ``metadata_props`` (replacing any) and the producer fields."""
+def cap_ir_version(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Lower ``ir_version`` to the least its opsets need (8 with model-local functions): onnx and onnxslim
+    stamp the newest IR they know, which older runtimes refuse (onnxruntime 1.19, the last release for
+    Python 3.8, reads IR <= 10)."""
+    opsets = [o for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    need = onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True)
+    proto.ir_version = min(proto.ir_version, max(need, MIN_FUNCTION_IR if len(proto.functions) else 0))
+    return proto
+
+
+def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata, extra: dict[str, str] | None = None) -> onnx.ModelProto:
+    """Write ``meta`` and ``extra`` (the golden data) into ``metadata_props`` (replacing any) and the producer
+    fields."""
     del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, meta.to_props())
+    onnx.helper.set_model_props(proto, {**meta.to_props(), **(extra or {})})
     proto.producer_name, proto.producer_version = "lsnet-deploy", meta.tool_version
     proto.doc_string = f"LSNet {meta.variant} ({meta.num_classes} classes), SKA lowered as {meta.ska!r}"
     return proto
@@ -93,7 +105,7 @@ def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata) -> onnx.ModelProto:
 
 def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
     """Export ``source.model`` to ONNX as ``options`` ask; parity-gated unless ``validate`` is off."""
-    from lsnet_deploy import runtime
+    from lsnet_deploy import golden, runtime
 
     if options.int8:
         from .quantize import export_int8
@@ -104,16 +116,16 @@ def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
                            ska=options.lowering, opset=opset)
     path = options.output or default_path(meta)
     gate = options.gate()
-    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,):
+    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,), source.reference() as reference:
         proto = trace_onnx(source.model, options, opset)
         if options.simplify:
             proto = simplify(proto)
-        proto = stamp(proto, meta)
+        proto = stamp(cap_ir_version(proto), meta, golden.record(meta, reference).to_props())
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
         parity = None
         if options.validate:
-            with runtime.load(tmp) as engine, source.reference() as reference:
+            with runtime.load(tmp) as engine:
                 parity = parity_gate(engine, reference, parity_images(options.data, meta), gate,
                                      f"{path.name} (--ska {options.lowering}, {options.precision})")
         size = tmp.stat().st_size

@@ -149,11 +149,12 @@ def export_int8(source, options):
     on held-out images against PyTorch; the agreement with the fp32 ONNX is reported in ``notes``."""
     from dataclasses import replace
 
+    from lsnet_deploy import golden
     from lsnet_deploy.artifacts import atomic_outputs
 
     from . import ExportResult
     from .inputs import int8_images
-    from .onnx import check_opset, default_path, simplify, stamp, trace_onnx
+    from .onnx import cap_ir_version, check_opset, default_path, simplify, stamp, trace_onnx
 
     opset = check_opset(options.opset, options.lowering)
     meta = source.metadata(batch=None if options.dynamic else options.batch, precision="int8",
@@ -162,17 +163,16 @@ def export_int8(source, options):
     images = int8_images(options.data, options.calib_size, meta)
     held = images.held_out
     parity, notes = None, ()
-    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,), tempfile.TemporaryDirectory() as work:
+    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,), tempfile.TemporaryDirectory() as work, \
+            source.reference() as reference:
         fp32 = Path(work) / "fp32.onnx"
         proto = trace_onnx(source.model, replace(options, int8=False), opset)
         onnx.save(stamp(simplify(proto) if options.simplify else proto, replace(meta, precision="fp32")), fp32)
         result = quantize_onnx(fp32, tmp, images.calibration, "u8", meta.batch)
         meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops)
-        onnx.save(stamp(onnx.load(str(tmp)), meta), tmp)
+        onnx.save(stamp(cap_ir_version(onnx.load(str(tmp))), meta, golden.record(meta, reference).to_props()), tmp)
         if options.validate:
-            with source.reference() as reference:
-                expected = reference.run_batched(held)
-            parity, vs_fp32 = held_out_check(tmp, fp32, held, expected, gate,
+            parity, vs_fp32 = held_out_check(tmp, fp32, held, reference.run_batched(held), gate,
                                              f"{path.name} (--ska {options.lowering}, int8, held-out images)")
             notes = (agreement_note(vs_fp32, len(held), images),)
         size = tmp.stat().st_size

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.golden import Golden
 from lsnet_deploy.metadata import ArtifactMetadata
 
 
@@ -30,7 +31,8 @@ class Backend:
 
 #: backend name -> :class:`Backend`: the one suffix<->backend registry (compare, bench, exporters read it)
 BACKENDS: dict[str, Backend] = {
-    "onnxruntime": Backend("lsnet_deploy.runtime.onnxruntime", "OnnxRuntimeEngine", "onnxruntime", (".onnx",)),
+    "onnxruntime": Backend("lsnet_deploy.runtime.onnxruntime", "OnnxRuntimeEngine", '"lsnet-deploy[onnxruntime]"',
+                           (".onnx",)),
     "openvino": Backend("lsnet_deploy.runtime.openvino", "OpenVINOEngine", "lsnet-deploy[openvino]", (".xml",)),
     "tensorrt": Backend("lsnet_deploy.runtime.tensorrt", "TensorRTEngine", "lsnet-deploy[tensorrt]",
                         (".engine", ".plan")),
@@ -72,6 +74,7 @@ class Engine:
         self.input_shape: tuple[int | None, ...] = (None, 3, None, None)
         self.input_dtype = np.dtype(np.float32)
         self.metadata: ArtifactMetadata | None = None
+        self.props: dict[str, str] = {}  #: the artifact's ``lsnet.*`` properties as stored (metadata, golden data)
         self.precision = "fp32"
         self.closed = False
         self._lock = threading.Lock()
@@ -89,6 +92,11 @@ class Engine:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    @property
+    def golden(self) -> Golden | None:
+        """The golden self-test data stored in the artifact (decoded on access), ``None`` if it has none."""
+        return Golden.from_props(self.props)
 
     def run_batched(self, x: np.ndarray) -> np.ndarray:
         """Logits of any number of images: cast to the input dtype, run in chunks of a fixed batch

@@ -146,3 +146,12 @@ class TransposedSKA(ShiftSKA):
 
 def python_cmd(*code: str) -> list[str]:
     return [sys.executable, "-c", "\n".join(code)]
+
+
+def tamper(src: Path, dest: Path) -> Path:
+    """Copy an ONNX artifact with its largest convolution weight scaled by 1.05; metadata and golden data stay."""
+    proto = onnx.load(str(src))
+    init = max((t for t in proto.graph.initializer if len(t.dims) == 4), key=lambda t: int(np.prod(t.dims)))
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.05), init.name))
+    onnx.save(proto, str(dest))
+    return Path(dest)
