@@ -113,7 +113,8 @@ class ExportOptions:
     rtol: float | None = None  #: max-rel threshold; None: the precision's default gate
     min_cosine: float | None = None  #: cosine threshold; None: the precision's default gate
     class_names: tuple[str, ...] = field(default_factory=tuple)  #: overrides the checkpoint's names
-    int8: bool = False  #: int8 post-training quantization (openvino, tensorrt)
+    bf16: bool = False  #: bf16 compute (openvino on AVX512-BF16/AMX CPUs), gated with ``GATES["bf16"]``
+    int8: bool = False  #: int8 post-training quantization (onnx: QDQ; openvino: NNCF; tensorrt: QDQ or calibrator)
     data: Path | None = None  #: image folder for int8 calibration and parity; None: synthetic images (warns)
     calib_size: int = 300  #: int8 calibration images
     workspace: float = 4.0  #: TensorRT builder workspace, GiB
@@ -137,10 +138,10 @@ class ExportOptions:
             raise UsageError(f"--rtol must be > 0, got {self.rtol}")
         if self.min_cosine is not None and not -1 <= self.min_cosine <= 1:
             raise UsageError(f"--min-cosine must be in [-1, 1], got {self.min_cosine}")
-        if self.int8 and self.half:
-            raise UsageError("--int8 and --half exclude each other")
-        if self.int8 and self.target == "onnx":
-            raise UsageError("--int8 needs --target openvino or tensorrt")
+        if sum((self.int8, self.half, self.bf16)) > 1:
+            raise UsageError("--int8, --half and --bf16 exclude each other")
+        if self.bf16 and self.target != "openvino":
+            raise UsageError("--bf16 needs --target openvino (the runtime that computes bf16 on CPUs here)")
         if self.calib_size < 1:
             raise UsageError(f"--calib-size must be >= 1, got {self.calib_size}")
         if self.crop_mode is not None and self.crop_mode not in CROP_MODES:
@@ -153,7 +154,7 @@ class ExportOptions:
 
     @property
     def precision(self) -> str:
-        return "int8" if self.int8 else "fp16" if self.half else "fp32"
+        return "int8" if self.int8 else "fp16" if self.half else "bf16" if self.bf16 else "fp32"
 
     @property
     def lowering(self) -> str:

@@ -45,13 +45,15 @@ def check_opset(opset: int | None, lowering: str) -> int:
 def check_options(options: ExportOptions) -> None:
     """Fail fast, before the model is loaded, on options this target cannot honour."""
     check_opset(options.opset, options.lowering)
+    if options.int8 and options.lowering == "custom":
+        raise UsageError("--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), not custom")
 
 
 def default_path(meta: ArtifactMetadata) -> Path:
-    """``lsnet_t_224_shift_b1_op17[_fp16].onnx``-style name (classes added when not 1000)."""
+    """``lsnet_t_224_shift_b1_op17[_fp16|_int8].onnx``-style name (classes added when not 1000)."""
     classes = "" if meta.num_classes == 1000 else f"_{meta.num_classes}c"
     batch = "dyn" if meta.batch is None else f"b{meta.batch}"
-    half = "_fp16" if meta.precision == "fp16" else ""
+    half = f"_{meta.precision}" if meta.precision in ("fp16", "int8") else ""
     return Path(f"{meta.variant}{classes}_{meta.img_size}_{meta.ska}_{batch}_op{meta.opset}{half}.onnx")
 
 
@@ -105,6 +107,10 @@ def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
     """Export ``source.model`` to ONNX as ``options`` ask; parity-gated unless ``validate`` is off."""
     from lsnet_deploy import golden, runtime
 
+    if options.int8:
+        from .quantize import export_int8
+
+        return export_int8(source, options)
     opset = check_opset(options.opset, options.lowering)
     meta = source.metadata(batch=None if options.dynamic else options.batch, precision=options.precision,
                            ska=options.lowering, opset=opset)

@@ -20,9 +20,9 @@ from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.validate import GATES, PARITY_IMAGES, Logits, Parity, gate
 
-from .inputs import artifact_path, calibration_images, image_files, parity_images, staged_onnx
+from .inputs import artifact_path, image_files, int8_images, parity_images, staged_onnx
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
 #: fp32 ONNX bytes / IR .bin bytes, per precision (to tell a full disk from another write failure)
 _SHRINK = {"fp32": 1, "fp16": 2, "int8": 4}
@@ -33,6 +33,7 @@ class OpenVINOOptions:
     """How to build the IR. ``data``: an image folder for calibration and parity (default: synthetic)."""
 
     precision: str = "fp32"  # fp32 | fp16 (weights stored as fp16) | int8 (NNCF post-training quantization)
+    #                          | bf16 (f32 weights, bf16 compute: needs AVX512-BF16/AMX to gate and to run)
     data: Path | None = None
     calib_size: int = 300  # int8 calibration images
     parity_size: int = PARITY_IMAGES  # images the gate (and the int8 report) runs on
@@ -152,6 +153,10 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
         raise UsageError("the parity gate needs a reference (the fp32 PyTorch model); or set validate=False")
     output = Path(output)
     check_ir_path(output, options.overwrite)  # fail before the slow conversion
+    if options.precision == "bf16" and options.validate:
+        from lsnet_deploy.runtime.openvino import require_bf16
+
+        require_bf16(f"bf16 IR {output.name}")
     if options.data is not None:
         image_files(options.data, 1)
     ov = import_openvino()
@@ -160,14 +165,19 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
     model, meta, golden = read_onnx(ov, Path(onnx_path))
     meta = replace(meta, precision=options.precision)
     int8 = options.precision == "int8"
-    ir = quantize(model, calibration_images(options.data, options.calib_size, meta, int8=True)) if int8 else model
+    if int8:  # calibration and held-out images never overlap (with a folder)
+        split = int8_images(options.data, options.calib_size, meta, options.parity_size)
+        checked = split.held_out
+        ir = quantize(model, split.calibration)
+        meta = replace(meta, quantization="nncf")
+    else:
+        checked, ir = parity_images(options.data, meta, options.parity_size), model
     write_metadata(ir, meta, golden)
     parity = report = None
     with atomic_outputs(output, output.with_suffix(".bin"), overwrite=options.overwrite) as (xml, _):
         with backend_write(output, need=Path(onnx_path).stat().st_size // _SHRINK[options.precision]):
             ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
         if options.validate:
-            checked = parity_images(options.data, meta, options.parity_size)
             with OpenVINOEngine(xml, threads=options.threads) as engine:
                 parity = gate(engine, reference, checked, options.precision,
                               f"OpenVINO {options.precision} IR {output.name}")
@@ -190,6 +200,10 @@ def check_target(options) -> None:
     check_options(options)
     if options.output is not None:  # before the ONNX stage, not after it
         check_ir_path(Path(options.output), options.overwrite)
+    if options.bf16 and options.validate:
+        from lsnet_deploy.runtime.openvino import require_bf16
+
+        require_bf16("--bf16")
 
 
 def export_target(source, options):

@@ -31,9 +31,12 @@ from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
 from lsnet_deploy.validate import GATES, PARITY_IMAGES, Logits, Parity, gate
 
-from .inputs import artifact_path, calibration_images, parity_images, staged_onnx
+from .inputs import artifact_path, int8_images, parity_images, staged_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: how an int8 engine gets its scales: "qdq" (explicit quantization of a QDQ ONNX, TensorRT >= 10),
+#: "calibrator" (the implicit entropy calibrator, deprecated in 10.1: DLA and older TensorRT), "auto"
+INT8_MODES = ("auto", "qdq", "calibrator")
 NORM_ONNX_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalization")
 
 
@@ -52,6 +55,7 @@ class TensorRTOptions:
     dla_core: int | None = None  # Jetson DLA core; layers DLA cannot run fall back to the GPU
     parity_size: int = PARITY_IMAGES
     overwrite: bool = False
+    int8_mode: str = "auto"  # see INT8_MODES
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an impossible option value."""
@@ -63,6 +67,7 @@ class TensorRTOptions:
             (self.calib_size < 1 or self.calib_batch < 1, "--calib-size and the calibration batch must be >= 1"),
             (self.dla_core is not None and self.dla_core < 0, f"--dla must be >= 0, got {self.dla_core}"),
             (self.parity_size < 1, "the parity image count must be >= 1"),
+            (self.int8_mode not in INT8_MODES, f"int8 mode must be one of {', '.join(INT8_MODES)}"),
         ]
         for bad, message in problems:
             if bad:
@@ -87,7 +92,18 @@ def input_profile(meta: ArtifactMetadata, options: TensorRTOptions) -> dict[str,
     return {k: (b, *chw) for k, b in zip(("min", "opt", "max"), options.batch)}
 
 
-def builder_settings(meta: ArtifactMetadata, options: TensorRTOptions) -> dict:
+def int8_mode(options: TensorRTOptions, trt_version: str | None = None) -> str | None:
+    """``"qdq"`` or ``"calibrator"`` for an int8 build (``None`` otherwise). ``auto``: explicit quantization,
+    except on a DLA core or before TensorRT 10 (``trt_version`` ``None``: the newest)."""
+    if options.precision != "int8":
+        return None
+    if options.int8_mode != "auto":
+        return options.int8_mode
+    old = trt_version is not None and int(str(trt_version).split(".")[0]) < 10
+    return "calibrator" if old or options.dla_core is not None else "qdq"
+
+
+def builder_settings(meta: ArtifactMetadata, options: TensorRTOptions, trt_version: str | None = None) -> dict:
     """Everything the builder config gets, as plain data (applied by :func:`configure`)."""
     options.check()
     flags = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"]}[options.precision]
@@ -98,7 +114,7 @@ def builder_settings(meta: ArtifactMetadata, options: TensorRTOptions) -> dict:
     return {"flags": flags, "workspace_bytes": int(options.workspace_gib * (1 << 30)),
             "profile": input_profile(meta, options), "dla_core": options.dla_core,
             "timing_cache": str(options.timing_cache) if options.timing_cache else None,
-            "pin_norm_fp32": options.precision != "fp32"}
+            "pin_norm_fp32": options.precision != "fp32", "int8_mode": int8_mode(options, trt_version)}
 
 
 def configure(trt, builder, network, settings: dict, calibrator=None, timing_cache: bytes = b""):
@@ -138,9 +154,10 @@ def pin_norm_layers(trt, network) -> list[str]:
     return pinned
 
 
-def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, options: TensorRTOptions) -> str:
-    """The ``trtexec`` line that builds the same engine (for building on the Jetson itself)."""
-    settings = builder_settings(facts.metadata, options)
+def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, options: TensorRTOptions,
+                    trt_version: str | None = None) -> str:
+    """The ``trtexec`` line that builds the same engine from ``onnx_path`` (the QDQ file for ``qdq``)."""
+    settings = builder_settings(facts.metadata, options, trt_version)
     shape = {k: "x".join(map(str, v)) for k, v in settings["profile"].items()}
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
             f"--memPoolSize=workspace:{settings['workspace_bytes'] >> 20}M",
@@ -148,7 +165,9 @@ def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, option
     if options.precision != "fp32":
         args.append("--fp16")
     if options.precision == "int8":
-        args += ["--int8", f"--calib={calib_cache_path(engine_path, options)}"]
+        args.append("--int8")
+    if settings["int8_mode"] == "calibrator":
+        args.append(f"--calib={calib_cache_path(engine_path, options)}")
     if settings["pin_norm_fp32"] and facts.norm_nodes:
         args += ["--precisionConstraints=prefer",
                  "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in facts.norm_nodes)]
@@ -219,6 +238,7 @@ def write_sidecar(path: Path, meta: ArtifactMetadata, settings: dict, precision:
     doc = {"format": "lsnet-deploy tensorrt sidecar 1", "precision": precision, "tensorrt_version": trt_version,
            "gpu": gpu, "input": {k: list(v) for k, v in settings["profile"].items()},
            "dla_core": settings["dla_core"], "norm_layers_fp32": settings["pin_norm_fp32"],
+           "int8_mode": settings.get("int8_mode"),
            "trtexec": trtexec, "metadata": {**meta.to_props(), **(extra or {})}}
     Path(path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return Path(path)
@@ -290,30 +310,62 @@ def build_serialized(trt, onnx_path: Path, settings: dict, options: TensorRTOpti
     return bytes(serialized)
 
 
+def needs_quantizing(facts: OnnxFacts) -> bool:
+    """Whether a ``qdq`` build must quantize the ONNX first; :class:`UsageError` for a QDQ file with u8
+    activations (TensorRT takes int8 with zero-point 0 only)."""
+    scheme = facts.metadata.quantization
+    if scheme.startswith("qdq") and not scheme.startswith("qdq s8"):
+        raise UsageError(f"the ONNX file is {scheme}; TensorRT needs int8 activations with zero-point 0: "
+                         "build from the fp32 ONNX, which is then quantized so")
+    return not scheme.startswith("qdq")
+
+
+def qdq_path(engine_path: Path) -> Path:
+    """Where a ``qdq`` build keeps the QDQ ONNX it quantized (``trtexec`` and other GPUs rebuild from it)."""
+    return Path(engine_path).with_suffix(".qdq.onnx")
+
+
 def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | None = None,
                  options: TensorRTOptions = TensorRTOptions()) -> TensorRTExport:
-    """Build ``output`` (``.engine``/``.plan``) + sidecar from ``onnx_path``, gated against ``reference``."""
+    """Build ``output`` (``.engine``/``.plan``) + sidecar from ``onnx_path``, gated against ``reference``.
+
+    int8 (:func:`int8_mode`): ``qdq`` quantizes an fp32 ONNX (``s8``, kept as ``<engine>.qdq.onnx``)
+    and builds without a calibrator; ``calibrator`` calibrates the fp32 network. Either way the gate
+    runs on held-out images, never the calibration ones.
+    """
+    from .quantize import quantize_onnx
+
     options.check()
     onnx_path, output = Path(onnx_path), Path(output)
     check_engine_path(output, options.overwrite)  # fail before the build
     facts = inspect_onnx(onnx_path)
-    meta = replace(facts.metadata, precision=options.precision)
-    settings = builder_settings(meta, options)
-    command = trtexec_command(onnx_path, output, facts, options)
     trt = import_tensorrt()
-    int8 = options.precision == "int8"
-    calib = calibration_images(options.data, options.calib_size, meta, int8=True) if int8 else None
-    serialized = build_serialized(trt, onnx_path, settings, options, output, calib)
-    device = "jetson" if options.dla_core is not None else "cuda"
-    with atomic_outputs(output, sidecar_path(output), overwrite=options.overwrite) as (tmp, tmp_sidecar):
-        tmp.write_bytes(serialized)
-        write_sidecar(tmp_sidecar, meta, settings, options.precision, trt.__version__,
-                      gpu_name(cuda_runtime()), command, facts.golden)
+    settings = builder_settings(facts.metadata, options, trt.__version__)
+    mode, meta = settings["int8_mode"], replace(facts.metadata, precision=options.precision)
+    quantize = mode == "qdq" and needs_quantizing(facts)
+    finals = [output, sidecar_path(output)] + ([qdq_path(output)] if quantize else [])
+    if quantize:
+        check_output(finals[2], options.overwrite)
+    images = int8_images(options.data, options.calib_size, meta, options.parity_size) if mode else None
+    checked = images.held_out if images else parity_images(options.data, meta, options.parity_size)
+    with atomic_outputs(*finals, overwrite=options.overwrite) as temps:
+        build_from = onnx_path
+        if quantize:
+            result = quantize_onnx(onnx_path, temps[2], images.calibration, "s8", meta.batch)
+            meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops)
+            onnx_path, build_from = finals[2], temps[2]
+        elif mode == "calibrator":
+            meta = replace(meta, quantization="entropy calibrator")
+        command = trtexec_command(onnx_path, output, replace(facts, metadata=meta), options, trt.__version__)
+        temps[0].write_bytes(build_serialized(trt, build_from, settings, options, output,
+                                              images.calibration if mode == "calibrator" else None))
+        write_sidecar(temps[1], meta, settings, options.precision, trt.__version__, gpu_name(cuda_runtime()), command,
+                      facts.golden)
         parity = None
         if reference is not None:
-            with TensorRTEngine(tmp, device=device) as engine:
-                parity = gate(engine, reference, parity_images(options.data, meta, options.parity_size),
-                              options.precision, f"TensorRT {options.precision} engine {output.name}")
+            with TensorRTEngine(temps[0], device="jetson" if options.dla_core is not None else "cuda") as engine:
+                parity = gate(engine, reference, checked, options.precision,
+                              f"TensorRT {options.precision} engine {output.name}")
     return TensorRTExport(output, sidecar_path(output), meta, parity, command)
 
 

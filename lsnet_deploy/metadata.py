@@ -87,6 +87,8 @@ class ArtifactMetadata:
     checkpoint_key: str = ""  # the state dict used: "model", "model_ema", ...; empty: a bare state dict / none
     tool_version: str = ""
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    quantization: str = ""  # int8 only: how (e.g. "qdq u8/s8 per-channel", "nncf")
+    float_ops: tuple[str, ...] = field(default_factory=tuple)  # int8 only: op types left in float
 
     @property
     def preprocessing(self) -> Preprocessing:

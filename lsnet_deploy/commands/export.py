@@ -55,8 +55,11 @@ def export(
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset, 13..20 (custom: 15..20); default 17."),
     half: bool = typer.Option(False, "--half", help="fp16 weights (ONNX: also fp16 input/output; OpenVINO: "
                               "compressed weights, f32 compute on CPU; TensorRT: fp16 engine)."),
-    int8: bool = typer.Option(False, "--int8", help="int8 post-training quantization (openvino: NNCF; tensorrt: "
-                              "entropy calibrator), calibrated on --data."),
+    int8: bool = typer.Option(False, "--int8", help="int8 post-training quantization calibrated on --data, gated "
+                              "on held-out images (onnx: QDQ; openvino: NNCF; tensorrt: QDQ, or the entropy "
+                              "calibrator on DLA / TensorRT < 10)."),
+    bf16: bool = typer.Option(False, "--bf16", help="openvino: bf16 compute (needs AVX512-BF16 or AMX; "
+                              "see `doctor`), gated at cosine 0.999 and top-1 agreement."),
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
                                      "(default: synthetic images, with a warning)."),
     calib_size: int = typer.Option(300, "--calib-size", help="int8 calibration images."),
@@ -84,7 +87,7 @@ def export(
     options = ExportOptions(target=target, ska=ska, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
                             half=half, simplify=simplify, fuse=fuse, output=output, overwrite=overwrite,
                             validate=validate, rtol=rtol, min_cosine=min_cosine, class_names=_labels(labels),
-                            int8=int8, data=data, calib_size=calib_size, workspace=workspace,
+                            int8=int8, bf16=bf16, data=data, calib_size=calib_size, workspace=workspace,
                             timing_cache=timing_cache, dla=dla, crop_mode=crop_mode, crop_pct=crop_pct, ema=ema)
     console, err = Console(), Console(stderr=True)
     if not validate:
