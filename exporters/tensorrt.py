@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs, check_outputs, check_suffix, write_bytes
+from lsnet_deploy.artifacts import atomic_outputs, check_output, check_outputs, check_suffix, write_bytes
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.metadata import ArtifactMetadata
