@@ -33,7 +33,12 @@ class Backend:
     extra: str  #: what to ``pip install`` when the backend's package is missing
     suffixes: tuple[str, ...]  #: the first is the suffix its exporter writes
     requires: tuple[str, ...] = ()  #: import names the engine needs (``doctor`` checks them)
+    also_runs: tuple[str, ...] = ()  #: other artifacts' suffixes it runs too (OpenVINO reads ``.onnx``)
     module: str = ""  #: filled by discovery: the module that declares it
+
+    def runs(self, path: str | Path) -> bool:
+        """Whether this backend runs the artifact at ``path`` (by suffix)."""
+        return Path(path).suffix.lower() in self.suffixes + self.also_runs
 
     def missing(self) -> list[str]:
         """The import names in ``requires`` that are not installed here."""

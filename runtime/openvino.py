@@ -27,7 +27,7 @@ from lsnet_deploy.metadata import ArtifactMetadata
 from .engine import Backend, Engine
 
 BACKEND = Backend(name="openvino", cls="OpenVINOEngine", extra="lsnet-deploy[openvino]",
-                  suffixes=(".xml",), requires=("openvino",))
+                  suffixes=(".xml",), requires=("openvino",), also_runs=(".onnx",))
 
 #: lsnet-deploy device -> OpenVINO device
 _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}

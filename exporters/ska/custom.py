@@ -70,10 +70,10 @@ class CustomSKA(Lowering):
     def dynamo_translations(cls, opset: int) -> dict:
         import onnxscript
 
-        domain = onnxscript.values.Opset(DOMAIN, VERSION)
+        op = onnxscript.values.Op(onnxscript.values.Opset(DOMAIN, VERSION), OP, op_schema())
 
         def translate(x, w):
-            return getattr(domain, OP)(x, w, kernel_size=K)
+            return op(x, w, kernel_size=K)
 
         return {torch.ops.lsnet.ska.default: translate}
 
@@ -114,6 +114,15 @@ def ska_function(opset: int) -> onnx.FunctionProto:
     ]
     return helper.make_function(DOMAIN, OP, ["x", "w"], ["y"], nodes,
                                 [helper.make_opsetid("", opset)], attributes=["kernel_size"])
+
+
+def op_schema() -> onnx.defs.OpSchema:
+    """The ``lsnet::SKA`` signature (``docs/ska_custom_op.md``), for onnxscript; not registered with onnx."""
+    param = onnx.defs.OpSchema.FormalParameter
+    return onnx.defs.OpSchema(
+        OP, DOMAIN, VERSION, inputs=[param("x", "T"), param("w", "T")], outputs=[param("y", "T")],
+        type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "float tensors")],
+        attributes=[onnx.defs.OpSchema.Attribute("kernel_size", onnx.defs.OpSchema.AttrType.INT, "taps per side")])
 
 
 def attach_function(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -76,7 +77,7 @@ def export(
     data: Path | None = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
                                      "(default: synthetic images, with a warning)."),
     calib_size: int = typer.Option(300, "--calib-size", help="int8 calibration images."),
-    workspace: float | None = typer.Option(None, "--workspace", help="TensorRT builder workspace in GiB "
+    workspace: Optional[float] = typer.Option(None, "--workspace", help="TensorRT builder workspace in GiB "
                                            "(default 4)."),
     timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT timing cache file "
                                              "(read if present, written after the build)."),
@@ -114,6 +115,11 @@ def export(
     for w in caught:
         if issubclass(w.category, DeployWarning):
             err.print(f"[bold yellow]WARNING: {w.message}[/]")
+    show(result, console, err)
+
+
+def show(result, console: Console, err: Console) -> None:
+    """The artifact line, the target's notes and the parity table (or the loud no-validation warning)."""
     meta = result.metadata
     console.print(f"[bold]{result.path}[/]  {result.size_bytes / 1e6:.1f} MB  {meta.variant} "
                   f"{meta.num_classes} classes  {meta.img_size}px  batch {meta.batch or 'dynamic'}  "
