@@ -25,12 +25,9 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def exports(model, tmp_path_factory):
+def exports(small_export):
     """``{(exporter, lowering): ExportResult}``: dynamic batch, gated on the default held-out inputs."""
-    folder = tmp_path_factory.mktemp("exporters")
-    return {(exporter, name): export(model, ExportOptions(ska=name, imgsz=SMALL, dynamic=True, exporter=exporter,
-                                                          output=folder / f"{exporter}_{name}.onnx"))
-            for exporter in EXPORTERS for name in LOWERINGS}
+    return {(exporter, name): small_export(name, exporter) for exporter in EXPORTERS for name in LOWERINGS}
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
