@@ -32,4 +32,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache demo_out
+	rm -rf $(VENV) .venv38 build *.egg-info .pytest_cache demo_out

@@ -1,6 +1,6 @@
 """A device app in a few lines: classify every image that lands in a folder, with no torch installed.
 
-    pip install lsnet-deploy            # numpy, onnxruntime, pillow; torch is not imported
+    pip install "lsnet-deploy[onnxruntime]"   # numpy, pillow, typer, rich + onnxruntime; no torch
     python examples/classify_folder.py lsnet_t.onnx incoming/          # watch until Ctrl-C
     python examples/classify_folder.py lsnet_t.onnx incoming/ --once   # classify what is there, exit
 

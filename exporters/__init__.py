@@ -99,6 +99,19 @@ class Target:
         return getattr(importlib.import_module(self.module), self.config)
 
 
+#: what ``pip install "lsnet-deploy[export]"`` adds that export, info and compare of PyTorch models import
+EXPORT_EXTRA, EXPORT_PACKAGES = '"lsnet-deploy[export]"', ("torch", "onnx", "safetensors")
+
+
+def require_export(what: str) -> None:
+    """One :class:`BackendMissingError` line naming the ``[export]`` extra when its packages are missing
+    (the core install is the torch-free runtime)."""
+    missing = [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BackendMissingError(f"{what} needs {', '.join(missing)}, not installed here (the runtime-only "
+                                  f"install): pip install {EXPORT_EXTRA}")
+
+
 def discover_targets() -> dict[str, Target]:
     """``{name: Target}`` of every module here that defines a ``TargetConfig`` subclass, in file-name order."""
     return {attrs["name"]: Target(module=f"{__name__}.{stem}", config=cls, **attrs)
@@ -113,7 +126,8 @@ def lowering_facts() -> dict[str, dict[str, Any]]:
     """``{name: {summary, min_opset, tensorrt_ok, ...}}`` of the SKA lowerings, read from ``ska/*.py`` without
     importing torch (for ``--help`` and docs; the lowerings themselves: :data:`.ska.LOWERINGS`)."""
     found = class_attributes(Path(__file__).parent / "ska", "@register", decorator="register")
-    return {attrs["name"]: {"min_opset": MIN_OPSET[DEFAULT_EXPORTER], "tensorrt_ok": True, **attrs} for _, _, attrs in found}
+    defaults = {"min_opset": MIN_OPSET[DEFAULT_EXPORTER], "tensorrt_ok": True}
+    return {attrs["name"]: {**defaults, **attrs} for _, _, attrs in found}
 
 
 def targets_for(precision: str) -> list[str]:
@@ -255,6 +269,7 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
     """
     import copy
 
+    require_export("loading a PyTorch LSNet")
     from lsnet_deploy.models import VARIANTS, load_model, random_weights_model
 
     if isinstance(source, str) and source in VARIANTS:
@@ -279,6 +294,7 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
 def export(source: str | Path | nn.Module, options: ExportOptions | None = None, *, variant: str | None = None,
            num_classes: int | None = None) -> ExportResult:
     """Export ``source`` as ``options`` ask, parity-gated; ``variant``/``num_classes`` check a checkpoint."""
+    require_export("export")
     from lsnet_deploy.artifacts import check_output
 
     from .ska import get_lowering
@@ -300,4 +316,4 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
 
 
 __all__ = ["DEFAULT_EXPORTER", "EXPORTERS", "TARGETS", "ExportOptions", "ExportResult", "Source", "Target", "TargetConfig",
-           "export", "load_source", "variant_of"]
+           "export", "load_source", "require_export", "variant_of"]

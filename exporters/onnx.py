@@ -28,6 +28,7 @@ from .inputs import parity_images
 from .ska import Lowering, get_lowering, lowered
 
 INPUT, OUTPUT = "images", "logits"
+MIN_FUNCTION_IR = 8  #: model-local ONNX functions (the custom lowering) need IR version 8
 
 
 class OnnxConfig(TargetConfig):
@@ -38,7 +39,7 @@ class OnnxConfig(TargetConfig):
     backend = "onnxruntime"
     default_ska = "unfold"
     requires = ("onnx", "onnxruntime")
-    extra = "lsnet-deploy"
+    extra = '"lsnet-deploy[export]"'
 
 
 def check_opset(opset: int | None, lowering: str, exporter: str = DEFAULT_EXPORTER) -> int:
@@ -56,7 +57,7 @@ def check(options: ExportOptions) -> None:
     """Fail fast, before the model is loaded, on options the ONNX stage cannot honour (every target's)."""
     check_opset(options.opset, options.lowering, options.exporter)
     if options.exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
-        raise BackendMissingError("--exporter dynamo needs onnxscript: pip install onnxscript")
+        raise BackendMissingError('--exporter dynamo needs onnxscript: pip install "lsnet-deploy[export]"')
 
 
 def default_path(meta: ArtifactMetadata) -> Path:
@@ -116,14 +117,25 @@ def simplify(proto: onnx.ModelProto, lowering: type[Lowering]) -> onnx.ModelProt
     try:
         import onnxslim
     except ImportError as e:
-        raise BackendMissingError("--simplify needs onnxslim: pip install lsnet-deploy[simplify]") from e
+        raise BackendMissingError('--simplify needs onnxslim: pip install "lsnet-deploy[export]"') from e
     return lowering.finalize(onnxslim.slim(proto))
 
 
-def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata) -> onnx.ModelProto:
-    """Write ``meta`` into ``metadata_props`` (replacing any) and the producer fields."""
+def cap_ir_version(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Lower ``ir_version`` to the least its opsets need (8 with model-local functions): onnx and onnxslim
+    stamp the newest IR they know, which older runtimes refuse (onnxruntime 1.19, the last release for
+    Python 3.8, reads IR <= 10)."""
+    opsets = [o for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    need = onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True)
+    proto.ir_version = min(proto.ir_version, max(need, MIN_FUNCTION_IR if len(proto.functions) else 0))
+    return proto
+
+
+def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata, extra: dict[str, str] | None = None) -> onnx.ModelProto:
+    """Write ``meta`` and ``extra`` (the golden data) into ``metadata_props`` (replacing any) and the producer
+    fields."""
     del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, meta.to_props())
+    onnx.helper.set_model_props(proto, {**meta.to_props(), **(extra or {})})
     proto.producer_name, proto.producer_version = "lsnet-deploy", meta.tool_version
     proto.doc_string = f"LSNet {meta.variant} ({meta.num_classes} classes), SKA lowered as {meta.ska!r}"
     return proto
@@ -131,23 +143,23 @@ def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata) -> onnx.ModelProto:
 
 def export(source: Source, options: ExportOptions) -> ExportResult:
     """Export ``source.model`` to ONNX as ``options`` ask; parity-gated unless ``validate`` is off."""
-    from lsnet_deploy import runtime
+    from lsnet_deploy import golden, runtime
 
     opset = check_opset(options.opset, options.lowering, options.exporter)
     meta = source.metadata(batch=None if options.dynamic else options.batch, precision=options.precision,
                            ska=options.lowering, opset=opset)
     path = options.output or default_path(meta)
     gate = options.gate()
-    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,):
+    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,), source.reference() as reference:
         proto = trace_onnx(source.model, options, opset)
         if options.simplify:
             proto = simplify(proto, get_lowering(options.lowering))
-        proto = stamp(proto, meta)
+        proto = stamp(cap_ir_version(proto), meta, golden.record(meta, reference).to_props())
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
         parity = None
         if options.validate:
-            with runtime.load(tmp) as engine, source.reference() as reference:
+            with runtime.load(tmp) as engine:
                 parity = parity_gate(engine, reference, parity_images(options.data, meta, options.parity_size), gate,
                                      f"{path.name} (--ska {options.lowering}, {options.precision})")
         size = tmp.stat().st_size

@@ -15,6 +15,7 @@ import numpy as np
 
 from lsnet_deploy.artifacts import atomic_outputs, check_output
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
+from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.validate import Logits, Parity, gate
@@ -106,8 +107,13 @@ def int8_report(ov, fp32_model, int8_xml: Path, parity: Parity, image: np.ndarra
 
 
 def read_onnx(ov, onnx_path: Path):
-    """``ov.convert_model`` of an lsnet-deploy ONNX file, with its metadata."""
-    from lsnet_deploy.runtime.openvino import read_metadata, read_model
+    """``ov.convert_model`` of an lsnet-deploy ONNX file, with its metadata and its golden data's properties.
+
+    The ONNX properties (``framework`` rt_info) are dropped from the model: the exporter writes them
+    into the ``lsnet`` section, and the golden data need not be stored twice in the ``.xml``.
+    """
+    from lsnet_deploy.golden import KEY
+    from lsnet_deploy.runtime.openvino import read_model, read_props
 
     if not Path(onnx_path).is_file():
         raise InputError(f"ONNX file not found: {onnx_path}")
@@ -115,10 +121,13 @@ def read_onnx(ov, onnx_path: Path):
         model = read_model(ov.Core(), Path(onnx_path))
     except Exception as e:  # noqa: BLE001 - the ONNX frontend raises bare RuntimeError/OpConversionFailure
         raise InputError(f"OpenVINO cannot read {onnx_path}: {reason(e)}") from e
-    meta = read_metadata(model)
+    props = read_props(model)
+    meta = ArtifactMetadata.from_props(props)
     if meta is None:
         raise InputError(f"{onnx_path} carries no lsnet-deploy metadata: export it with lsnet-deploy export")
-    return model, meta
+    if model.has_rt_info(["framework"]):
+        del model.rt_info["framework"]
+    return model, meta, {k: v for k, v in props.items() if k == KEY}
 
 
 def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits | None,
@@ -134,11 +143,11 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
     ov = import_openvino()
     from lsnet_deploy.runtime.openvino import OpenVINOEngine, write_metadata
 
-    model, meta = read_onnx(ov, Path(onnx_path))
+    model, meta, golden = read_onnx(ov, Path(onnx_path))
     meta = replace(meta, precision=options.precision)
     int8 = options.precision == "int8"
     ir = quantize(model, calibration_images(options.data, options.calib_size, meta, int8=True)) if int8 else model
-    write_metadata(ir, meta)
+    write_metadata(ir, meta, golden)
     parity = report = None
     with atomic_outputs(output, output.with_suffix(".bin"), overwrite=options.overwrite) as (xml, _):
         ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")

@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from lsnet_deploy.artifacts import atomic_outputs, check_output
 from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
 from lsnet_deploy.validate import Logits, gate
 
-from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig
+from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import artifact_path, calibration_images, parity_images, staged_onnx
 
 NORM_ONNX_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalization")
@@ -217,12 +218,13 @@ def make_calibrator(trt, batches: CalibrationBatches, cache: Path, upload):
 
 
 def write_sidecar(path: Path, meta: ArtifactMetadata, settings: dict, precision: str, trt_version: str,
-                  gpu: str, trtexec: str) -> Path:
-    """Write ``<engine>.json``: input profile, precision, TensorRT version, GPU, artifact metadata."""
+                  gpu: str, trtexec: str, extra: dict[str, str] | None = None) -> Path:
+    """Write ``<engine>.json``: input profile, precision, TensorRT version, GPU, artifact metadata and
+    ``extra`` properties (the golden data) beside it."""
     doc = {"format": "lsnet-deploy tensorrt sidecar 1", "precision": precision, "tensorrt_version": trt_version,
            "gpu": gpu, "input": {k: list(v) for k, v in settings["profile"].items()},
            "dla_core": settings["dla_core"], "norm_layers_fp32": settings["pin_norm_fp32"],
-           "trtexec": trtexec, "metadata": meta.to_props()}
+           "trtexec": trtexec, "metadata": {**meta.to_props(), **(extra or {})}}
     Path(path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return Path(path)
 
@@ -234,6 +236,7 @@ class OnnxFacts:
     metadata: ArtifactMetadata
     input_name: str
     norm_nodes: tuple[str, ...]  # ONNX names of the normalization nodes (TensorRT names its layers alike)
+    golden: dict[str, str] = field(default_factory=dict)  # the golden data's property, carried to the sidecar
 
 
 def inspect_onnx(onnx_path: Path) -> OnnxFacts:
@@ -241,24 +244,23 @@ def inspect_onnx(onnx_path: Path) -> OnnxFacts:
     TensorRT cannot parse (``Lowering.tensorrt_ok``)."""
     import onnx
 
-    from .ska import LOWERINGS
-
     if not Path(onnx_path).is_file():
         raise InputError(f"ONNX file not found: {onnx_path}")
     try:
         model = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise InputError(f"not an ONNX file: {onnx_path} ({e})") from e
-    meta = ArtifactMetadata.from_props({p.key: p.value for p in model.metadata_props})
+    props = {p.key: p.value for p in model.metadata_props}
+    meta = ArtifactMetadata.from_props(props)
     if meta is None:
         raise InputError(f"{onnx_path} carries no lsnet-deploy metadata: export it with lsnet-deploy export")
-    lowering = LOWERINGS.get(meta.ska)
-    if lowering is not None and not lowering.tensorrt_ok:
-        fit = ", ".join(name for name, cls in LOWERINGS.items() if cls.tensorrt_ok)
-        raise UsageError(f"TensorRT cannot build --ska {meta.ska} ({lowering.summary}): export the ONNX with "
-                         f"--ska shift (TensorRT-safe lowerings: {fit})")
+    lowerings = lowering_facts()  # Lowering.tensorrt_ok, read without importing torch
+    if not lowerings.get(meta.ska, {}).get("tensorrt_ok", True):
+        fit = ", ".join(name for name, facts in lowerings.items() if facts["tensorrt_ok"])
+        raise UsageError(f"TensorRT cannot build --ska {meta.ska} ({lowerings[meta.ska]['summary']}): export the "
+                         f"ONNX with --ska shift (TensorRT-safe lowerings: {fit})")
     norms = tuple(n.name for n in model.graph.node if n.op_type in NORM_ONNX_OPS)
-    return OnnxFacts(meta, model.graph.input[0].name, norms)
+    return OnnxFacts(meta, model.graph.input[0].name, norms, {k: v for k, v in props.items() if k == GOLDEN_KEY})
 
 
 def gpu_name(cudart) -> str:
@@ -317,7 +319,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
     with atomic_outputs(output, sidecar_path(output), overwrite=options.overwrite) as (tmp, tmp_sidecar):
         tmp.write_bytes(serialized)
         write_sidecar(tmp_sidecar, meta, settings, options.precision, trt.__version__,
-                      gpu_name(cuda_runtime()), command)
+                      gpu_name(cuda_runtime()), command, facts.golden)
         parity = None
         if reference is not None:
             with TensorRTEngine(tmp, device=device) as engine:

@@ -106,8 +106,9 @@ def artifact_side(spec: str) -> Side:
 
 def torch_side(spec: str, img_size: int, num_classes: int | None) -> Side:
     """A variant name (deterministic weights) or checkpoint, as the unfused float32 PyTorch model."""
-    from lsnet_deploy.exporters import load_source
+    from lsnet_deploy.exporters import load_source, require_export
 
+    require_export(f"compare {spec} (a PyTorch model)")
     src = load_source(spec, num_classes=num_classes, img_size=img_size)
     return Side(f"{spec} (PyTorch)", src.reference(), lambda x: torch_blocks(src.model, x), src.img_size,
                 src.num_classes)

@@ -26,7 +26,8 @@ def plan(opts: BenchOptions, folder: Path, report: BenchReport) -> Plan:
     if opts.weights:
         raise UsageError("--weights goes with an artifact; to export a checkpoint first, pass it as --model")
     if not torch_available():
-        raise BackendMissingError(f"--model {opts.model} is not an artifact, and exporting it needs torch")
+        raise BackendMissingError(f"--model {opts.model} is not an artifact, and exporting it needs torch: "
+                                  'pip install "lsnet-deploy[export]"')
     backends = [b for b in opts.backends if b != TORCH]
     return export_artifacts(opts, backends if opts.backends else ["onnxruntime"], folder, report)
 

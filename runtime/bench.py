@@ -22,8 +22,9 @@ import numpy as np
 
 from lsnet_deploy.doctor import collect_environment, cuda_gpu
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.golden import golden_parity
 from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import GATES, gate, parity_inputs
+from lsnet_deploy.validate import GATES, Parity, gate, parity_inputs
 
 from . import jetson
 from .engine import BACKENDS, Engine, backend_for, is_artifact, load, suffix_backends
@@ -36,6 +37,9 @@ from .timing import Timing, progress_bar, time_engine
 TORCH = "torch"
 BENCH_DEVICES = ("cpu", "cuda", "jetson")
 DEFAULT_ITERS = 100
+#: where a row's parity reference came from
+PARITY_SOURCES = {"torch": "PyTorch on the same inputs", "golden": "the golden PyTorch logits stored in the artifact",
+                  "baseline": "(the PyTorch baseline itself)", "none": "no reference (no torch, no golden data)"}
 
 
 @dataclass(frozen=True)
@@ -112,14 +116,18 @@ def make_inputs(meta: ArtifactMetadata, batches: tuple[int, ...], seed: int) -> 
     return {b: parity_inputs(b, meta.img_size, seed + i) for i, b in enumerate(batches)}
 
 
-def baseline_model(meta: ArtifactMetadata, weights: str | None, report: BenchReport):
-    """The PyTorch model for the baseline row and parity, or ``None`` (with a warning) without torch."""
-    if not torch_available():
-        report.warnings.append("torch is not installed: no PyTorch baseline row, no speedup and no parity")
-        return None
-    from .torch import reference_model
+def baseline_model(meta: ArtifactMetadata, weights: str | None, report: BenchReport, wanted: bool = True):
+    """The PyTorch model for the baseline row and parity, or ``None`` without torch or without the checkpoint
+    the artifact came from (a skipped torch row when ``wanted``): parity then comes from the golden data."""
+    why = ("torch is not installed" if not torch_available() else "the artifact was exported from a checkpoint: "
+           "pass --weights CHECKPOINT for it" if weights is None and meta.checkpoint_sha256 else None)
+    if why is None:
+        from .torch import reference_model
 
-    return reference_model(meta, weights)
+        return reference_model(meta, weights)
+    if wanted:
+        report.skipped.append(Skipped(TORCH, None, f"{why} (parity: the artifact's golden data)"))
+    return None
 
 
 def reference_outputs(model, meta: ArtifactMetadata, inputs: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
@@ -136,13 +144,10 @@ def engine_factories(opts: BenchOptions, artifacts: dict[str, Path], model, meta
                      report: BenchReport) -> list[tuple[str, Callable[[], Engine]]]:
     """``(backend, open_engine)`` per row group: the torch baseline first, then the artifacts."""
     out: list[tuple[str, Callable[[], Engine]]] = []
-    if TORCH in opts.backends or not opts.backends:
-        if model is None:
-            report.skipped.append(Skipped(TORCH, None, "torch is not installed"))
-        else:
-            from .torch import TorchEngine
+    if (TORCH in opts.backends or not opts.backends) and model is not None:
+        from .torch import TorchEngine
 
-            out.append((TORCH, lambda: TorchEngine(model, meta, opts.device, opts.threads)))
+        out.append((TORCH, lambda: TorchEngine(model, meta, opts.device, opts.threads)))
     for backend, path in artifacts.items():
         if not BACKENDS[backend].runs(path):
             report.skipped.append(Skipped(backend, None, f"{backend} needs a {BACKENDS[backend].suffixes[0]} artifact, "
@@ -188,19 +193,34 @@ def bench_backend(backend: str, open_engine: Callable[[], Engine], ctx: _Context
             row = BenchRow(backend, ctx.opts.device, engine.precision, batch, summarize(timing.samples_ms),
                            timing.samples_ms, timing.first_ms, load_ms, peak,
                            None if peak is None or rss_before is None else peak - rss_before)
+            row.parity, row.parity_source = row_parity(engine, timing.output, batch, ctx)
             score_row(row, timing, ctx)
             report.rows.append(row)
 
 
+def row_parity(engine: Engine, output: np.ndarray, batch: int, ctx: _Context) -> tuple[Parity | None, str]:
+    """A row's parity and its source (:data:`PARITY_SOURCES`): the timed output vs PyTorch's on the same
+    inputs when torch and the weights are here, else the artifact's golden self-test through this engine."""
+    if engine.backend == TORCH:
+        return None, "baseline"
+    reference = ctx.reference.get(batch)
+    if reference is not None:
+        return gate(output, reference, ctx.inputs[batch]), "torch"
+    golden = golden_parity(engine)
+    return (None, "none") if golden is None else (golden[0], "golden")
+
+
 def score_row(row: BenchRow, timing: Timing, ctx: _Context) -> None:
-    """Fill parity (not for the baseline itself), power, and the row's warnings."""
-    reference = ctx.reference.get(row.batch)
-    if reference is not None and row.backend != TORCH:
-        row.parity = gate(timing.output, reference, ctx.inputs[row.batch])
+    """Apply the precision's gate to the row's parity; power and the row's warnings."""
+    if row.parity is not None:
         row.parity_failures = GATES.get(row.precision, GATES["fp32"]).failures(row.parity)
     if row.parity_failures:
         failed = "; ".join(row.parity_failures)
-        row.warnings.append(f"WRONG: fails the {row.precision} parity gate vs PyTorch ({failed})")
+        row.warnings.append(f"WRONG: fails the {row.precision} parity gate vs {PARITY_SOURCES[row.parity_source]} "
+                            f"({failed})")
+    if row.parity_source == "none":
+        row.warnings.append("parity unchecked: no PyTorch reference here and the artifact carries no golden data "
+                            "(re-export it, or pass --weights where torch is installed)")
     if row.latency.noisy:
         row.warnings.append(f"noisy: CV {row.latency.cv:.1%} > {CV_WARN:.0%} (close other programs, lock clocks, "
                             "or run longer)")
@@ -233,7 +253,7 @@ def run_bench(opts: BenchOptions, planner: Planner = plan_artifact) -> BenchRepo
         report.warnings.append("Jetson clocks are not locked: run `sudo jetson_clocks` for stable numbers")
     with tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp, ExitStack() as stack:
         artifacts, meta, weights = planner(opts, Path(tmp), report)
-        model = baseline_model(meta, weights, report)
+        model = baseline_model(meta, weights, report, wanted=TORCH in opts.backends or not opts.backends)
         inputs = make_inputs(meta, opts.batches, opts.seed)
         sampler = stack.enter_context(jetson.TegrastatsSampler()) if board else None
         ctx = _Context(opts, inputs, reference_outputs(model, meta, inputs), sampler,

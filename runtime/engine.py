@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.golden import Golden
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.registry import module_calls
 
@@ -90,6 +91,7 @@ class Engine:
         self.input_shape: tuple[int | None, ...] = (None, 3, None, None)
         self.input_dtype = np.dtype(np.float32)
         self.metadata: ArtifactMetadata | None = None
+        self.props: dict[str, str] = {}  #: the artifact's ``lsnet.*`` properties as stored (metadata, golden data)
         self.precision = "fp32"
         self.closed = False
         self._lock = threading.Lock()
@@ -107,6 +109,11 @@ class Engine:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    @property
+    def golden(self) -> Golden | None:
+        """The golden self-test data stored in the artifact (decoded on access), ``None`` if it has none."""
+        return Golden.from_props(self.props)
 
     def run_batched(self, x: np.ndarray) -> np.ndarray:
         """Logits of any number of images: cast to the input dtype, run in chunks of a fixed batch

@@ -12,7 +12,7 @@ from lsnet_deploy.metadata import ArtifactMetadata
 
 from .engine import Backend, Engine
 
-BACKEND = Backend(name="onnxruntime", cls="OnnxRuntimeEngine", extra="onnxruntime",
+BACKEND = Backend(name="onnxruntime", cls="OnnxRuntimeEngine", extra='"lsnet-deploy[onnxruntime]"',
                   suffixes=(".onnx",), requires=("onnxruntime",))
 
 #: device -> execution providers, best first (those missing from the build are left out)
@@ -68,7 +68,8 @@ class OnnxRuntimeEngine(Engine):
         self.input_name = inp.name
         self.input_dtype = np.dtype(_DTYPES[inp.type])
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
-        self.metadata = ArtifactMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
+        self.props = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = ArtifactMetadata.from_props(self.props)
         self.precision = self.metadata.precision if self.metadata else "fp32"
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

@@ -36,15 +36,20 @@ INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 METADATA_SECTIONS = ("lsnet", "framework")
 
 
-def read_metadata(model: ov.Model) -> ArtifactMetadata | None:
-    """The artifact metadata from a model's rt_info (exporter section first, then the ONNX props)."""
+def read_props(model: ov.Model) -> dict[str, str]:
+    """The artifact's ``lsnet.*`` properties from a model's rt_info (exporter section first, then the ONNX
+    props); ``{}`` when neither holds lsnet-deploy metadata."""
     for section in METADATA_SECTIONS:
         if model.has_rt_info([section]):
             props = {k: str(getattr(v, "value", v)) for k, v in model.get_rt_info()[section].items()}
-            meta = ArtifactMetadata.from_props(props)
-            if meta is not None:
-                return meta
-    return None
+            if ArtifactMetadata.from_props(props) is not None:
+                return props
+    return {}
+
+
+def read_metadata(model: ov.Model) -> ArtifactMetadata | None:
+    """The artifact metadata from a model's rt_info (see :func:`read_props`)."""
+    return ArtifactMetadata.from_props(read_props(model))
 
 
 def read_model(core: ov.Core, path: Path) -> ov.Model:
@@ -63,9 +68,10 @@ def read_model(core: ov.Core, path: Path) -> ov.Model:
     return core.read_model(str(path))
 
 
-def write_metadata(model: ov.Model, meta: ArtifactMetadata) -> None:
-    """Store ``meta`` in the model's ``lsnet`` rt_info section (saved into the ``.xml``)."""
-    for key, value in meta.to_props().items():
+def write_metadata(model: ov.Model, meta: ArtifactMetadata, extra: dict[str, str] | None = None) -> None:
+    """Store ``meta`` (and ``extra`` properties: the golden data) in the model's ``lsnet`` rt_info section
+    (saved into the ``.xml``)."""
+    for key, value in {**meta.to_props(), **(extra or {})}.items():
         model.set_rt_info(value, ["lsnet", key])
 
 
@@ -107,7 +113,8 @@ class OpenVINOEngine(Engine):
         port = model.inputs[0]
         self.input_shape = tuple(None if d.is_dynamic else d.get_length() for d in port.get_partial_shape())
         self.input_dtype = np.dtype(port.get_element_type().to_dtype())
-        self.metadata = read_metadata(model)
+        self.props = read_props(model)
+        self.metadata = ArtifactMetadata.from_props(self.props)
         self.precision = self.metadata.precision if self.metadata else "fp32"
         self.compiled = core.compile_model(model, ov_device, config)
         self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()

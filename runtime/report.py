@@ -26,7 +26,7 @@ from .stats import LATENCY_KEYS
 CSV_COLUMNS = ("backend", "device", "precision", "batch", *(f"latency_ms_{k}" for k in LATENCY_KEYS),
                "median_ci95_low_ms", "median_ci95_high_ms", "cv", "iterations", "throughput", "speedup_vs_torch",
                "first_inference_ms", "load_ms", "peak_rss_mb", "rss_delta_mb", "parity_max_abs", "parity_max_rel",
-               "parity_cosine", "parity_top1_agreement", "parity_ok", "power_mw", "energy_mj_per_img")
+               "parity_cosine", "parity_top1_agreement", "parity_ok", "parity_source", "power_mw", "energy_mj_per_img")
 
 
 def _finite(value):
@@ -69,8 +69,9 @@ def _num(value: float | None, fmt: str = ".2f") -> str:
 def table_cells(row: BenchRow) -> list[str]:
     """The shared human-readable cells of one row (Markdown and terminal)."""
     s, p = row.latency, row.parity
-    parity = "baseline" if row.backend == "torch" else "n/a" if p is None else (
-        f"{'WRONG' if row.parity_failures else 'ok'} {p.max_abs:.1e} / {p.cosine:.6f} / {p.top1_agreement:.0%}")
+    parity = "baseline" if row.backend == "torch" else "unchecked (no reference)" if p is None else (
+        f"{'WRONG' if row.parity_failures else 'ok'} vs {row.parity_source}: {p.max_abs:.1e} / {p.cosine:.6f} / "
+        f"{p.top1_agreement:.0%}")
     cells = [row.backend, row.precision, str(row.batch), f"{s.median:.2f} [{s.ci_low:.2f}, {s.ci_high:.2f}]",
              f"{s.mean:.2f} ± {s.std:.2f}", f"{s.p95:.2f} / {s.p99:.2f}", f"{s.cv:.1%}{' !' if s.noisy else ''}",
              f"{row.throughput:.1f}", _num(row.speedup_vs_torch, ".2f") + ("x" if row.speedup_vs_torch else ""),
@@ -82,7 +83,7 @@ def table_cells(row: BenchRow) -> list[str]:
 
 def table_header(report: BenchReport) -> list[str]:
     header = ["backend", "precision", "batch", "median ms [95% CI]", "mean ± std ms", "p95 / p99 ms", "CV",
-              "img/s", "speedup", "first / load ms", "peak RSS MB", "parity: max-abs / cosine / top-1"]
+              "img/s", "speedup", "first / load ms", "peak RSS MB", "parity vs torch|golden: max-abs / cosine / top-1"]
     if any(r.power_mw is not None for r in report.rows):
         header += ["power mW", "mJ/img"]
     return header

@@ -42,6 +42,7 @@ class BenchRow:
     rss_delta_mb: float | None
     parity: Parity | None = None
     parity_failures: list[str] = field(default_factory=list)
+    parity_source: str = "none"  #: torch | golden | baseline | none (``bench.PARITY_SOURCES``)
     speedup_vs_torch: float | None = None
     power_mw: float | None = None
     warnings: list[str] = field(default_factory=list)
@@ -64,7 +65,7 @@ class BenchRow:
                 "cv": self.latency.cv, "iterations": self.latency.n, "throughput": self.throughput,
                 "speedup_vs_torch": self.speedup_vs_torch, "first_inference_ms": self.first_inference_ms,
                 "load_ms": self.load_ms, "peak_rss_mb": self.peak_rss_mb, "rss_delta_mb": self.rss_delta_mb,
-                "parity": self.parity.as_dict() if self.parity else None,
+                "parity": self.parity.as_dict() if self.parity else None, "parity_source": self.parity_source,
                 "parity_ok": None if self.parity is None else not self.parity_failures,
                 "power_mw": self.power_mw, "energy_mj_per_img": self.energy_mj_per_img, "warnings": self.warnings}
 

@@ -138,6 +138,7 @@ class TensorRTEngine(Engine):
         self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
         self.max_batch = self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]
         sidecar = read_sidecar(path)
+        self.props = dict(sidecar.get("metadata", {})) if sidecar else {}
         self.metadata = sidecar_metadata(sidecar)
         self.precision = sidecar["precision"] if sidecar else "fp32"
         self.stream = checked(self.cudart, self.cudart.cudaStreamCreate())

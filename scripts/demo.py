@@ -1,4 +1,4 @@
-"""`make demo`: LSNet-T end to end on this machine: info, ONNX export + parity gate, benchmark table.
+"""`make demo`: LSNet-T end to end on this machine: info, ONNX export + parity gate, verify, benchmark table.
 
 Usage: python scripts/demo.py [--weights CHECKPOINT]. Without weights it uses deterministic random
 weights (and says so): latency and parity are meaningful, the predicted classes are not.
@@ -28,10 +28,12 @@ def main() -> int:
         console.print("[bold yellow]No --weights given: using deterministic random LSNet-T weights "
                       "(init_tame, seed 0). Pass WEIGHTS=path/to/lsnet_t.pth to make demo for real ones.[/]")
     steps = [
-        ("1/3 model", ["info", *source]),
-        ("2/3 export to ONNX, parity-gated against PyTorch",
+        ("1/4 model", ["info", *source]),
+        ("2/4 export to ONNX, parity-gated against PyTorch",
          ["export", *source, "--dynamic", "-o", str(OUT / "lsnet_t.onnx"), "--overwrite"]),
-        ("3/3 benchmark: PyTorch eager vs ONNX Runtime vs OpenVINO, parity per row",
+        ("3/4 verify: the golden self-test stored in the artifact (what a device runs, without torch)",
+         ["verify", str(OUT / "lsnet_t.onnx")]),
+        ("4/4 benchmark: PyTorch eager vs ONNX Runtime vs OpenVINO, parity per row",
          ["bench", "--model", str(OUT / "lsnet_t.onnx"), *(["--weights", args.weights] if args.weights else []),
           "--backend", "torch,onnxruntime,openvino", "--batch", "1,8", "--warmup", "5", "--iters", "30",
           "--json", str(OUT / "bench.json"), "--csv", str(OUT / "bench.csv"), "--md", str(OUT / "bench.md"),

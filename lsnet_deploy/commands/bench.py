@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -12,7 +13,7 @@ from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
 _SUFFIXES = "/".join(suffix_backends())
 
 
-def split_list(text: str | None, option: str, cast=str) -> tuple:
+def split_list(text: Optional[str], option: str, cast=str) -> tuple:
     """``"a,b"`` -> ``(a, b)``; :class:`UsageError` naming ``option`` when an item does not parse."""
     if not text:
         return ()
@@ -25,21 +26,26 @@ def split_list(text: str | None, option: str, cast=str) -> tuple:
 def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUFFIXES}), or a checkpoint / "
                                     "model name to export first (sweep mode)."),
           device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda or jetson."),
-          backend: str | None = typer.Option(None, "--backend", "-b", help=f"Comma list of {', '.join(BACKENDS)}, "
+          backend: Optional[str] = typer.Option(None, "--backend", "-b", help=f"Comma list of {', '.join(BACKENDS)}, "
                                              "torch (default: the artifact's backend and torch)."),
           batch: str = typer.Option("1", "--batch", help="Comma list of batch sizes, e.g. 1,8."),
           warmup: int = typer.Option(10, "--warmup", help="Untimed calls before timing."),
-          iters: int | None = typer.Option(None, "--iters", help="Timed calls per row (default 100)."),
-          seconds: float | None = typer.Option(None, "--seconds", help="Time each row for this long instead."),
-          threads: int | None = typer.Option(None, "--threads", help="CPU threads per backend (default: theirs)."),
-          weights: str | None = typer.Option(None, "--weights", "-w", help="Checkpoint the artifact was exported "
-                                             "from (for the PyTorch baseline and parity)."),
+          iters: Optional[int] = typer.Option(None, "--iters", help="Timed calls per row (default 100)."),
+          seconds: Optional[float] = typer.Option(None, "--seconds", help="Time each row for this long instead."),
+          threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per backend (default: theirs)."),
+          weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint the artifact was exported "
+                                             "from (for the PyTorch baseline and parity vs PyTorch; without it parity "
+                                             "uses the artifact's golden data)."),
           imgsz: int = typer.Option(224, "--imgsz", help="Input size when exporting (sweep mode)."),
-          json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
-          csv_path: Path | None = typer.Option(None, "--csv", help="Write the rows as CSV here."),
-          md_path: Path | None = typer.Option(None, "--md", help="Write a Markdown table here."),
-          plot_path: Path | None = typer.Option(None, "--plot", help="Write a latency box plot (PNG) here.")) -> None:
-    """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory."""
+          json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+          csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the rows as CSV here."),
+          md_path: Optional[Path] = typer.Option(None, "--md", help="Write a Markdown table here."),
+          plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a latency box plot (PNG) here."),
+          ) -> None:
+    """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory.
+
+    Parity per row is vs PyTorch when torch and the weights are here, else vs the golden data stored in the
+    artifact. Exits 5 (after writing the reports) when any row fails its precision's gate."""
     from rich.console import Console
 
     from lsnet_deploy.runtime.bench import BenchOptions
@@ -59,6 +65,11 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
         typer.echo(f"skipped {s}", err=True)
     for path in write_reports(report, **paths):
         typer.echo(f"wrote {path}")
+    failed = [f"{r.backend} batch {r.batch} ({'; '.join(r.parity_failures)})" for r in report.rows if r.parity_failures]
+    if failed:
+        from lsnet_deploy.errors import ParityError
+
+        raise ParityError(f"{len(failed)} row(s) fail the parity gate: {', '.join(failed)}")
 
 
 def register(app: typer.Typer) -> None:

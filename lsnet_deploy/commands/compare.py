@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -19,8 +20,8 @@ def compare(
     per_block: bool = typer.Option(False, "--per-block", help="Compare every LSNet block's output (PyTorch/ONNX)."),
     images: int = typer.Option(PARITY_IMAGES, "--images", help="Deterministic random images to compare on "
                                 "(the parity gate's held-out inputs)."),
-    imgsz: int | None = typer.Option(None, "--imgsz", help="Input size (default: an artifact's, else 224)."),
-    num_classes: int | None = typer.Option(None, "--num-classes", help="Classes for a model name "
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size (default: an artifact's, else 224)."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes for a model name "
                                            "(default: an artifact's, else 1000)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> int:

@@ -46,51 +46,51 @@ def target_config(target: str, **flags):
     return cls(**given)
 
 
-def _labels(path: Path | None) -> tuple[str, ...]:
+def _labels(path: Optional[Path]) -> tuple[str, ...]:
     from lsnet_deploy.runtime.preprocess import label_lines
 
     return label_lines(path) if path is not None else ()
 
 
 def export(
-    model: str | None = typer.Option(None, "--model", "-m", help="Variant: lsnet_t, lsnet_s, lsnet_b, *_distill "
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Variant: lsnet_t, lsnet_s, lsnet_b, *_distill "
                                      "(default lsnet_t, or what the weights are). Without --weights: "
                                      "deterministic random weights."),
-    weights: str | None = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
-    num_classes: int | None = typer.Option(None, "--num-classes", help="Classes without --weights (default 1000)."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes without --weights (default 1000)."),
     target: str = typer.Option("onnx", "--target", "-t", help="Artifact format: " + ", ".join(
         f"{name} ({'/'.join(BACKENDS[t.backend].suffixes)})" for name, t in TARGETS.items()) + "."),
-    ska: str | None = typer.Option(None, "--ska", help=_SKA_HELP),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Output file (default: derived from model "
+    ska: Optional[str] = typer.Option(None, "--ska", help=_SKA_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: derived from model "
                                        "and options, e.g. lsnet_t_224_shift_b1_op17.onnx)."),
     imgsz: int = typer.Option(224, "--imgsz", help="Input size, a multiple of 32 (checkpoints: attention biases "
                               "are resized bicubically, an approximation)."),
     batch: int = typer.Option(1, "--batch", help="Static batch size (the example batch with --dynamic)."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch dimension."),
-    opset: int | None = typer.Option(None, "--opset", help=_OPSET_HELP),
+    opset: Optional[int] = typer.Option(None, "--opset", help=_OPSET_HELP),
     exporter: str = typer.Option(DEFAULT_EXPORTER, "--exporter", help=f"torch.onnx exporter: {', '.join(EXPORTERS)} "
                                  "(dynamo: torch.export-based, needs onnxscript; see docs/onnx_export.md)."),
     half: bool = typer.Option(False, "--half", help="fp16 weights (ONNX: also fp16 input/output; OpenVINO: "
                               "compressed weights, f32 compute on CPU; TensorRT: fp16 engine)."),
     int8: bool = typer.Option(False, "--int8", help=f"int8 post-training quantization (--target {_INT8_TARGETS}; "
                               "openvino: NNCF; tensorrt: entropy calibrator), calibrated on --data."),
-    data: Path | None = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
+    data: Optional[Path] = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
                                      "(default: synthetic images, with a warning)."),
     calib_size: int = typer.Option(300, "--calib-size", help="int8 calibration images."),
     workspace: Optional[float] = typer.Option(None, "--workspace", help="TensorRT builder workspace in GiB "
                                            "(default 4)."),
-    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT timing cache file "
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="TensorRT timing cache file "
                                              "(read if present, written after the build)."),
-    dla: int | None = typer.Option(None, "--dla", help="TensorRT: build for this Jetson DLA core."),
+    dla: Optional[int] = typer.Option(None, "--dla", help="TensorRT: build for this Jetson DLA core."),
     simplify: bool = typer.Option(False, "--simplify", help="Simplify the graph with onnxslim."),
     fuse: bool = typer.Option(True, "--fuse/--no-fuse", help="Reparameterize (fold BN and branches) first."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Parity gate vs PyTorch (on by default; "
                                   "skipping it is reported loudly)."),
-    rtol: float | None = typer.Option(None, "--rtol", help="Max-rel threshold, max|a-b|/max|b| "
+    rtol: Optional[float] = typer.Option(None, "--rtol", help="Max-rel threshold, max|a-b|/max|b| "
                                       "(default fp32 1e-3; fp16: not checked)."),
-    min_cosine: float | None = typer.Option(None, "--min-cosine", help="Cosine threshold "
+    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", help="Cosine threshold "
                                             "(default fp32 0.99999, fp16 0.999)."),
-    labels: Path | None = typer.Option(None, "--labels", help="Text file with one class name per line."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Text file with one class name per line."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Export LSNet (ONNX, OpenVINO IR, TensorRT engine), with SKA lowered to standard ops, and check it

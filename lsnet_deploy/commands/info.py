@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 
-def info(model: str | None = typer.Option(None, "--model", "-m",
+def info(model: Optional[str] = typer.Option(None, "--model", "-m",
                                          help="Variant (lsnet_t, lsnet_s, lsnet_b, *_distill); default lsnet_t, "
                                               "or what the weights are."),
-         weights: Path | None = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
+         weights: Optional[Path] = typer.Option(None, "--weights", "-w",
+                                                help="Checkpoint (.pth/.safetensors/hf:repo)."),
          num_classes: int = typer.Option(1000, "--num-classes", help="Classes when no weights are given."),
          imgsz: int = typer.Option(224, "--imgsz", help="Input size for the MAC count.")) -> None:
     """Print parameters, MACs at the input size and a per-stage summary."""
+    from lsnet_deploy.exporters import require_export
+
+    require_export("info")
     from lsnet_deploy.models import build_model, load_model
     from lsnet_deploy.models.flops import count_macs
     from lsnet_deploy.models.lsnet import VARIANTS, variant_name

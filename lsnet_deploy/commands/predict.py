@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
 
 
-def predict(images: list[Path] = typer.Argument(..., help="Image files."),
+def predict(images: List[Path] = typer.Argument(..., help="Image files."),
             model: Path = typer.Option(..., "--model", "-m", help=f"Artifact ({'/'.join(suffix_backends())})."),
             topk: int = typer.Option(5, "--topk", "-k", help="Classes to print per image."),
-            labels: Path | None = typer.Option(None, "--labels", help="Class names, one per line "
+            labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line "
                                                "(default: the names stored in the artifact, else 'class N')."),
             backend: str = typer.Option("auto", "--backend", "-b", help="auto (from the file), "
                                         + ", ".join(BACKENDS) + "."),
             device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda, jetson (or an OpenVINO device)."),
-            threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the backend's)."),
+            threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the backend's)."),
             ) -> None:
     """Print the top-k classes and probabilities of each image."""
     from lsnet_deploy import runtime

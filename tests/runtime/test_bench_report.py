@@ -23,18 +23,19 @@ ROW_KEYS = {"backend", "device", "precision", "batch", "latency_ms", "throughput
 
 
 def make_row(backend: str, samples: list[float], parity: Parity | None = None, failures: tuple = (),
-             power: float | None = None, batch: int = 1) -> BenchRow:
+             power: float | None = None, batch: int = 1, source: str = "torch") -> BenchRow:
     x = np.asarray(samples, dtype=float)
     return BenchRow(backend, "cpu", "fp32", batch, summarize(x), x, first_inference_ms=50.0, load_ms=100.0,
                     peak_rss_mb=300.0, rss_delta_mb=20.0, parity=parity, parity_failures=list(failures),
-                    power_mw=power)
+                    power_mw=power, parity_source=source if parity else "baseline")
 
 
 @pytest.fixture
 def report() -> BenchReport:
     rows = [make_row("torch", [20, 20, 22, 18]),
             make_row("onnxruntime", [10, 10, 11, 9], Parity(2e-6, 1e-6, 1.0, 1.0)),
-            make_row("openvino", [5, 5, 5, 5], Parity(0.5, 0.3, 0.9, 0.5), ("cosine 0.9000000 < 0.99999",))]
+            make_row("openvino", [5, 5, 5, 5], Parity(0.5, 0.3, 0.9, 0.5), ("cosine 0.9000000 < 0.99999",),
+                     source="golden")]
     out = BenchReport({"python": "3.11", "cpu": {"model": "Test CPU", "cores": 2}},
                       {"model": "m.onnx", "device": "cpu", "warmup": 1, "iters": 4, "seconds": None, "threads": None},
                       rows, skipped=[Skipped("tensorrt", None, "not installed")])
@@ -60,6 +61,7 @@ def test_json_schema(report, tmp_path):
     assert torch["parity"] is None and torch["parity_ok"] is None
     assert ort["parity"] == {"max_abs": 2e-6, "max_rel": 1e-6, "cosine": 1.0, "top1_agreement": 1.0}
     assert ort["parity_ok"] is True and ov["parity_ok"] is False
+    assert (torch["parity_source"], ort["parity_source"], ov["parity_source"]) == ("baseline", "torch", "golden")
     assert ort["latency_ms"]["mean"] == 10.0 and ort["latency_ms"]["std"] == pytest.approx((2 / 3) ** 0.5)
     assert ort["speedup_vs_torch"] == 2.0 and ort["throughput"] == 100.0
     assert data["skipped"] == [{"backend": "tensorrt", "batch": None, "reason": "not installed"}]
@@ -90,8 +92,8 @@ def test_markdown_table(report):
     assert len(table) == 4 and table[0].startswith("| backend | precision | batch | median ms [95% CI]")
     assert "| 20.00 ± 1.63 |" in table[1] and "| 8.2% ! |" in table[1] and "| baseline |" in table[1]
     assert "| 10.00 ± 0.82 |" in table[2] and "| 2.00x |" in table[2]
-    assert "| ok 2.0e-06 / 1.000000 / 100% |" in table[2]
-    assert "| WRONG 5.0e-01 / 0.900000 / 50% |" in table[3] and "| 4.00x |" in table[3]
+    assert "| ok vs torch: 2.0e-06 / 1.000000 / 100% |" in table[2]
+    assert "| WRONG vs golden: 5.0e-01 / 0.900000 / 50% |" in table[3] and "| 4.00x |" in table[3]
     assert "- skipped tensorrt: not installed" in lines
 
 

@@ -1,0 +1,37 @@
+"""``lsnet-deploy verify ARTIFACT``: the artifact's golden self-test on this machine (no torch, no checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engine) exported by lsnet-deploy."),
+           device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda, jetson (or an OpenVINO device)."),
+           backend: str = typer.Option("auto", "--backend", "-b", help="auto (from the file), onnxruntime, "
+                                       "openvino or tensorrt."),
+           threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the backend's)."),
+           ) -> None:
+    """Run the golden frames stored in the artifact through this runtime; compare with the PyTorch logits
+    stored beside them under the artifact's precision gate. Exit 0 on pass, 5 on failure."""
+    from rich.console import Console
+
+    from lsnet_deploy import runtime
+    from lsnet_deploy.commands.compare import parity_table
+    from lsnet_deploy.errors import ParityError
+    from lsnet_deploy.golden import self_test
+
+    with runtime.load(artifact, backend, device, threads) as engine:
+        verdict = self_test(engine)
+        where = f"{engine.backend}/{engine.device}, {engine.precision}"
+    Console().print(parity_table([(f"{verdict.frames} golden frames", verdict.parity)], verdict.gate,
+                                 title=f"golden self-test: {artifact.name} ({where}) vs stored PyTorch fp32 logits"))
+    if not verdict.passed:
+        raise ParityError(f"{artifact.name} ({where}) fails its golden self-test: {'; '.join(verdict.failures)}")
+    typer.echo(f"PASS: {artifact.name} ({where}) matches the PyTorch fp32 logits stored at export")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(verify)

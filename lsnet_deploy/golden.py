@@ -1,0 +1,142 @@
+"""Golden self-test data stored inside every artifact: a few synthetic frames and PyTorch's fp32 logits.
+
+Every export records :data:`FRAMES` deterministic uint8 frames at the model's input size and the
+logits the fp32 PyTorch model gives for them after the runtime's own preprocessing. On a device,
+``lsnet-deploy verify`` (and ``bench`` without torch or the checkpoint) runs the same frames
+through the same preprocessing and the engine, and applies the artifact's precision gate: a wrong
+engine, wrong weights or a preprocessing difference on the device all fail it.
+
+The data is stored, not a seed (numpy does not promise the same random stream across versions):
+one string property, ``lsnet.golden``, next to the metadata (ONNX ``metadata_props``, OpenVINO
+``rt_info``, the TensorRT sidecar). It holds JSON with the frames as PNG and the logits as
+little-endian float32, both base64: about 50-60 KB at 224 px and 1000 classes. numpy + Pillow only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputError
+from .metadata import ArtifactMetadata
+from .validate import GATES, Gate, Parity, gate, logits_of
+
+KEY = "lsnet.golden"
+FORMAT = "lsnet-deploy golden 1"
+FRAMES = 4  #: two clean and two dirty synthetic camera frames
+_SEED = 7919
+
+
+def make_frames(size: int, n: int = FRAMES) -> np.ndarray:
+    """``(n, size, size, 3)`` uint8 frames: noise-free synthetic scenes (small as PNG), half with lens dirt."""
+    from .synthetic import make_frame
+
+    return np.stack([np.asarray(make_frame(_SEED + i, dirty=bool(i % 2), size=size, noise=0.0), dtype=np.uint8)
+                     for i in range(n)])
+
+
+@dataclass(frozen=True)
+class Golden:
+    """Frames ``(N, H, W, 3)`` uint8 and the fp32 PyTorch logits ``(N, classes)`` they give."""
+
+    frames: np.ndarray
+    logits: np.ndarray
+
+    def inputs(self, meta: ArtifactMetadata) -> np.ndarray:
+        """The frames as an NCHW float32 batch, through the runtime's preprocessing for ``meta``."""
+        return preprocess_frames(self.frames, meta)
+
+    def to_props(self) -> dict[str, str]:
+        """``{"lsnet.golden": json}`` to store beside the metadata properties."""
+        logits = np.ascontiguousarray(self.logits, dtype="<f4")
+        doc = {"format": FORMAT, "frames": [_png(frame) for frame in self.frames],
+               "logits_shape": list(logits.shape), "logits": base64.b64encode(logits.tobytes()).decode("ascii"),
+               "reference": "PyTorch fp32 eager, unfused, CPU"}
+        return {KEY: json.dumps(doc, separators=(",", ":"))}
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str]) -> Golden | None:
+        """Parse what :meth:`to_props` wrote; ``None`` when absent, :class:`InputError` when damaged."""
+        text = props.get(KEY)
+        if not text:
+            return None
+        try:
+            doc = json.loads(text)
+            if doc.get("format") != FORMAT:
+                raise ValueError(f"unknown format {doc.get('format')!r}")
+            frames = np.stack([_unpng(item) for item in doc["frames"]])
+            logits = np.frombuffer(base64.b64decode(doc["logits"]), dtype="<f4").reshape(doc["logits_shape"])
+        except (ValueError, KeyError, TypeError, OSError, binascii.Error) as e:
+            raise InputError(f"the artifact's golden self-test data is damaged ({e})") from e
+        if len(frames) != len(logits):
+            raise InputError(f"the artifact's golden data has {len(frames)} frames but {len(logits)} logit rows")
+        return cls(frames, logits.astype(np.float32))
+
+
+def preprocess_frames(frames: np.ndarray, meta: ArtifactMetadata) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 frames -> NCHW float32 through the runtime's preprocessing for ``meta``."""
+    from .runtime.preprocess import preprocess
+
+    return np.stack([preprocess(frame, meta) for frame in frames])
+
+
+def record(meta: ArtifactMetadata, reference, n: int = FRAMES) -> Golden:
+    """Golden data for an export: frames at ``meta.img_size``, logits of ``reference`` (the fp32 PyTorch
+    engine, or a ``batch -> logits`` function) on them."""
+    frames = make_frames(meta.img_size, n)
+    return Golden(frames, logits_of(reference, preprocess_frames(frames, meta)))
+
+
+def _png(frame: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _unpng(text: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(text))) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The golden self-test of one engine: metrics, the gate applied, what failed."""
+
+    parity: Parity
+    gate: Gate
+    failures: list[str]
+    frames: int
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def golden_parity(engine) -> tuple[Parity, int] | None:
+    """``(parity, frames)`` of ``engine`` on the artifact's golden frames (through the runtime's
+    preprocessing) against the stored logits; ``None`` when the artifact carries no golden data."""
+    from .runtime.preprocess import require_metadata
+
+    golden = engine.golden
+    if golden is None:
+        return None
+    return gate(engine, golden.logits, golden.inputs(require_metadata(engine))), len(golden.frames)
+
+
+def self_test(engine) -> Verdict:
+    """The golden self-test of ``engine`` under the artifact's precision gate; :class:`InputError` when the
+    artifact carries no golden data (exported before it existed)."""
+    result = golden_parity(engine)
+    if result is None:
+        raise InputError(f"{engine.path.name} carries no golden self-test data: re-export it with "
+                         "lsnet-deploy export (any version that has `lsnet-deploy verify`)")
+    parity, frames = result
+    precision_gate = GATES.get(engine.precision, GATES["fp32"])
+    return Verdict(parity, precision_gate, precision_gate.failures(parity), frames)
