@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -31,6 +32,7 @@ INPUT, OUTPUT = "images", "logits"
 MIN_FUNCTION_IR = 8  #: model-local ONNX functions (the custom lowering) need IR version 8
 
 
+@dataclass(frozen=True)
 class OnnxConfig(TargetConfig):
     """The ``onnx`` target: run by onnxruntime; no options of its own (opset, exporter and simplify are
     shared: every target starts from the ONNX stage)."""

@@ -8,6 +8,7 @@ import pytest
 from helpers import tame_model, torch_logits
 
 from lsnet_deploy import runtime
+from lsnet_deploy.artifacts import file_sha256
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters import DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS, ExportOptions, export
 from lsnet_deploy.metadata import ArtifactMetadata
@@ -67,6 +68,12 @@ def test_dynamo_writes_fewer_nodes_than_torchscript(exports):
     for name in LOWERINGS:
         nodes = {e: len(onnx.load(str(exports[e, name].path)).graph.node) for e in EXPORTERS}
         assert nodes["dynamo"] < nodes["torchscript"], (name, nodes)
+
+
+def test_dynamo_re_export_is_byte_identical(model, exports, tmp_path):
+    again = export(model, ExportOptions(ska="custom", imgsz=SMALL, dynamic=True, exporter="dynamo",
+                                        output=tmp_path / "again.onnx"))
+    assert file_sha256(again.path) == file_sha256(exports["dynamo", "custom"].path)
 
 
 def test_default_exporter_and_its_opset_range(model, tmp_path):
