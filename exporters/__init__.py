@@ -315,5 +315,5 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
     return replace(result, seconds=time.perf_counter() - start)
 
 
-__all__ = ["DEFAULT_EXPORTER", "EXPORTERS", "TARGETS", "ExportOptions", "ExportResult", "Source", "Target", "TargetConfig",
-           "export", "load_source", "require_export", "variant_of"]
+__all__ = ["DEFAULT_EXPORTER", "EXPORTERS", "TARGETS", "ExportOptions", "ExportResult", "Source", "Target",
+           "TargetConfig", "export", "load_source", "lowering_facts", "require_export", "variant_of"]
