@@ -13,6 +13,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the model's input: resize to ``img_size / crop_pct``, crop ``img_size``, normalize.
+
+    ``crop_mode``: ``center`` resizes the shorter side, ``squash`` both sides, before the centre crop.
+    """
+
+    img_size: int = 224
+    crop_pct: float = 0.875
+    crop_mode: str = "center"
+    interpolation: str = "bicubic"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
 class ArtifactMetadata:
     variant: str
     num_classes: int
@@ -29,6 +44,12 @@ class ArtifactMetadata:
     checkpoint_sha256: str = ""  # empty: deterministic random weights
     tool_version: str = ""
     class_names: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The preprocessing this artifact expects."""
+        return Preprocessing(self.img_size, self.img_size / self.resize, "center", self.interpolation,
+                             tuple(self.mean), tuple(self.std))
 
     def to_props(self) -> dict[str, str]:
         """``{key: str}`` with a ``lsnet.`` prefix on every key."""

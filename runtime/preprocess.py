@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lsnet_deploy.errors import InputError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.metadata import ArtifactMetadata, Preprocessing
 
 from .engine import Engine
 
@@ -57,27 +57,31 @@ def open_image(path: str | Path) -> Image.Image:
         raise InputError(f"cannot read image {path}: {e}") from e
 
 
-def preprocess(image: Image.Image | np.ndarray, meta: ArtifactMetadata) -> np.ndarray:
-    """Resize the shorter side to ``meta.resize``, centre-crop ``meta.img_size``, normalize -> (3, H, W) float32.
+def preprocess(image: Image.Image | np.ndarray, cfg: Preprocessing | ArtifactMetadata) -> np.ndarray:
+    """Resize to ``img_size / crop_pct`` (shorter side, or both for ``squash``), centre-crop ``img_size``,
+    normalize -> (3, H, W) float32. ``cfg`` is a :class:`Preprocessing` or an artifact's metadata.
 
     ``image`` is a PIL image or an ``(H, W, 3)`` uint8 RGB array (a camera frame).
     """
+    cfg = getattr(cfg, "preprocessing", cfg)
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"frame must be an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
         image = Image.fromarray(image)
     image = check_size(to_rgb(image))
-    resample = _RESAMPLE.get(meta.interpolation)
+    resample = _RESAMPLE.get(cfg.interpolation)
     if resample is None:
-        raise InputError(f"unknown interpolation in metadata: {meta.interpolation!r}")
+        raise InputError(f"unknown interpolation: {cfg.interpolation!r}")
     w, h = image.size
-    scale = meta.resize / min(w, h)
-    size = (max(meta.img_size, round(w * scale)), max(meta.img_size, round(h * scale)))
+    resize = int(cfg.img_size / cfg.crop_pct + 1e-6)  # floor, as upstream's int(256 / 224 * size)
+    scale = resize / min(w, h)
+    size = ((resize, resize) if cfg.crop_mode == "squash" else
+            (max(cfg.img_size, round(w * scale)), max(cfg.img_size, round(h * scale))))
     image = image.resize(size, resample)
-    left, top = (size[0] - meta.img_size) // 2, (size[1] - meta.img_size) // 2
-    image = image.crop((left, top, left + meta.img_size, top + meta.img_size))
+    left, top = (size[0] - cfg.img_size) // 2, (size[1] - cfg.img_size) // 2
+    image = image.crop((left, top, left + cfg.img_size, top + cfg.img_size))
     x = np.asarray(image, dtype=np.float32) / 255.0
-    x = (x - np.asarray(meta.mean, np.float32)) / np.asarray(meta.std, np.float32)
+    x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
