@@ -4,6 +4,8 @@
     python examples/classify_folder.py lsnet_t.onnx incoming/          # watch until Ctrl-C
     python examples/classify_folder.py lsnet_t.onnx incoming/ --once   # classify what is there, exit
 
+A file still being written (a camera or an upload mid-copy) does not stop the loop: it is tried
+again on the next scan, and reported as broken only when it stays unreadable and unchanged.
 Camera frames work the same way: ``runtime.classify(engine, [rgb_frame])`` takes (H, W, 3) uint8 arrays.
 """
 
@@ -14,19 +16,50 @@ import time
 from pathlib import Path
 
 from lsnet_deploy import runtime
+from lsnet_deploy.errors import InputError
+from lsnet_deploy.runtime.images import folder_images
 
-IMAGES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+class FolderClassifier:
+    """Classifies each new image in ``folder`` once; retries unreadable files until they stop changing."""
+
+    def __init__(self, engine: runtime.Engine, folder: Path):
+        self.engine, self.folder = engine, folder
+        self.done: set[Path] = set()
+        self.pending: dict[Path, tuple[int, int]] = {}  # unreadable file -> (size, mtime) when last tried
+
+    def scan(self, final: bool = False) -> None:
+        """One pass over the folder; ``final``: report unreadable files now instead of waiting."""
+        for path in folder_images(self.folder):
+            if path not in self.done:
+                self._try(path, final)
+
+    def _try(self, path: Path, final: bool) -> None:
+        start = time.perf_counter()
+        try:
+            name, prob = runtime.classify(self.engine, [runtime.open_image(path)], k=1)[0][0]
+        except InputError as e:
+            try:
+                stat = path.stat()
+            except OSError:  # deleted meanwhile
+                self.pending.pop(path, None)
+                return
+            seen = (stat.st_size, stat.st_mtime_ns)
+            if final or self.pending.get(path) == seen:
+                print(f"{path.name}: skipped ({e})", flush=True)
+                self.done.add(path)
+            self.pending[path] = seen
+            return
+        print(f"{path.name}: {name} {prob:.1%} ({(time.perf_counter() - start) * 1e3:.0f} ms)", flush=True)
+        self.done.add(path)
+        self.pending.pop(path, None)
 
 
 def watch(model: Path, folder: Path, once: bool, interval: float) -> None:
     engine = runtime.load(model)  # backend from the file: .onnx, .xml (OpenVINO), .engine (TensorRT)
-    seen: set[Path] = set()
+    classifier = FolderClassifier(engine, folder)
     while True:
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGES and p not in seen):
-            start = time.perf_counter()
-            name, prob = runtime.classify(engine, [runtime.open_image(path)], k=1)[0][0]
-            print(f"{path.name}: {name} {prob:.1%} ({(time.perf_counter() - start) * 1e3:.0f} ms)", flush=True)
-            seen.add(path)
+        classifier.scan(final=once)
         if once:
             return
         time.sleep(interval)

@@ -20,14 +20,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import time
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lsnet_deploy import __version__
-from lsnet_deploy.errors import BackendMissingError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.errors import BackendMissingError, DeployWarning, InputError, UsageError
+from lsnet_deploy.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata, default_crop_pct
 from lsnet_deploy.registry import class_attributes
 from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.validate import GATES, PARITY_IMAGES, Gate, Parity
@@ -88,6 +89,11 @@ class Target:
         """The artifact's file suffix (the backend's first, from the runtime's registry)."""
         return BACKENDS[self.backend].suffixes[0]
 
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """Every suffix an ``--output`` may end in (the backend's, from the runtime's registry)."""
+        return BACKENDS[self.backend].suffixes
+
     def load(self) -> ModuleType:
         """The target module (``check``, ``export``); :class:`BackendMissingError` if a package is missing."""
         missing = [name for name in self.requires if importlib.util.find_spec(name) is None]
@@ -126,7 +132,7 @@ def lowering_facts() -> dict[str, dict[str, Any]]:
     """``{name: {summary, min_opset, tensorrt_ok, ...}}`` of the SKA lowerings, read from ``ska/*.py`` without
     importing torch (for ``--help`` and docs; the lowerings themselves: :data:`.ska.LOWERINGS`)."""
     found = class_attributes(Path(__file__).parent / "ska", "@register", decorator="register")
-    defaults = {"min_opset": MIN_OPSET[DEFAULT_EXPORTER], "tensorrt_ok": True}
+    defaults = {"min_opset": MIN_OPSET[DEFAULT_EXPORTER], "tensorrt_ok": True, "int8_ok": True}
     return {attrs["name"]: {**defaults, **attrs} for _, _, attrs in found}
 
 
@@ -158,9 +164,16 @@ class ExportOptions:
     data: Path | None = None  #: image folder for int8 calibration and parity; None: synthetic images (warns)
     calib_size: int = 300  #: int8 calibration images
     parity_size: int = PARITY_IMAGES  #: images the parity gate runs on
+    bf16: bool = False  #: bf16 compute (openvino on AVX512-BF16/AMX CPUs), gated with ``GATES["bf16"]``
+    crop_mode: str | None = None  #: "center" | "squash"; None: squash for upstream fine-tunes, else center
+    crop_pct: float | None = None  #: None: 0.875 (center) or 1.0 (squash)
+    ema: bool = False  #: export upstream's ``model_ema`` weights
     config: TargetConfig | None = None  #: the target's own options; None: its defaults
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "target", self.target.lower())  # names are case-insensitive
+        if self.ska is not None:
+            object.__setattr__(self, "ska", self.ska.lower())
         if self.target not in TARGETS:
             raise UsageError(f"unknown target {self.target!r}; choose one of: {', '.join(TARGETS)}")
         for bad, message in (
@@ -172,9 +185,13 @@ class ExportOptions:
             (self.rtol is not None and not self.rtol > 0, f"--rtol must be > 0, got {self.rtol}"),
             (self.min_cosine is not None and not -1 <= self.min_cosine <= 1,
              f"--min-cosine must be in [-1, 1], got {self.min_cosine}"),
-            (self.int8 and self.half, "--int8 and --half exclude each other"),
+            (sum((self.int8, self.half, self.bf16)) > 1, "--int8, --half and --bf16 exclude each other"),
             (self.precision not in TARGETS[self.target].precisions,
              f"--{self.precision} needs --target {' or '.join(targets_for(self.precision))}"),
+            (self.crop_mode is not None and self.crop_mode not in CROP_MODES,
+             f"--crop-mode must be one of: {', '.join(CROP_MODES)}; got {self.crop_mode!r}"),
+            (self.crop_pct is not None and not 0 < self.crop_pct <= 1,
+             f"--crop-pct must be in (0, 1], got {self.crop_pct}"),
             (self.calib_size < 1, f"--calib-size must be >= 1, got {self.calib_size}"),
             (self.parity_size < 1, f"the parity image count must be >= 1, got {self.parity_size}"),
             (self.config is not None and self.config.name != self.target,
@@ -189,7 +206,7 @@ class ExportOptions:
 
     @property
     def precision(self) -> str:
-        return "int8" if self.int8 else "fp16" if self.half else "fp32"
+        return "int8" if self.int8 else "fp16" if self.half else "bf16" if self.bf16 else "fp32"
 
     @property
     def lowering(self) -> str:
@@ -220,11 +237,15 @@ class Source:
     img_size: int
     checkpoint_sha256: str = ""  #: empty: deterministic random weights (``init_tame`` seed 0)
     class_names: tuple[str, ...] = ()
+    checkpoint_key: str = ""  #: the checkpoint's state dict that was loaded ("model", "model_ema", ...)
+    crop_mode: str = "center"
+    crop_pct: float = DEFAULT_CROP_PCT
 
     def metadata(self, **changes: Any) -> ArtifactMetadata:
         """Artifact metadata for this source, with ``changes`` (precision, ska, opset, ...) applied."""
         base = ArtifactMetadata(variant=self.variant, num_classes=self.num_classes, img_size=self.img_size,
-                                resize=round(self.img_size * 256 / 224), checkpoint_sha256=self.checkpoint_sha256,
+                                crop_pct=self.crop_pct, crop_mode=self.crop_mode,
+                                checkpoint_sha256=self.checkpoint_sha256, checkpoint_key=self.checkpoint_key,
                                 tool_version=__version__, class_names=self.class_names)
         return replace(base, **changes)
 
@@ -261,17 +282,21 @@ def variant_of(model: nn.Module) -> str:
 
 
 def load_source(source: str | Path | nn.Module, variant: str | None = None, num_classes: int | None = None,
-                img_size: int | None = None) -> Source:
+                img_size: int | None = None, ema: bool = False) -> Source:
     """Resolve a variant name (deterministic weights), checkpoint / ``hf:`` id, or module into a :class:`Source`.
 
     A module is copied (never changed) and must have been built for ``img_size``, since its
-    attention-bias tables are sized for one resolution; checkpoints are resized on load instead.
+    attention-bias tables are sized for one resolution; checkpoints are loaded at their training
+    size by default, and resized to another ``img_size`` (with a :class:`DeployWarning`).
+    An upstream fine-tune (``args.finetune``) gets the ``squash`` preprocessing it was evaluated with.
     """
     import copy
 
     require_export("loading a PyTorch LSNet")
     from lsnet_deploy.models import VARIANTS, load_model, random_weights_model
 
+    if ema and (not isinstance(source, (str, Path)) or str(source) in VARIANTS):
+        raise UsageError("--ema picks the model_ema weights of a checkpoint: pass --weights CHECKPOINT")
     if isinstance(source, str) and source in VARIANTS:
         if variant not in (None, source):
             raise UsageError(f"--model {variant} contradicts source {source}")
@@ -280,38 +305,64 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
         if not str(source).startswith("hf:") and not Path(source).suffix and not Path(source).exists():
             raise UsageError(f"unknown model {str(source)!r}: not a variant ({', '.join(VARIANTS)}) "
                              "nor a checkpoint file")
-        model = load_model(source, variant, num_classes, img_size or 224)
+        model = load_model(source, variant, num_classes, img_size, ema=ema)
+        _warn_other_size(model)
     else:
         if img_size not in (None, source.img_size):
             raise UsageError(f"the module was built for {source.img_size}px, not {img_size}px; rebuild it with "
                              f"build_model(..., img_size={img_size}) or export from a checkpoint, which resizes "
                              "the attention biases")
         model = copy.deepcopy(source).float().eval()
+    finetuned = getattr(model, "finetuned", False)
     return Source(model, variant_of(model), model.num_classes, model.img_size,
-                  getattr(model, "checkpoint_sha256", ""), tuple(getattr(model, "class_names", ())))
+                  getattr(model, "checkpoint_sha256", ""), tuple(getattr(model, "class_names", ())),
+                  getattr(model, "checkpoint_key", ""), "squash" if finetuned else "center",
+                  default_crop_pct("squash" if finetuned else "center"))
+
+
+def _warn_other_size(model: nn.Module) -> None:
+    """One :class:`DeployWarning` when a checkpoint is exported at another size than it was trained at."""
+    from lsnet_deploy.models.lsnet import attention_resolution
+
+    trained, size = model.trained_size, model.img_size
+    if size == trained:
+        return
+    resized = attention_resolution(size) != attention_resolution(trained)
+    warnings.warn(f"checkpoint trained at {trained} px, exported at {size} px"
+                  + (": attention biases resized bicubically (an approximation); " if resized else "; ")
+                  + "check accuracy on real images", DeployWarning, stacklevel=3)
 
 
 def export(source: str | Path | nn.Module, options: ExportOptions | None = None, *, variant: str | None = None,
            num_classes: int | None = None) -> ExportResult:
     """Export ``source`` as ``options`` ask, parity-gated; ``variant``/``num_classes`` check a checkpoint."""
     require_export("export")
-    from lsnet_deploy.artifacts import check_output
+    from lsnet_deploy.artifacts import check_output, check_suffix
+    from lsnet_deploy.runtime.footprint import warn_if_short
 
     from .ska import get_lowering
 
     options = options or ExportOptions()
     get_lowering(options.lowering)
-    target = TARGETS[options.target].load()
-    target.check(options)
-    if options.output is not None:
+    target = TARGETS[options.target]
+    if options.output is not None:  # before any work: a typo costs milliseconds, not an export
         check_output(options.output, options.overwrite)
+        check_suffix(options.output, target.suffixes, f"--target {options.target} output")
+    module = target.load()
+    module.check(options)
     start = time.perf_counter()
-    src = load_source(source, variant, num_classes, options.imgsz)
+    src = load_source(source, variant, num_classes, options.imgsz, options.ema)
+    warn_if_short([options.batch], src.img_size)
+    if options.crop_mode is not None:
+        src.crop_mode, src.crop_pct = options.crop_mode, default_crop_pct(options.crop_mode)
+    if options.crop_pct is not None:
+        src.crop_pct = options.crop_pct
     if options.class_names:
         if len(options.class_names) != src.num_classes:
-            raise UsageError(f"{len(options.class_names)} class names given for a {src.num_classes}-class model")
+            raise InputError(f"{len(options.class_names)} class names given for a {src.num_classes}-class model "
+                             "(labels: one name per class, as in predict)")
         src.class_names = tuple(options.class_names)
-    result = target.export(src, options)
+    result = module.export(src, options)
     return replace(result, seconds=time.perf_counter() - start)
 
 

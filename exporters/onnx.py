@@ -42,6 +42,7 @@ class OnnxConfig(TargetConfig):
     default_ska = "unfold"
     requires = ("onnx", "onnxruntime")
     extra = '"lsnet-deploy[export]"'
+    precisions = ("fp32", "fp16", "int8")  #: int8: QDQ (exporters/quantize.py)
 
 
 def check_opset(opset: int | None, lowering: str, exporter: str = DEFAULT_EXPORTER) -> int:
@@ -60,13 +61,16 @@ def check(options: ExportOptions) -> None:
     check_opset(options.opset, options.lowering, options.exporter)
     if options.exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
         raise BackendMissingError('--exporter dynamo needs onnxscript: pip install "lsnet-deploy[export]"')
+    if options.target == "onnx" and options.int8 and not get_lowering(options.lowering).int8_ok:
+        raise UsageError(f"--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), "
+                         f"not {options.lowering}")
 
 
 def default_path(meta: ArtifactMetadata) -> Path:
-    """``lsnet_t_224_shift_b1_op17[_fp16].onnx``-style name (classes added when not 1000)."""
+    """``lsnet_t_224_shift_b1_op17[_fp16|_int8].onnx``-style name (classes added when not 1000)."""
     classes = "" if meta.num_classes == 1000 else f"_{meta.num_classes}c"
     batch = "dyn" if meta.batch is None else f"b{meta.batch}"
-    half = "_fp16" if meta.precision == "fp16" else ""
+    half = f"_{meta.precision}" if meta.precision in ("fp16", "int8") else ""
     return Path(f"{meta.variant}{classes}_{meta.img_size}_{meta.ska}_{batch}_op{meta.opset}{half}.onnx")
 
 
@@ -147,6 +151,10 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
     """Export ``source.model`` to ONNX as ``options`` ask; parity-gated unless ``validate`` is off."""
     from lsnet_deploy import golden, runtime
 
+    if options.int8:
+        from .quantize import export_int8
+
+        return export_int8(source, options)
     opset = check_opset(options.opset, options.lowering, options.exporter)
     meta = source.metadata(batch=None if options.dynamic else options.batch, precision=options.precision,
                            ska=options.lowering, opset=opset)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs, check_output
+from lsnet_deploy.artifacts import atomic_outputs, backend_write, check_outputs, check_suffix
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.stats import summarize
@@ -21,9 +21,11 @@ from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.validate import Logits, Parity, gate
 
 from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig
-from .inputs import artifact_path, calibration_images, image_files, parity_images, staged_onnx
+from .inputs import artifact_path, image_files, int8_images, parity_images, staged_onnx
 
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
+#: fp32 ONNX bytes / IR .bin bytes, per precision (to tell a full disk from another write failure)
+_SHRINK = {"fp32": 1, "fp16": 2, "int8": 4}
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class OpenVINOConfig(TargetConfig):
     default_ska = "shift"
     requires = ("openvino", "nncf")
     extra = "lsnet-deploy[openvino]"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = ("fp32", "fp16", "int8", "bf16")  #: bf16: f32 weights, bf16 compute (AVX512-BF16/AMX)
 
     threads: int | None = None  #: CPU threads of the parity and int8-latency runs (default: OpenVINO's)
 
@@ -138,6 +140,10 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
     config = options.target_config()
     output = Path(output)
     check_ir_path(output, options.overwrite)  # fail before the slow conversion
+    if options.precision == "bf16" and options.validate:
+        from lsnet_deploy.runtime.openvino import require_bf16
+
+        require_bf16(f"bf16 IR {output.name}")
     if options.data is not None:
         image_files(options.data, 1)
     ov = import_openvino()
@@ -146,13 +152,19 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
     model, meta, golden = read_onnx(ov, Path(onnx_path))
     meta = replace(meta, precision=options.precision)
     int8 = options.precision == "int8"
-    ir = quantize(model, calibration_images(options.data, options.calib_size, meta, int8=True)) if int8 else model
+    if int8:  # calibration and held-out images never overlap (with a folder)
+        split = int8_images(options.data, options.calib_size, meta, options.parity_size)
+        checked = split.held_out
+        ir = quantize(model, split.calibration)
+        meta = replace(meta, quantization="nncf")
+    else:
+        checked, ir = parity_images(options.data, meta, options.parity_size), model
     write_metadata(ir, meta, golden)
     parity = report = None
     with atomic_outputs(output, output.with_suffix(".bin"), overwrite=options.overwrite) as (xml, _):
-        ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
+        with backend_write(output, need=Path(onnx_path).stat().st_size // _SHRINK.get(options.precision, 1)):
+            ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
         if reference is not None:
-            checked = parity_images(options.data, meta, options.parity_size)
             with OpenVINOEngine(xml, threads=config.threads) as engine:
                 parity = gate(engine, reference, checked, options.gate(),
                               f"OpenVINO {options.precision} IR {output.name}")
@@ -166,10 +178,8 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
 def check_ir_path(output: Path, overwrite: bool) -> None:
     """:class:`UsageError` unless ``output`` ends in ``.xml``; :class:`OutputError` unless it and its ``.bin``
     can be written."""
-    if output.suffix != ".xml":
-        raise UsageError(f"an OpenVINO IR path must end in .xml, got {output.name}")
-    for path in (output, output.with_suffix(".bin")):
-        check_output(path, overwrite)
+    check_suffix(output, (".xml",), "an OpenVINO IR")
+    check_outputs(output, output.with_suffix(".bin"), overwrite=overwrite)
 
 
 def check(options: ExportOptions) -> None:
@@ -179,6 +189,10 @@ def check(options: ExportOptions) -> None:
     onnx.check(options)
     if options.output is not None:  # before the ONNX stage, not after it
         check_ir_path(Path(options.output), options.overwrite)
+    if options.bf16 and options.validate:
+        from lsnet_deploy.runtime.openvino import require_bf16
+
+        require_bf16("--bf16")
 
 
 def export(source: Source, options: ExportOptions) -> ExportResult:

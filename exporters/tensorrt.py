@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs, check_output
+from lsnet_deploy.artifacts import atomic_outputs, check_output, check_outputs, check_suffix, write_bytes
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.metadata import ArtifactMetadata
@@ -32,8 +32,11 @@ from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_run
 from lsnet_deploy.validate import Logits, gate
 
 from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
-from .inputs import artifact_path, calibration_images, parity_images, staged_onnx
+from .inputs import artifact_path, int8_images, parity_images, staged_onnx
 
+#: how an int8 engine gets its scales: "qdq" (explicit quantization of a QDQ ONNX, TensorRT >= 10),
+#: "calibrator" (the implicit entropy calibrator, deprecated in 10.1: DLA and older TensorRT), "auto"
+INT8_MODES = ("auto", "qdq", "calibrator")
 NORM_ONNX_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalization")
 
 
@@ -54,6 +57,7 @@ class TensorRTConfig(TargetConfig):
     calib_cache: Path | None = None  #: default: <engine>.calib
     timing_cache: Path | None = None  #: read if present, written after the build
     dla_core: int | None = None  #: Jetson DLA core; layers DLA cannot run fall back to the GPU
+    int8_mode: str = "auto"  #: see INT8_MODES
 
     def check(self) -> None:
         problems = [
@@ -62,6 +66,7 @@ class TensorRTConfig(TargetConfig):
             (not self.workspace_gib > 0, f"--workspace must be > 0 GiB, got {self.workspace_gib}"),
             (self.calib_batch < 1, "the calibration batch must be >= 1"),
             (self.dla_core is not None and self.dla_core < 0, f"--dla must be >= 0, got {self.dla_core}"),
+            (self.int8_mode not in INT8_MODES, f"int8 mode must be one of {', '.join(INT8_MODES)}"),
         ]
         for bad, message in problems:
             if bad:
@@ -92,7 +97,19 @@ def input_profile(meta: ArtifactMetadata, options: ExportOptions) -> dict[str, t
     return {k: (b, *chw) for k, b in zip(("min", "opt", "max"), profile)}
 
 
-def builder_settings(meta: ArtifactMetadata, options: ExportOptions) -> dict:
+def int8_mode(options: ExportOptions, trt_version: str | None = None) -> str | None:
+    """``"qdq"`` or ``"calibrator"`` for an int8 build (``None`` otherwise). ``auto``: explicit quantization,
+    except on a DLA core or before TensorRT 10 (``trt_version`` ``None``: the newest)."""
+    if options.precision != "int8":
+        return None
+    config = options.target_config()
+    if config.int8_mode != "auto":
+        return config.int8_mode
+    old = trt_version is not None and int(str(trt_version).split(".")[0]) < 10
+    return "calibrator" if old or config.dla_core is not None else "qdq"
+
+
+def builder_settings(meta: ArtifactMetadata, options: ExportOptions, trt_version: str | None = None) -> dict:
     """Everything the builder config gets, as plain data (applied by :func:`configure`)."""
     config = options.target_config()
     flags = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"]}[options.precision]
@@ -103,7 +120,7 @@ def builder_settings(meta: ArtifactMetadata, options: ExportOptions) -> dict:
     return {"flags": flags, "workspace_bytes": int(config.workspace_gib * (1 << 30)),
             "profile": input_profile(meta, options), "dla_core": config.dla_core,
             "timing_cache": str(config.timing_cache) if config.timing_cache else None,
-            "pin_norm_fp32": options.precision != "fp32"}
+            "pin_norm_fp32": options.precision != "fp32", "int8_mode": int8_mode(options, trt_version)}
 
 
 def configure(trt, builder, network, settings: dict, calibrator=None, timing_cache: bytes = b""):
@@ -143,9 +160,10 @@ def pin_norm_layers(trt, network) -> list[str]:
     return pinned
 
 
-def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, options: ExportOptions) -> str:
-    """The ``trtexec`` line that builds the same engine (for building on the Jetson itself)."""
-    settings, config = builder_settings(facts.metadata, options), options.target_config()
+def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, options: ExportOptions,
+                    trt_version: str | None = None) -> str:
+    """The ``trtexec`` line that builds the same engine from ``onnx_path`` (the QDQ file for ``qdq``)."""
+    settings, config = builder_settings(facts.metadata, options, trt_version), options.target_config()
     shape = {k: "x".join(map(str, v)) for k, v in settings["profile"].items()}
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
             f"--memPoolSize=workspace:{settings['workspace_bytes'] >> 20}M",
@@ -153,7 +171,9 @@ def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, option
     if options.precision != "fp32":
         args.append("--fp16")
     if options.precision == "int8":
-        args += ["--int8", f"--calib={calib_cache_path(engine_path, config)}"]
+        args.append("--int8")
+    if settings["int8_mode"] == "calibrator":
+        args.append(f"--calib={calib_cache_path(engine_path, config)}")
     if settings["pin_norm_fp32"] and facts.norm_nodes:
         args += ["--precisionConstraints=prefer",
                  "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in facts.norm_nodes)]
@@ -212,7 +232,7 @@ def make_calibrator(trt, batches: CalibrationBatches, cache: Path, upload):
             return self.cache.read_bytes() if self.cache.is_file() else None
 
         def write_calibration_cache(self, data) -> None:
-            self.cache.write_bytes(bytes(data))
+            write_bytes(self.cache, bytes(data))
 
     return Int8Calibrator()
 
@@ -224,6 +244,7 @@ def write_sidecar(path: Path, meta: ArtifactMetadata, settings: dict, precision:
     doc = {"format": "lsnet-deploy tensorrt sidecar 1", "precision": precision, "tensorrt_version": trt_version,
            "gpu": gpu, "input": {k: list(v) for k, v in settings["profile"].items()},
            "dla_core": settings["dla_core"], "norm_layers_fp32": settings["pin_norm_fp32"],
+           "int8_mode": settings.get("int8_mode"),
            "trtexec": trtexec, "metadata": {**meta.to_props(), **(extra or {})}}
     Path(path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return Path(path)
@@ -295,36 +316,68 @@ def build_serialized(trt, onnx_path: Path, settings: dict, config: TensorRTConfi
     if serialized is None:
         raise InputError(f"TensorRT could not build an engine from {onnx_path} (see its log above)")
     if timing is not None:
-        timing.write_bytes(bytes(config.get_timing_cache().serialize()))
+        write_bytes(timing, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
+
+
+def needs_quantizing(facts: OnnxFacts) -> bool:
+    """Whether a ``qdq`` build must quantize the ONNX first; :class:`UsageError` for a QDQ file with u8
+    activations (TensorRT takes int8 with zero-point 0 only)."""
+    scheme = facts.metadata.quantization
+    if scheme.startswith("qdq") and not scheme.startswith("qdq s8"):
+        raise UsageError(f"the ONNX file is {scheme}; TensorRT needs int8 activations with zero-point 0: "
+                         "build from the fp32 ONNX, which is then quantized so")
+    return not scheme.startswith("qdq")
+
+
+def qdq_path(engine_path: Path) -> Path:
+    """Where a ``qdq`` build keeps the QDQ ONNX it quantized (``trtexec`` and other GPUs rebuild from it)."""
+    return Path(engine_path).with_suffix(".qdq.onnx")
 
 
 def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | None = None,
                  options: ExportOptions | None = None) -> ExportResult:
     """Build ``output`` (``.engine``/``.plan``) + sidecar from ``onnx_path`` in ``options.precision``, gated
-    against ``reference`` (``None``: no gate); ``details`` is a :class:`BuildFacts`."""
+    against ``reference`` (``None``: no gate); ``details`` is a :class:`BuildFacts`.
+
+    int8 (:func:`int8_mode`): ``qdq`` quantizes an fp32 ONNX (``s8``, kept as ``<engine>.qdq.onnx``)
+    and builds without a calibrator; ``calibrator`` calibrates the fp32 network. Either way the gate
+    runs on held-out images, never the calibration ones.
+    """
+    from .quantize import quantize_onnx
+
     options = options or ExportOptions(target="tensorrt")
     config = options.target_config()
     onnx_path, output = Path(onnx_path), Path(output)
     check_engine_path(output, options.overwrite)  # fail before the build
     facts = inspect_onnx(onnx_path)
-    meta = replace(facts.metadata, precision=options.precision)
-    settings = builder_settings(meta, options)
-    command = trtexec_command(onnx_path, output, facts, options)
     trt = import_tensorrt()
-    int8 = options.precision == "int8"
-    calib = calibration_images(options.data, options.calib_size, meta, int8=True) if int8 else None
-    serialized = build_serialized(trt, onnx_path, settings, config, output, calib)
-    device = "jetson" if config.dla_core is not None else "cuda"
-    with atomic_outputs(output, sidecar_path(output), overwrite=options.overwrite) as (tmp, tmp_sidecar):
-        tmp.write_bytes(serialized)
-        write_sidecar(tmp_sidecar, meta, settings, options.precision, trt.__version__,
-                      gpu_name(cuda_runtime()), command, facts.golden)
+    settings = builder_settings(facts.metadata, options, trt.__version__)
+    mode, meta = settings["int8_mode"], replace(facts.metadata, precision=options.precision)
+    quantize = mode == "qdq" and needs_quantizing(facts)
+    finals = [output, sidecar_path(output)] + ([qdq_path(output)] if quantize else [])
+    if quantize:
+        check_output(finals[2], options.overwrite)
+    images = int8_images(options.data, options.calib_size, meta, options.parity_size) if mode else None
+    checked = images.held_out if images else parity_images(options.data, meta, options.parity_size)
+    with atomic_outputs(*finals, overwrite=options.overwrite) as temps:
+        build_from = onnx_path
+        if quantize:
+            result = quantize_onnx(onnx_path, temps[2], images.calibration, "s8", meta.batch)
+            meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops)
+            onnx_path, build_from = finals[2], temps[2]
+        elif mode == "calibrator":
+            meta = replace(meta, quantization="entropy calibrator")
+        command = trtexec_command(onnx_path, output, replace(facts, metadata=meta), options, trt.__version__)
+        temps[0].write_bytes(build_serialized(trt, build_from, settings, config, output,
+                                              images.calibration if mode == "calibrator" else None))
+        write_sidecar(temps[1], meta, settings, options.precision, trt.__version__, gpu_name(cuda_runtime()), command,
+                      facts.golden)
         parity = None
         if reference is not None:
-            with TensorRTEngine(tmp, device=device) as engine:
-                parity = gate(engine, reference, parity_images(options.data, meta, options.parity_size),
-                              options.gate(), f"TensorRT {options.precision} engine {output.name}")
+            with TensorRTEngine(temps[0], device="jetson" if config.dla_core is not None else "cuda") as engine:
+                parity = gate(engine, reference, checked, options.gate(),
+                              f"TensorRT {options.precision} engine {output.name}")
     return ExportResult(output, meta, parity, gate=options.gate() if parity else None,
                         size_bytes=output.stat().st_size, notes=(f"equivalent trtexec command: {command}",),
                         details=BuildFacts(sidecar_path(output), command))
@@ -333,11 +386,8 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
 def check_engine_path(output: Path, overwrite: bool) -> None:
     """:class:`UsageError` unless ``output`` ends in ``.engine``/``.plan``; :class:`OutputError` unless it and
     its sidecar can be written."""
-    suffixes = BACKENDS["tensorrt"].suffixes
-    if output.suffix not in suffixes:
-        raise UsageError(f"a TensorRT engine path must end in {' or '.join(suffixes)}, got {output.name}")
-    for path in (output, sidecar_path(output)):
-        check_output(path, overwrite)
+    check_suffix(output, BACKENDS["tensorrt"].suffixes, "a TensorRT engine")
+    check_outputs(output, sidecar_path(output), overwrite=overwrite)
 
 
 def check(options: ExportOptions) -> None:

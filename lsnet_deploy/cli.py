@@ -7,16 +7,19 @@ error's documented code; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import signal
 import sys
 import traceback
+import warnings
 
 import typer
 
 from . import __version__
 from .commands import COMMANDS
-from .errors import LsnetDeployError, UsageError, reason
+from .errors import DeployWarning, LsnetDeployError, OutputError, UsageError, reason
+from .interrupt import quiet_stdout
 
 app = typer.Typer(name="lsnet-deploy", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export LSNet to ONNX / OpenVINO / TensorRT, run it without torch, benchmark it, prove parity.")
@@ -68,13 +71,32 @@ def run(argv: list[str] | None = None) -> int:
             return int(getattr(e, "exit_code", 0) or 0)
         if _state["debug"]:
             raise
+        if isinstance(e, OSError) and e.errno in _OUTPUT_ERRNOS:  # a write below the output writer: still exit 6
+            return _fail(f"cannot write {e.filename or 'output'}: {e.strerror or e}", OutputError.exit_code)
         return _fail(f"internal error: {type(e).__name__}: {reason(e)} (rerun with --debug for the traceback)", 1)
+
+
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM (docker stop, systemd) cleans up like Ctrl-C: no partial files
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    if issubclass(category, DeployWarning):
+        return f"warning: {message}\n"  # one line, like errors; no source location
+    return _default_format(message, category, filename, lineno, line)
+
+
+_default_format = warnings.formatwarning
+
+
 def main() -> None:
+    """The ``lsnet-deploy`` entry point: SIGTERM acts as Ctrl-C; a reader that leaves (``| head``) is no error."""
     signal.signal(signal.SIGTERM, _terminate)
-    sys.exit(run())
+    warnings.formatwarning = _format_warning
+    quiet_stdout()
+    code = run()
+    sys.stdout.flush()
+    sys.exit(code)

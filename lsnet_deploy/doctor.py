@@ -12,6 +12,8 @@ PACKAGES = ("lsnet-deploy", "torch", "numpy", "onnx", "onnxruntime", "openvino",
             "onnxslim", "onnxsim")
 #: /proc/cpuinfo flags that change numerics or speed (OpenVINO runs bf16 by default where AMX/bf16 exist)
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "asimd")
+#: any of these flags: the CPU computes bf16 natively (OpenVINO's ``INFERENCE_PRECISION_HINT=bf16``)
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 JETSON_RELEASE = Path("/etc/nv_tegra_release")
 
 
@@ -39,6 +41,11 @@ def cpu_info() -> dict[str, object]:
         pass
     return {"model": model, "cores": os.cpu_count(), "machine": platform.machine(),
             "features": [f for f in CPU_FLAGS if f in flags]}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has bf16 arithmetic (AVX512-BF16 or AMX-BF16): what ``bf16`` artifacts need."""
+    return any(flag in cpu_info()["features"] for flag in BF16_FLAGS)
 
 
 def onnxruntime_providers() -> list[str]:
@@ -90,6 +97,6 @@ def backends() -> dict[str, dict[str, object]]:
 def collect_environment() -> dict[str, object]:
     """Everything above, as one JSON-able dict (also the ``environment`` block of bench reports)."""
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "packages": package_versions(), "backends": backends(), "cpu": cpu_info(),
+            "packages": package_versions(), "backends": backends(), "cpu": cpu_info(), "cpu_bf16": cpu_has_bf16(),
             "onnxruntime_providers": onnxruntime_providers(), "openvino_devices": openvino_devices(),
             "cuda_gpu": cuda_gpu(), "jetson": jetson_release()}

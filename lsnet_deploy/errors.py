@@ -39,6 +39,16 @@ class OutputError(LsnetDeployError):
     exit_code = 6
 
 
+class Interrupted(LsnetDeployError):
+    """Ctrl-C (SIGINT) or SIGTERM; ``partial`` carries what a long command finished (see ``interrupt``)."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "interrupted", partial: object = None):
+        super().__init__(message)
+        self.partial = partial
+
+
 class DeployWarning(UserWarning):
     """Something the user must see but that does not stop the work (e.g. int8 on synthetic images)."""
 

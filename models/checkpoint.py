@@ -5,10 +5,15 @@ Every failure becomes one :class:`~lsnet_deploy.errors.InputError` line that nam
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ContextManager
 
 import torch
 from torch import nn
@@ -17,9 +22,13 @@ from lsnet_deploy.errors import BackendMissingError, InputError
 from lsnet_deploy.errors import reason as error_text
 from lsnet_deploy.artifacts import file_sha256
 
-from .lsnet import build_model, variant_name
+from .hub import offline_reason
+from .lsnet import attention_resolution, build_model, variant_name
 
 _WRAPPERS = ("model", "state_dict", "model_ema")
+#: the only non-tensor class upstream ``main.py`` checkpoints carry (``args``); their optimizer (AdamW),
+#: timm scheduler and AMP scaler states are plain containers, numbers and tensors
+SAFE_GLOBALS = (argparse.Namespace,)
 _HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -33,20 +42,63 @@ def resolve_hub(ref: str, cache_dir: str | None = None) -> Path:
     if len(parts) < 2:
         raise InputError(f"bad hub id {ref!r}: expected hf:owner/repo or hf:owner/repo/file")
     repo, names = "/".join(parts[:2]), (["/".join(parts[2:])] if len(parts) > 2 else list(_HUB_FILES))
+    offline = offline_reason()  # one short probe, instead of the hub client's retries
     last: Exception | None = None
     for name in names:
         try:
-            return Path(hf_hub_download(repo, name, cache_dir=cache_dir))
+            return Path(hf_hub_download(repo, name, cache_dir=cache_dir, local_files_only=offline is not None))
         except Exception as e:  # noqa: BLE001 - hub raises many types; we report the last one
             last = e
+    if offline:
+        raise InputError(f"cannot get {ref}: the hub is unreachable ({offline}) and it is not in the local cache "
+                         f"({cache_dir or _hub_cache()}); download it once online (huggingface-cli download {repo}) "
+                         "or pass the local file: --weights path/to/model.safetensors")
     raise InputError(f"cannot get {ref} from the hub or its cache ({type(last).__name__}: "
                      f"{str(last).splitlines()[0] if str(last) else ''})")
 
 
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat ``{name: tensor}`` dict (no module built, nothing executed)."""
+    return read_checkpoint(path).state_dict
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint file holds, beyond its tensors: which state dict was taken, and the training args."""
+
+    state_dict: dict[str, torch.Tensor]
+    key: str  #: where the state dict was: "model", "model_ema", "state_dict"; "" for a bare state dict
+    args: dict[str, Any]  #: upstream ``main.py``'s ``args`` (an argparse.Namespace there), {} when absent
+    class_names: tuple[str, ...] = ()
+
+
+def read_checkpoint(path: str | Path, ema: bool = False) -> Checkpoint:
+    """Read ``path`` (``weights_only=True``, strict); ``ema`` takes upstream's ``model_ema`` weights."""
     path = Path(path)
-    return _unwrap(_read(path), path)
+    obj = _read(path)
+    key = _pick_key(obj, path, ema)
+    sd = _unwrap(obj[key] if key else obj, path)
+    args = obj.get("args") if isinstance(obj, Mapping) else None
+    args = vars(args) if isinstance(args, argparse.Namespace) else dict(args) if isinstance(args, Mapping) else {}
+    names = obj.get("class_names") if isinstance(obj, Mapping) else None
+    names = tuple(names) if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names) else ()
+    return Checkpoint(sd, key, args, names)
+
+
+def _pick_key(obj: object, path: Path, ema: bool) -> str:
+    if not isinstance(obj, Mapping):
+        return ""
+    if ema:
+        if not isinstance(obj.get("model_ema"), Mapping):
+            raise InputError(f"--ema: {path} has no model_ema weights (keys: {', '.join(map(str, list(obj)[:8]))})")
+        return "model_ema"
+    return next((key for key in _WRAPPERS if isinstance(obj.get(key), Mapping)), "")
 
 
 def _read(path: Path) -> object:
@@ -58,27 +110,35 @@ def _read(path: Path) -> object:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
         try:
-            obj = load_file(str(path))
+            return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
             raise InputError(f"not a readable safetensors file: {path} ({e})") from e
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            text = str(e).split("WeightsUnpickler error:")[-1]
-            reason = next((ln.strip() for ln in text.splitlines() if ln.strip()), "unpickling failed")
-            raise InputError(f"refusing to load {path}: not a plain tensor checkpoint "
-                             f"(weights_only=True: {reason})") from e
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-            raise InputError(f"not a readable PyTorch checkpoint: {path} ({error_text(e)})") from e
-    return obj
+    try:
+        with _upstream_globals():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise InputError(f"refusing to load {path}: not a plain tensor checkpoint ({_refusal(e)})") from e
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise InputError(f"not a readable PyTorch checkpoint: {path} ({error_text(e)})") from e
+
+
+def _upstream_globals() -> ContextManager:
+    """Allow :data:`SAFE_GLOBALS` for one ``torch.load`` (torch < 2.5 has no such context: refused as before)."""
+    allow = getattr(torch.serialization, "safe_globals", None)
+    return allow(list(SAFE_GLOBALS)) if allow else contextlib.nullcontext()
+
+
+def _refusal(e: pickle.UnpicklingError) -> str:
+    """Why ``weights_only`` refused, naming the object when torch does."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(e))
+    if found:
+        return (f"it holds {found.group(1)}; only tensors, plain containers and "
+                f"{', '.join(f'{g.__module__}.{g.__qualname__}' for g in SAFE_GLOBALS)} are allowed, nothing was run")
+    text = str(e).split("WeightsUnpickler error:")[-1]
+    return f"weights_only=True: {next((ln.strip() for ln in text.splitlines() if ln.strip()), 'unpickling failed')}"
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    for key in _WRAPPERS:
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise InputError(f"{path} holds no state dict (expected {{name: tensor}}, optionally under "
                          f"one of {', '.join(repr(k) for k in _WRAPPERS)})")
@@ -121,32 +181,60 @@ def _mismatch_report(sd: Mapping[str, torch.Tensor], target: Mapping[str, torch.
     return "; ".join(parts)
 
 
+def trained_size(sd: Mapping[str, torch.Tensor], hint: int | None = None) -> int:
+    """The input size a state dict was trained at, read from its attention-bias tables.
+
+    Two sizes (multiples of 32) give each table size (224 and 256 both give 4x4): ``hint`` (the
+    training args' ``input_size``) when it fits, else 224 when it fits, else the larger one.
+    """
+    table = next((t for k, t in sd.items() if k.endswith("attention_biases")), None)
+    if table is None:
+        return hint or 224
+    fits = [s for s in range(32, 4097, 32) if attention_resolution(s) ** 2 == table.shape[1]]
+    return next((s for s in (hint, 224) if s in fits), fits[-1] if fits else hint or 224)
+
+
+def _check_args(args: Mapping[str, Any], found: str, classes: int, ref: str) -> None:
+    """The training args (``model``, ``nb_classes``) must describe the tensors."""
+    model = args.get("model")
+    if isinstance(model, str) and model.removesuffix("_distill") != found.removesuffix("_distill"):
+        raise InputError(f"checkpoint args say model={model}, but its tensors are {found}: {ref}")
+    if isinstance(args.get("nb_classes"), int) and args["nb_classes"] != classes:
+        raise InputError(f"checkpoint args say nb_classes={args['nb_classes']}, but its head has {classes}: {ref}")
+
+
 def load_model(path: str | Path, variant: str | None = None, num_classes: int | None = None,
-               img_size: int = 224) -> nn.Module:
+               img_size: int | None = None, ema: bool = False) -> nn.Module:
     """Build the LSNet a checkpoint was made for and load it strictly; returns it in eval mode.
 
     ``variant``/``num_classes`` are inferred from tensor shapes when not given, and checked
-    against them when given. A different ``img_size`` resizes the attention-bias tables.
-    Sets ``model.checkpoint_sha256``, and ``model.class_names`` when the checkpoint stores a
-    ``class_names`` list beside its ``model`` state dict.
+    against them (and against upstream's training ``args``) when given. ``img_size`` defaults to
+    the training size (:func:`trained_size`); another one resizes the attention-bias tables.
+    ``ema`` loads upstream's ``model_ema`` weights. Sets ``model.checkpoint_sha256``,
+    ``checkpoint_key``, ``trained_size``, ``finetuned`` (upstream's ``args.finetune``) and
+    ``class_names`` when the checkpoint stores a ``class_names`` list.
     """
     ref = str(path)
     path = resolve_hub(ref) if ref.startswith("hf:") else Path(path)
-    obj = _read(path)
-    sd = _unwrap(obj, path)
+    ckpt = read_checkpoint(path, ema)
+    sd = ckpt.state_dict
     found, classes = infer_variant(sd)
     if variant is not None and variant != found:
         raise InputError(f"checkpoint looks like {found}, not {variant}: {ref}")
     if num_classes is not None and num_classes != classes:
         raise InputError(f"checkpoint has {classes} classes, not {num_classes}: {ref}")
-    model = build_model(found, classes, img_size)
+    _check_args(ckpt.args, found, classes, ref)
+    hint = ckpt.args.get("input_size")
+    trained = trained_size(sd, hint if isinstance(hint, int) else None)
+    model = build_model(found, classes, img_size or trained)
     _adapt_attention_biases(sd, model)
     report = _mismatch_report(sd, model.state_dict())
     if report:
         raise InputError(f"checkpoint does not fit {found} strictly: {report}")
     model.load_state_dict(sd, strict=True)
     model.checkpoint_sha256 = file_sha256(path)
-    names = obj.get("class_names") if isinstance(obj, Mapping) else None
-    if isinstance(names, (list, tuple)) and len(names) == classes and all(isinstance(n, str) for n in names):
-        model.class_names = tuple(names)
+    model.checkpoint_key, model.trained_size = ckpt.key, trained
+    model.finetuned = bool(ckpt.args.get("finetune"))
+    if len(ckpt.class_names) == classes:
+        model.class_names = ckpt.class_names
     return model.eval()

@@ -335,3 +335,11 @@ def fuse_model(model: nn.Module) -> nn.Module:
         else:
             fuse_model(child)
     return model
+
+
+def attention_resolution(img_size: int, patch_size: int = 8, stages: int = 4) -> int:
+    """Side of the last stage's feature map (its attention-bias tables hold ``side**2`` offsets)."""
+    resolution = img_size // patch_size
+    for _ in range(stages - 1):
+        resolution = (resolution - 1) // 2 + 1
+    return resolution

@@ -22,6 +22,7 @@ import numpy as np
 
 from lsnet_deploy.doctor import collect_environment, cuda_gpu
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.interrupt import keep_partial
 from lsnet_deploy.golden import golden_parity
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.validate import GATES, Parity, gate, parity_inputs
@@ -29,6 +30,7 @@ from lsnet_deploy.validate import GATES, Parity, gate, parity_inputs
 from . import jetson
 from .engine import BACKENDS, Engine, backend_for, is_artifact, load, suffix_backends
 from .memory import peak_rss_mb, reset_peak_rss
+from .footprint import warn_if_short
 from .preprocess import require_metadata
 from .results import BenchReport, BenchRow, Skipped
 from .stats import CV_WARN, summarize
@@ -58,6 +60,10 @@ class BenchOptions:
     imgsz: int = 224  # sweep mode: export size
     seed: int = 0  # of the random input batches
     progress: bool = False
+
+    def __post_init__(self) -> None:  # names are case-insensitive: --device GPU, --backend OpenVINO
+        object.__setattr__(self, "device", self.device.lower())
+        object.__setattr__(self, "backends", tuple(b.lower() for b in self.backends))
 
     def check(self) -> None:
         if self.device not in BENCH_DEVICES:
@@ -230,6 +236,13 @@ def score_row(row: BenchRow, timing: Timing, ctx: _Context) -> None:
             row.warnings.append("no tegrastats sample during the timed loop: run longer (--seconds) for power")
 
 
+def mark_partial(report: BenchReport) -> None:
+    """Interrupted: keep the finished rows, say so, and fill what can be filled (speedups)."""
+    report.partial = True
+    report.warnings.append(f"PARTIAL: interrupted after {len(report.rows)} finished row(s)")
+    add_speedups(report)
+
+
 def add_speedups(report: BenchReport) -> None:
     """``speedup_vs_torch`` = torch median / row median at the same batch size."""
     torch_median = {r.batch: r.latency.median for r in report.rows if r.backend == TORCH}
@@ -251,8 +264,12 @@ def run_bench(opts: BenchOptions, planner: Planner = plan_artifact) -> BenchRepo
     report = BenchReport(environment, config_dict(opts))
     if board is not None and board.clocks_locked is not True:
         report.warnings.append("Jetson clocks are not locked: run `sudo jetson_clocks` for stable numbers")
-    with tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp, ExitStack() as stack:
+    with keep_partial(report, mark_partial), \
+            tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp, ExitStack() as stack:
         artifacts, meta, weights = planner(opts, Path(tmp), report)
+        short = warn_if_short(opts.batches, meta.img_size)
+        if short:
+            report.warnings.append(short)
         model = baseline_model(meta, weights, report, wanted=TORCH in opts.backends or not opts.backends)
         inputs = make_inputs(meta, opts.batches, opts.seed)
         sampler = stack.enter_context(jetson.TegrastatsSampler()) if board else None

@@ -163,7 +163,8 @@ class Engine:
 
 
 def backend_for(path: Path, backend: str = "auto") -> str:
-    """The backend that runs ``path``: ``backend`` itself, or picked from the file suffix."""
+    """The backend that runs ``path``: ``backend`` itself (any case), or picked from the file suffix."""
+    backend = backend.lower()
     if backend != "auto":
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
@@ -176,8 +177,11 @@ def backend_for(path: Path, backend: str = "auto") -> str:
 
 
 def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> Engine:
-    """Load an exported artifact into an :class:`Engine` (backend picked from the file when ``auto``)."""
-    path = Path(path)
+    """Load an exported artifact into an :class:`Engine` (backend picked from the file when ``auto``).
+
+    Backend and device names are case-insensitive (``GPU`` = ``gpu``).
+    """
+    path, device = Path(path), device.lower()
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
     if threads is not None and threads < 1:

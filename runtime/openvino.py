@@ -7,7 +7,9 @@ engine compiles every artifact with ``INFERENCE_PRECISION_HINT=f32`` unless the 
 
 * ``fp32``: f32 weights, f32 compute;
 * ``fp16``: weights stored as fp16 (half the file), decompressed and computed in f32 on CPU;
-* ``int8``: NNCF-quantized ops run in int8, everything between them in f32.
+* ``int8``: NNCF-quantized ops (or a QDQ ONNX file's) run in int8, everything between them in f32;
+* ``bf16``: f32 weights, bf16 compute: an IR exported with ``--bf16`` and gated so; refused (one
+  line) on a CPU without AVX512-BF16/AMX-BF16 instead of running in f32 silently.
 
 The precision the plugin actually uses is in :attr:`OpenVINOEngine.inference_precision` (a CPU
 without fp16 arithmetic turns an ``f16`` request into ``bf16``).
@@ -86,6 +88,15 @@ def compile_config(inference_precision: str | None, threads: int | None) -> dict
     return config
 
 
+def require_bf16(what: str) -> None:
+    """:class:`BackendMissingError` (one line) unless this CPU computes bf16 natively."""
+    from lsnet_deploy import doctor
+
+    if not doctor.cpu_has_bf16():
+        raise BackendMissingError(f"{what}: bf16 needs a CPU with AVX512-BF16 or AMX-BF16, and this one has "
+                                  "neither (see `lsnet-deploy doctor`); use the fp32 or int8 artifact")
+
+
 class OpenVINOEngine(Engine):
     """One compiled OpenVINO model; ``inference_precision`` overrides the pinned f32 compute.
 
@@ -98,7 +109,6 @@ class OpenVINOEngine(Engine):
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None,
                  inference_precision: str | None = None):
         super().__init__(path, device, threads)
-        config = compile_config(inference_precision, threads)
         core = ov.Core()
         ov_device = _DEVICES.get(device)
         if ov_device is None or ov_device not in core.available_devices:
@@ -116,7 +126,11 @@ class OpenVINOEngine(Engine):
         self.props = read_props(model)
         self.metadata = ArtifactMetadata.from_props(self.props)
         self.precision = self.metadata.precision if self.metadata else "fp32"
-        self.compiled = core.compile_model(model, ov_device, config)
+        if inference_precision is None and self.precision == "bf16":
+            inference_precision = "bf16"  # a bf16 artifact: exported and gated for bf16 compute
+        if inference_precision == "bf16" and ov_device == "CPU":
+            require_bf16(path.name)
+        self.compiled = core.compile_model(model, ov_device, compile_config(inference_precision, threads))
         self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self._local = threading.local()
 

@@ -1,4 +1,4 @@
-"""Images in, NCHW batch out (from the artifact's metadata); logits in, top-k classes out. Pillow + numpy."""
+"""Images in, NCHW batch out (torchvision-exact, from the artifact's metadata); logits in, top-k out. Pillow + numpy."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from lsnet_deploy.metadata import ArtifactMetadata, Preprocessing
 from .engine import Engine
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
+             "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
 #: images smaller than this on their shorter side are refused: upscaled, they are a blur that is
 #: still classified with confidence (in practice a broken capture, an icon or a thumbnail)
 MIN_IMAGE_SIDE = 16
@@ -31,7 +32,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         image = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8))
     elif image.mode == "F":
         raise InputError("floating-point images are not supported (unknown value range): save 8- or 16-bit")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def check_size(image: Image.Image) -> Image.Image:
@@ -57,11 +58,30 @@ def open_image(path: str | Path) -> Image.Image:
         raise InputError(f"cannot read image {path}: {e}") from e
 
 
-def preprocess(image: Image.Image | np.ndarray, cfg: Preprocessing | ArtifactMetadata) -> np.ndarray:
-    """Resize to ``img_size / crop_pct`` (shorter side, or both for ``squash``), centre-crop ``img_size``,
-    normalize -> (3, H, W) float32. ``cfg`` is a :class:`Preprocessing` or an artifact's metadata.
+def resize_and_crop(width: int, height: int, cfg: Preprocessing) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """``((w, h) to resize to, (left, top, right, bottom) crop box)`` for a ``width`` x ``height`` image.
 
-    ``image`` is a PIL image or an ``(H, W, 3)`` uint8 RGB array (a camera frame).
+    torchvision's arithmetic: ``Resize(int)`` sets the shorter side and ``int(size * long / short)``
+    the longer one; ``Resize((s, s))`` sets both; ``CenterCrop`` starts at ``int(round((side - crop) / 2.0))``.
+    """
+    s = cfg.resize
+    if cfg.crop_mode == "squash":
+        size = (s, s)
+    elif width <= height:
+        size = (s, int(s * height / width))
+    else:
+        size = (int(s * width / height), s)
+    left = int(round((size[0] - cfg.img_size) / 2.0))
+    top = int(round((size[1] - cfg.img_size) / 2.0))
+    return size, (left, top, left + cfg.img_size, top + cfg.img_size)
+
+
+def preprocess(image: Image.Image | np.ndarray, cfg: Preprocessing | ArtifactMetadata) -> np.ndarray:
+    """The network input for one image, as upstream's torchvision eval transform makes it: (3, S, S) float32.
+
+    ``image`` is a PIL image or an ``(H, W, 3)`` uint8 RGB array (a camera frame); ``cfg`` a
+    :class:`Preprocessing` or anything with a ``.preprocessing`` (an artifact's metadata). EXIF
+    orientation is not applied (upstream's loader ignores it too).
     """
     cfg = getattr(cfg, "preprocessing", cfg)
     if isinstance(image, np.ndarray):
@@ -69,18 +89,12 @@ def preprocess(image: Image.Image | np.ndarray, cfg: Preprocessing | ArtifactMet
             raise InputError(f"frame must be an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
         image = Image.fromarray(image)
     image = check_size(to_rgb(image))
-    resample = _RESAMPLE.get(cfg.interpolation)
-    if resample is None:
-        raise InputError(f"unknown interpolation: {cfg.interpolation!r}")
-    w, h = image.size
-    resize = int(cfg.img_size / cfg.crop_pct + 1e-6)  # floor, as upstream's int(256 / 224 * size)
-    scale = resize / min(w, h)
-    size = ((resize, resize) if cfg.crop_mode == "squash" else
-            (max(cfg.img_size, round(w * scale)), max(cfg.img_size, round(h * scale))))
-    image = image.resize(size, resample)
-    left, top = (size[0] - cfg.img_size) // 2, (size[1] - cfg.img_size) // 2
-    image = image.crop((left, top, left + cfg.img_size, top + cfg.img_size))
-    x = np.asarray(image, dtype=np.float32) / 255.0
+    size, box = resize_and_crop(image.size[0], image.size[1], cfg)
+    if size != image.size:  # torchvision returns the image itself when it already has the size
+        image = image.resize(size, _RESAMPLE[cfg.interpolation])
+    if box != (0, 0) + image.size:
+        image = image.crop(box)
+    x = np.asarray(image, dtype=np.float32) / np.float32(255)
     x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
@@ -92,14 +106,24 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def top_k(logits: np.ndarray, k: int, names: Sequence[str] = ()) -> list[list[tuple[str, float]]]:
-    """Per row, the ``k`` most probable ``(class name, probability)`` pairs, best first."""
+def top_k_indices(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the indices of the ``k`` most probable classes (best first) and their probabilities."""
     probs = softmax(logits)
     if not 1 <= k <= probs.shape[-1]:
         raise UsageError(f"--topk must be between 1 and the number of classes ({probs.shape[-1]}), got {k}")
     order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
-    return [[(names[i] if i < len(names) else f"class {i}", float(row[i])) for i in idx]
-            for row, idx in zip(probs, order)]
+    return order, np.take_along_axis(probs, order, axis=-1)
+
+
+def class_name(index: int, names: Sequence[str] = ()) -> str:
+    """``names[index]``, or ``class <index>`` when there is no such name."""
+    return names[index] if index < len(names) else f"class {index}"
+
+
+def top_k(logits: np.ndarray, k: int, names: Sequence[str] = ()) -> list[list[tuple[str, float]]]:
+    """Per row, the ``k`` most probable ``(class name, probability)`` pairs, best first."""
+    order, probs = top_k_indices(logits, k)
+    return [[(class_name(int(i), names), float(p)) for i, p in zip(idx, row)] for idx, row in zip(order, probs)]
 
 
 def label_lines(path: str | Path) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """Bench reports: JSON, CSV, Markdown, a latency plot (matplotlib, imported lazily) and a rich table.
 
 File formats live in one registry, :data:`WRITERS` (``{format: Writer}``): a new format is one
-function and one entry (plus its CLI option). Every file is written atomically.
+function and one entry (plus its CLI option). Every file goes through
+:func:`lsnet_deploy.artifacts.write_report` (atomic replace; in place into a device node or FIFO).
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lsnet_deploy.artifacts import atomic_outputs, check_output
+from lsnet_deploy.artifacts import check_output, check_suffix, write_report
 from lsnet_deploy.errors import BackendMissingError, UsageError
 
 from .results import BenchReport, BenchRow
 from .stats import LATENCY_KEYS
 
+#: image formats ``--plot`` writes (matplotlib picks the format from the suffix; none: PNG)
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 #: flat CSV columns, in order
 CSV_COLUMNS = ("backend", "device", "precision", "batch", *(f"latency_ms_{k}" for k in LATENCY_KEYS),
                "median_ci95_low_ms", "median_ci95_high_ms", "cv", "iterations", "throughput", "speedup_vs_torch",
                "first_inference_ms", "load_ms", "peak_rss_mb", "rss_delta_mb", "parity_max_abs", "parity_max_rel",
-               "parity_cosine", "parity_top1_agreement", "parity_ok", "parity_source", "power_mw", "energy_mj_per_img")
+               "parity_cosine", "parity_top1_agreement", "parity_ok", "parity_source", "power_mw", "energy_mj_per_img",
+               "partial")
 
 
 def _finite(value):
@@ -41,8 +45,8 @@ def _finite(value):
 
 
 def write_json(report: BenchReport, path: Path) -> None:
-    with atomic_outputs(Path(path), overwrite=True) as (tmp,):
-        tmp.write_text(json.dumps(_finite(report.as_dict()), indent=2, allow_nan=False) + "\n")
+    text = json.dumps(_finite(report.as_dict()), indent=2, allow_nan=False) + "\n"
+    write_report(path, lambda tmp: tmp.write_text(text))
 
 
 def flat_row(row: BenchRow) -> dict[str, object]:
@@ -56,10 +60,13 @@ def flat_row(row: BenchRow) -> dict[str, object]:
 
 
 def write_csv(report: BenchReport, path: Path) -> None:
-    with atomic_outputs(Path(path), overwrite=True) as (tmp,), open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
-        writer.writeheader()
-        writer.writerows(flat_row(r) for r in report.rows)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
+            writer.writeheader()
+            writer.writerows({**flat_row(r), "partial": report.partial} for r in report.rows)
+
+    write_report(path, write)
 
 
 def _num(value: float | None, fmt: str = ".2f") -> str:
@@ -110,8 +117,8 @@ def markdown(report: BenchReport) -> str:
 
 
 def write_markdown(report: BenchReport, path: Path) -> None:
-    with atomic_outputs(Path(path), overwrite=True) as (tmp,):
-        tmp.write_text(markdown(report))
+    text = markdown(report)
+    write_report(path, lambda tmp: tmp.write_text(text))
 
 
 def rich_table(report: BenchReport) -> Table:
@@ -139,9 +146,10 @@ def write_plot(report: BenchReport, path: Path) -> None:
     ax.set_title(environment_line(report).split(";")[0], fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    with atomic_outputs(Path(path), overwrite=True) as (tmp,):
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    try:
+        write_report(path, lambda tmp: fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:] or "png"))
+    finally:
+        plt.close(fig)
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,7 @@ class Writer:
     write: Callable[[BenchReport, Path], None]
     requires: str = ""
     extra: str = ""
+    suffixes: tuple[str, ...] = ()  #: the suffixes a path may end in (none: any)
 
 
 #: report format -> :class:`Writer`; the CLI option is ``--<format>``, the keyword ``<format>_path``
@@ -158,7 +167,7 @@ WRITERS: dict[str, Writer] = {
     "json": Writer(write_json),
     "csv": Writer(write_csv),
     "md": Writer(write_markdown),
-    "plot": Writer(write_plot, "matplotlib", "lsnet-deploy[plot]"),
+    "plot": Writer(write_plot, "matplotlib", "lsnet-deploy[plot]", PLOT_SUFFIXES),
 }
 
 
@@ -175,10 +184,12 @@ def _requested(paths: dict[str, object]) -> dict[str, Path]:
 
 
 def check_report_paths(**paths) -> None:
-    """Fail before the run, not after it: folders writable, each format's module present."""
+    """Fail before the run, not after it: paths writable (or a device node / FIFO), suffixes, modules present."""
     for fmt, path in _requested(paths).items():
-        check_output(path, overwrite=True)
+        check_output(path, overwrite=True, in_place=True)
         writer = WRITERS[fmt]
+        if writer.suffixes and path.suffix:
+            check_suffix(path, writer.suffixes, f"--{fmt}")
         if writer.requires and importlib.util.find_spec(writer.requires) is None:
             raise BackendMissingError(f"--{fmt} needs {writer.requires}: pip install {writer.extra}")
 

@@ -77,6 +77,7 @@ class BenchReport:
     rows: list[BenchRow] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    partial: bool = False  #: interrupted: ``rows`` holds only the rows finished before Ctrl-C/SIGTERM
 
     def notes(self) -> list[str]:
         """Warnings of the run and of every row, then the skipped rows, one line each."""
@@ -84,5 +85,6 @@ class BenchReport:
                 + [f"skipped {s}" for s in self.skipped])
 
     def as_dict(self) -> dict[str, object]:
-        return {"environment": self.environment, "config": self.config, "results": [r.as_dict() for r in self.rows],
-                "skipped": [s.as_dict() for s in self.skipped], "warnings": self.warnings}
+        return {"environment": self.environment, "config": self.config, "partial": self.partial,
+                "results": [r.as_dict() for r in self.rows], "skipped": [s.as_dict() for s in self.skipped],
+                "warnings": self.warnings}

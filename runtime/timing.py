@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from .engine import Engine
+from .stats import LatencyStats, summarize
 
 
 @dataclass
@@ -58,3 +59,15 @@ def progress_bar(enabled: bool, iters: int | None, seconds: float | None
             return lambda ms: bar.advance(task, ms if seconds else 1)
 
         yield new_task
+
+
+def interleaved(engines: Mapping[str, Callable[[np.ndarray], np.ndarray]], x: np.ndarray, rounds: int,
+                iters: int, warmup: int = 3) -> dict[str, LatencyStats]:
+    """Latency stats per engine: ``rounds`` rounds of ``iters`` timed calls each, engines taking turns, so
+    noise from other jobs on a shared CPU hits all of them alike (``bench --precision``, the benchmark suite)."""
+    samples: dict[str, list[float]] = {key: [] for key in engines}
+    for r in range(rounds):
+        for key, engine in engines.items():
+            timing = time_engine(engine, x, warmup=warmup if r == 0 else 1, iters=iters)
+            samples[key].extend(timing.samples_ms.tolist())
+    return {key: summarize(np.asarray(ms)) for key, ms in samples.items()}

@@ -65,7 +65,8 @@ def reference_model(meta: ArtifactMetadata, weights: str | Path | None = None) -
             raise UsageError(f"the artifact was exported from a checkpoint (sha256 {meta.checkpoint_sha256[:12]}...): "
                              "pass --weights CHECKPOINT for the PyTorch baseline and parity")
         return random_weights_model(meta.variant, meta.num_classes, meta.img_size)
-    model = load_model(weights, meta.variant, meta.num_classes, meta.img_size)
+    model = load_model(weights, meta.variant, meta.num_classes, meta.img_size,
+                       ema=meta.checkpoint_key == "model_ema")
     if meta.checkpoint_sha256 and model.checkpoint_sha256 != meta.checkpoint_sha256:
         raise InputError(f"--weights {weights} is not the checkpoint the artifact was exported from "
                          f"(sha256 {model.checkpoint_sha256[:12]}... vs {meta.checkpoint_sha256[:12]}...)")

@@ -94,8 +94,7 @@ def write_onnx(path: Path, num_classes: int = 10, img_size: int = 64, batch: int
         for value in (proto.graph.input[0], proto.graph.output[0]):
             value.type.tensor_type.shape.dim[0].dim_value = batch
     if metadata:
-        meta = ArtifactMetadata("lsnet_t", num_classes, img_size, batch=batch, opset=17,
-                                resize=round(img_size * 256 / 224), checkpoint_sha256=checkpoint,
+        meta = ArtifactMetadata("lsnet_t", num_classes, img_size, batch=batch, opset=17, checkpoint_sha256=checkpoint,
                                 class_names=tuple(f"label{i}" for i in range(num_classes)))
         onnx.helper.set_model_props(proto, meta.to_props())
     onnx.save(proto, str(path))

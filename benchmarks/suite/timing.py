@@ -1,21 +1,7 @@
-"""Interleaved timing: every engine runs a few calls per round, rounds alternate, so shared-CPU noise hits all alike."""
+"""Interleaved timing (now in the package: ``lsnet_deploy.runtime.timing.interleaved``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from lsnet_deploy.runtime.timing import interleaved
 
-import numpy as np
-
-from lsnet_deploy.runtime.timing import time_engine
-from lsnet_deploy.runtime.stats import LatencyStats, summarize
-
-
-def interleaved(engines: Mapping[str, Callable[[np.ndarray], np.ndarray]], x: np.ndarray, rounds: int,
-                iters: int, warmup: int = 3) -> dict[str, LatencyStats]:
-    """Latency stats per engine: ``rounds`` rounds of ``iters`` timed calls each, engines taking turns."""
-    samples: dict[str, list[float]] = {key: [] for key in engines}
-    for r in range(rounds):
-        for key, engine in engines.items():
-            timing = time_engine(engine, x, warmup=warmup if r == 0 else 1, iters=iters)
-            samples[key].extend(timing.samples_ms.tolist())
-    return {key: summarize(np.asarray(ms)) for key, ms in samples.items()}
+__all__ = ["interleaved"]

@@ -36,6 +36,7 @@ class Lowering(nn.Module):
     min_opset = 13  #: lowest ONNX opset the lowering exports at (the exporter's own minimum applies too)
     summary = ""  #: one line for ``--help`` and the docs
     tensorrt_ok = True  #: TensorRT parses the exported graph with its stock ONNX parser
+    int8_ok = True  #: made of standard ops that QDQ int8 quantization (``--target onnx --int8``) can wrap
 
     @classmethod
     def finalize(cls, model: onnx.ModelProto) -> onnx.ModelProto:

@@ -56,6 +56,7 @@ class CustomSKA(Lowering):
     min_opset = 15  # the function body uses Shape(start, end)
     summary = "one lsnet::SKA node (custom domain, v1) carrying an ONNX function body"  # a literal: read by --help
     tensorrt_ok = False  # no TensorRT plugin for the node
+    int8_ok = False  # one opaque node: QDQ int8 needs standard ops
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling():  # torch.export (dynamo exporter)

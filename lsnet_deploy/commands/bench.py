@@ -41,15 +41,32 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
           csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the rows as CSV here."),
           md_path: Optional[Path] = typer.Option(None, "--md", help="Write a Markdown table here."),
           plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a latency box plot (PNG) here."),
-          ) -> None:
+          precision: Optional[str] = typer.Option(None, "--precision", help="Precision ladder of a model name or "
+                                                  "checkpoint: comma list of fp32, bf16, int8, exported per backend "
+                                                  "and timed in one interleaved run (batch 1)."),
+          data: Optional[Path] = typer.Option(None, "--data", help="--precision: image folder for int8 calibration "
+                                              "and the held-out images every precision is judged on."),
+          calib_size: int = typer.Option(300, "--calib-size", help="--precision: int8 calibration images."),
+          rounds: int = typer.Option(10, "--rounds", help="--precision: interleaved rounds (--iters calls each, "
+                                     "default 20).")) -> None:
     """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory.
 
     Parity per row is vs PyTorch when torch and the weights are here, else vs the golden data stored in the
-    artifact. Exits 5 (after writing the reports) when any row fails its precision's gate."""
-    from rich.console import Console
+    artifact. Exits 5 (after writing the reports) when any row fails its precision's gate.
+    Ctrl-C or SIGTERM: the rows finished so far are shown and written (marked partial), exit 130.
+    """
+    from lsnet_deploy.interrupt import save_partial
+
+    if precision is not None:
+        from lsnet_deploy.ladder import LadderOptions
+
+        ladder_opts = LadderOptions(model, split_list(backend, "--backend") or ("onnxruntime", "openvino"),
+                                    split_list(precision, "--precision"), data, calib_size, threads or 2, rounds,
+                                    iters or 20)
+        return bench_ladder(ladder_opts, json_path, md_path)
 
     from lsnet_deploy.runtime.bench import BenchOptions
-    from lsnet_deploy.runtime.report import check_report_paths, rich_table, write_reports
+    from lsnet_deploy.runtime.report import check_report_paths
     from lsnet_deploy.sweep import bench as run_bench
 
     opts = BenchOptions(model=model, device=device, backends=split_list(backend, "--backend"),
@@ -57,19 +74,59 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
                         threads=threads, weights=weights, imgsz=imgsz, progress=True)
     paths = {"json_path": json_path, "csv_path": csv_path, "md_path": md_path, "plot_path": plot_path}
     check_report_paths(**paths)
-    report = run_bench(opts)
-    Console(width=200).print(rich_table(report))
-    for note in report.warnings + [f"{r.backend} batch {r.batch}: {w}" for r in report.rows for w in r.warnings]:
-        typer.echo(f"warning: {note}", err=True)
-    for s in report.skipped:
-        typer.echo(f"skipped {s}", err=True)
-    for path in write_reports(report, **paths):
+    with save_partial(lambda partial: show(partial, paths, notes=False) if partial.rows else []):
+        report = run_bench(opts)
+    for path in show(report, paths):
         typer.echo(f"wrote {path}")
     failed = [f"{r.backend} batch {r.batch} ({'; '.join(r.parity_failures)})" for r in report.rows if r.parity_failures]
     if failed:
         from lsnet_deploy.errors import ParityError
 
         raise ParityError(f"{len(failed)} row(s) fail the parity gate: {', '.join(failed)}")
+
+
+def show(report, paths: dict, notes: bool = True) -> list:
+    """Print the table (and with ``notes`` the warnings and skipped rows); write the reports; returns their paths.
+
+    A partial report keeps its notes in the files: the one stderr line is the interruption's.
+    """
+    from rich.console import Console
+
+    from lsnet_deploy.runtime.report import rich_table, write_reports
+
+    Console(width=200).print(rich_table(report))
+    if not notes:
+        return write_reports(report, **paths)
+    for note in report.warnings + [f"{r.backend} batch {r.batch}: {w}" for r in report.rows for w in r.warnings]:
+        typer.echo(f"warning: {note}", err=True)
+    for s in report.skipped:
+        typer.echo(f"skipped {s}", err=True)
+    return write_reports(report, **paths)
+
+
+def bench_ladder(opts, json_path: Optional[Path], md_path: Optional[Path]) -> None:
+    """``bench --precision``: the ladder table, skipped pairs, and its JSON/Markdown files."""
+    import json
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from lsnet_deploy.artifacts import write_report
+    from lsnet_deploy.ladder import run_ladder
+    from lsnet_deploy.runtime.report import check_report_paths
+
+    check_report_paths(json_path=json_path, md_path=md_path)
+    ladder = run_ladder(opts)
+    Console(width=200).print(Markdown(ladder.markdown()))
+    c = ladder.config
+    typer.echo(f"PyTorch eager {c['eager_ms']:.2f} ms (p90 {c['eager_p90_ms']:.2f}); {c['held_out']} held-out images")
+    for s in ladder.skipped:
+        typer.echo(f"skipped {s['backend']} {s['precision']}: {s['reason']}", err=True)
+    texts = {json_path: json.dumps(ladder.as_dict(), indent=2) + "\n", md_path: ladder.markdown()}
+    for path, text in texts.items():
+        if path is not None:
+            write_report(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+            typer.echo(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from lsnet_deploy.commands.bench import split_list
 from lsnet_deploy.errors import UsageError
-from lsnet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
+from lsnet_deploy.metadata import CROP_MODES, IMAGENET_MEAN, IMAGENET_STD, default_crop_pct
 
 
 def flag_preprocessing(imgsz, crop_pct, crop_mode, interpolation, mean, std):
@@ -22,16 +22,16 @@ def flag_preprocessing(imgsz, crop_pct, crop_mode, interpolation, mean, std):
         raise UsageError(f"--imgsz must be >= 16, got {imgsz}")
     if crop_pct is not None and not 0 < crop_pct <= 1:
         raise UsageError(f"--crop-pct must be in (0, 1], got {crop_pct}")
-    if crop_mode not in (None, "center", "squash"):
-        raise UsageError(f"--crop-mode must be center or squash, got {crop_mode!r}")
+    if crop_mode is not None and crop_mode not in CROP_MODES:
+        raise UsageError(f"--crop-mode must be one of: {', '.join(CROP_MODES)}; got {crop_mode!r}")
     if interpolation not in (None, "bicubic", "bilinear", "nearest", "lanczos"):
         raise UsageError(f"--interpolation must be bicubic, bilinear, nearest or lanczos, got {interpolation!r}")
     stats = [split_list(text, option, float) or default for text, option, default in
              ((mean, "--mean", IMAGENET_MEAN), (std, "--std", IMAGENET_STD))]
     if any(len(s) != 3 for s in stats) or not all(v > 0 for v in stats[1]):
         raise UsageError("--mean and --std take three numbers (R,G,B), --std all > 0")
-    return Preprocessing(imgsz or 224, crop_pct or 0.875, crop_mode or "center", interpolation or "bicubic",
-                         *stats)
+    mode = crop_mode or "center"
+    return Preprocessing(imgsz or 224, crop_pct or default_crop_pct(mode), mode, interpolation or "bicubic", *stats)
 
 
 def eval_command(

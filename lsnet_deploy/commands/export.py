@@ -46,6 +46,13 @@ def target_config(target: str, **flags):
     return cls(**given)
 
 
+def weights_label(meta) -> str:
+    """``random``, or ``checkpoint <sha256 prefix> (<state dict key>)``."""
+    if not meta.checkpoint_sha256:
+        return "random"
+    return f"checkpoint {meta.checkpoint_sha256[:12]}" + (f" ({meta.checkpoint_key})" if meta.checkpoint_key else "")
+
+
 def _labels(path: Optional[Path]) -> tuple[str, ...]:
     from lsnet_deploy.runtime.preprocess import label_lines
 
@@ -63,8 +70,16 @@ def export(
     ska: Optional[str] = typer.Option(None, "--ska", help=_SKA_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: derived from model "
                                        "and options, e.g. lsnet_t_224_shift_b1_op17.onnx)."),
-    imgsz: int = typer.Option(224, "--imgsz", help="Input size, a multiple of 32 (checkpoints: attention biases "
-                              "are resized bicubically, an approximation)."),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size, a multiple of 32 (default: the "
+                                        "checkpoint's training size, else 224; another size resizes a checkpoint's "
+                                        "attention biases bicubically, an approximation, with a warning)."),
+    crop_mode: Optional[str] = typer.Option(None, "--crop-mode", help="How images become the input: center "
+                                            "(resize the shorter side, centre-crop; upstream's ImageNet eval) or "
+                                            "squash (resize both sides: the whole frame, upstream's --finetune eval). "
+                                            "Default: squash for upstream fine-tunes, else center."),
+    crop_pct: Optional[float] = typer.Option(None, "--crop-pct", help="Crop fraction: resize to imgsz/crop_pct, "
+                                             "then centre-crop imgsz (default 0.875 center, 1.0 squash)."),
+    ema: bool = typer.Option(False, "--ema", help="Export the checkpoint's model_ema weights (upstream main.py)."),
     batch: int = typer.Option(1, "--batch", help="Static batch size (the example batch with --dynamic)."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch dimension."),
     opset: Optional[int] = typer.Option(None, "--opset", help=_OPSET_HELP),
@@ -72,8 +87,11 @@ def export(
                                  "(dynamo: torch.export-based, needs onnxscript; see docs/onnx_export.md)."),
     half: bool = typer.Option(False, "--half", help="fp16 weights (ONNX: also fp16 input/output; OpenVINO: "
                               "compressed weights, f32 compute on CPU; TensorRT: fp16 engine)."),
-    int8: bool = typer.Option(False, "--int8", help=f"int8 post-training quantization (--target {_INT8_TARGETS}; "
-                              "openvino: NNCF; tensorrt: entropy calibrator), calibrated on --data."),
+    int8: bool = typer.Option(False, "--int8", help=f"int8 post-training quantization calibrated on --data, gated "
+                              f"on held-out images (--target {_INT8_TARGETS}; onnx: QDQ; openvino: NNCF; tensorrt: "
+                              "QDQ, or the entropy calibrator on DLA / TensorRT < 10)."),
+    bf16: bool = typer.Option(False, "--bf16", help="openvino: bf16 compute (needs AVX512-BF16 or AMX; "
+                              "see `doctor`), gated at cosine 0.999 and top-1 agreement."),
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
                                      "(default: synthetic images, with a warning)."),
     calib_size: int = typer.Option(300, "--calib-size", help="int8 calibration images."),
@@ -103,7 +121,8 @@ def export(
     options = ExportOptions(target=target, ska=ska, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
                             exporter=exporter, half=half, simplify=simplify, fuse=fuse, output=output,
                             overwrite=overwrite, validate=validate, rtol=rtol, min_cosine=min_cosine,
-                            class_names=_labels(labels), int8=int8, data=data, calib_size=calib_size, config=config)
+                            class_names=_labels(labels), int8=int8, bf16=bf16, data=data, calib_size=calib_size,
+                            crop_mode=crop_mode, crop_pct=crop_pct, ema=ema, config=config)
     console, err = Console(), Console(stderr=True)
     if not validate:
         err.print("[bold red]WARNING: --no-validate: the parity gate is OFF; this artifact is NOT checked "
@@ -124,8 +143,8 @@ def show(result, console: Console, err: Console) -> None:
     console.print(f"[bold]{result.path}[/]  {result.size_bytes / 1e6:.1f} MB  {meta.variant} "
                   f"{meta.num_classes} classes  {meta.img_size}px  batch {meta.batch or 'dynamic'}  "
                   f"{meta.precision}  ska={meta.ska}  opset {meta.opset}  "
-                  f"weights={'checkpoint ' + meta.checkpoint_sha256[:12] if meta.checkpoint_sha256 else 'random'}"
-                  f"  {result.seconds:.1f}s")
+                  f"weights={weights_label(meta)}  {result.seconds:.1f}s")
+    console.print(f"preprocessing: {meta.preprocessing.describe()}")
     for note in result.notes:
         console.print(note)
     if result.parity is None:

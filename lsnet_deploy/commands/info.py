@@ -16,8 +16,11 @@ def info(model: Optional[str] = typer.Option(None, "--model", "-m",
          weights: Optional[Path] = typer.Option(None, "--weights", "-w",
                                                 help="Checkpoint (.pth/.safetensors/hf:repo)."),
          num_classes: int = typer.Option(1000, "--num-classes", help="Classes when no weights are given."),
-         imgsz: int = typer.Option(224, "--imgsz", help="Input size for the MAC count.")) -> None:
+         imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size for the MAC count (default: the "
+                                             "checkpoint's training size, else 224)."),
+         ema: bool = typer.Option(False, "--ema", help="Use the checkpoint's model_ema weights.")) -> None:
     """Print parameters, MACs at the input size and a per-stage summary."""
+    from lsnet_deploy.errors import UsageError
     from lsnet_deploy.exporters import require_export
 
     require_export("info")
@@ -25,13 +28,20 @@ def info(model: Optional[str] = typer.Option(None, "--model", "-m",
     from lsnet_deploy.models.flops import count_macs
     from lsnet_deploy.models.lsnet import VARIANTS, variant_name
 
-    net = load_model(weights, model, img_size=imgsz) if weights else build_model(model or "lsnet_t", num_classes, imgsz)
+    if ema and weights is None:
+        raise UsageError("--ema picks the model_ema weights of a checkpoint: pass --weights CHECKPOINT")
+    net = (load_model(weights, model, img_size=imgsz, ema=ema) if weights
+           else build_model(model or "lsnet_t", num_classes, imgsz or 224))
+    imgsz = net.img_size
     variant = variant_name(net.patch_embed[4].c.out_channels, net.distillation)
     total, stages = count_macs(net, imgsz)
     params = sum(p.numel() for p in net.parameters())
     console = Console()
     console.print(f"[bold]{variant}[/]  classes={net.num_classes}  input=3x{imgsz}x{imgsz}  "
                   f"weights={'random (untrained)' if weights is None else weights}")
+    if weights is not None:
+        console.print(f"checkpoint: state dict {net.checkpoint_key or '(bare)'}, trained at {net.trained_size} px, "
+                      f"preprocessing by default: {'squash (upstream fine-tune)' if net.finetuned else 'center'}")
     console.print(f"parameters: {params:,} ({params / 1e6:.2f} M)")
     console.print(f"MACs: {total / 1e9:.3f} G  (FLOPs = 2 x MACs = {2 * total / 1e9:.3f} G; "
                   f"paper lists {VARIANTS[variant].paper_gflops} G at 224, counted as MACs)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs
+from lsnet_deploy.artifacts import write_report
 
 from . import metrics
 from .run import EvalReport
@@ -60,6 +60,7 @@ def write_plot(report: EvalReport, doc: dict, path: Path) -> None:
         _confusion(ax, m)
     if report.positive is not None:
         _binary(axes[-2:], report, doc)
-    with atomic_outputs(path, overwrite=True) as (tmp,):
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    try:
+        write_report(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".").lower() or "png"))
+    finally:
+        plt.close(fig)

@@ -14,7 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from lsnet_deploy.artifacts import atomic_outputs
+from lsnet_deploy.artifacts import write_report
 from lsnet_deploy.runtime.report import _finite, check_report_paths
 
 from . import metrics
@@ -168,19 +168,23 @@ def csv_rows(doc: dict) -> list[dict]:
     return rows
 
 
+def write_csv(path: Path, doc: dict) -> None:
+    """One CSV row per model and class (plus a macro row per model)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(csv_rows(doc))
+
+
 def write_reports(report: EvalReport, json_path=None, csv_path=None, md_path=None, plot_path=None) -> dict:
     """Write the asked-for files (each atomically); returns the JSON document."""
     doc = as_dict(report)
     texts = {json_path: lambda: json.dumps(doc, indent=2, allow_nan=False) + "\n", md_path: lambda: markdown(doc)}
     for path, text in texts.items():
         if path is not None:
-            with atomic_outputs(Path(path), overwrite=True) as (tmp,):
-                tmp.write_text(text())
+            write_report(path, lambda tmp, text=text: tmp.write_text(text()))
     if csv_path is not None:
-        with atomic_outputs(Path(csv_path), overwrite=True) as (tmp,), open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
-            writer.writeheader()
-            writer.writerows(csv_rows(doc))
+        write_report(csv_path, lambda tmp: write_csv(tmp, doc))
     if plot_path is not None:
         from .plot import write_plot
 

@@ -32,6 +32,7 @@ from lsnet_deploy.errors import (BackendMissingError, InputError, LsnetDeployErr
 from lsnet_deploy.exporters import ExportOptions, export, load_source
 from lsnet_deploy.models import build_model, load_model
 from lsnet_deploy.runtime.bench import BenchOptions, check_device
+from lsnet_deploy.runtime.images import find_images
 from lsnet_deploy.runtime.preprocess import classify, open_image, read_labels
 
 HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
@@ -157,7 +158,7 @@ CASES = [
     Case("report-is-a-directory", ("bench", "-m", "{art}", "--csv", "{d}"), OutputError,
          "output path is a directory", lambda f: check_output(f.d)),
     Case("ir-path-not-xml", ("export", "-t", "openvino", "-o", "{out}"), UsageError,
-         "an OpenVINO IR path must end in .xml, got out.onnx",
+         "--target openvino output path must end in .xml, got out.onnx",
          lambda f: export("lsnet_t", ExportOptions(target="openvino", output=f.d / "out.onnx")), (needs_openvino,)),
     Case("engine-sidecar-exists", ("export", "-t", "tensorrt", "-o", "{sidecar_engine}"), OutputError,
          "output exists (pass --overwrite to replace it)", lambda f: export(
@@ -191,8 +192,8 @@ CASES = [
          "image is too small: 1x1 px", lambda f: open_image(f.tiny_png)),
     Case("image-float", ("predict", "-m", "{art}", "{float_tiff}"), InputError,
          "floating-point images are not supported", lambda f: open_image(f.float_tiff)),
-    Case("image-is-a-directory", ("predict", "-m", "{art}", "{d}"), InputError, "image not found",
-         lambda f: open_image(f.d)),
+    Case("image-pattern-matches-nothing", ("predict", "-m", "{art}", "{d}/*.gif"), InputError, "no images match",
+         lambda f: find_images([f"{f.d}/*.gif"])),
     Case("export-labels-not-utf8", ("export", "--labels", "{latin1_txt}", "-o", "{out}"), InputError,
          "is not UTF-8 text", None),
     Case("labels-not-utf8", ("predict", "-m", "{art}", "{img}", "--labels", "{latin1_txt}"), InputError,
@@ -263,9 +264,9 @@ def test_the_matrix_is_big_enough():
 
 
 def test_debug_shows_the_traceback_of_an_input_error(f, capsys):
-    assert run(["--debug", "predict", "-m", str(f.art), str(f.noise_jpg)]) == 3
+    assert run(["--debug", "predict", "-m", str(f.art), str(f.d / "gone.jpg")]) == 3
     err = capsys.readouterr().err
-    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: cannot read image")
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: image not found")
 
 
 def test_unexpected_exception_is_one_line_with_exit_1(f, capsys, monkeypatch):

@@ -40,7 +40,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
 
 def test_labels_must_match_classes(tmp_path, capsys):
     (tmp_path / "labels.txt").write_text("cat\ndog\nbird\n")
-    assert run(["export", *SMALL, "--labels", str(tmp_path / "labels.txt"), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert run(["export", *SMALL, "--labels", str(tmp_path / "labels.txt"), "-o", str(tmp_path / "m.onnx")]) == 3
     assert "3 class names given for a 2-class model" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
 

@@ -164,7 +164,7 @@ def test_checkpoint_at_other_size_resizes_attention_biases(tmp_path):
     ckpt = tmp_path / "t.pth"
     torch.save({"model": tame_model("lsnet_t", 2, seed=1).state_dict()}, ckpt)
     result = export(ckpt, ExportOptions(imgsz=256, output=tmp_path / "t256.onnx"))
-    assert result.metadata.img_size == 256 and result.metadata.resize == 293
+    assert result.metadata.img_size == 256 and result.metadata.preprocessing.resize == 292
     assert result.metadata.checkpoint_sha256 == file_sha256(ckpt) and result.parity.max_rel < 1e-4
 
 

@@ -33,8 +33,7 @@ def make_onnx(path, variant="lsnet_t", num_classes=1000, img_size=224):
                           input_names=["images"], output_names=["logits"],
                           dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     proto = onnx.load(path)
-    meta = ArtifactMetadata(variant, num_classes, img_size, batch=None, ska="unfold", opset=17,
-                            resize=round(img_size * 256 / 224))
+    meta = ArtifactMetadata(variant, num_classes, img_size, batch=None, ska="unfold", opset=17)
     onnx.helper.set_model_props(proto, meta.to_props())
     onnx.save(proto, path)
     return model
@@ -213,7 +212,7 @@ def test_engine_rejects_bad_requests(fp32_ir, tmp_path):
 
 def test_calibration_images_are_preprocessed_like_the_runtime(tmp_path):
     data = write_images(tmp_path / "imgs", 5)
-    meta = ArtifactMetadata("lsnet_t", 1000, img_size=64, resize=73)
+    meta = ArtifactMetadata("lsnet_t", 1000, img_size=64)
     images = load_images(data, 3, meta)
     assert images.shape == (3, 3, 64, 64) and images.dtype == np.float32
     np.testing.assert_array_equal(images[1], preprocess(open_image(data / "img01.png"), meta))

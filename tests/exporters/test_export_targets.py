@@ -12,8 +12,7 @@ from lsnet_deploy.exporters import ExportOptions
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"target": "openvino", "int8": True, "half": True}, "--int8 and --half exclude each other"),
-    ({"target": "onnx", "int8": True}, "--int8 needs --target openvino or tensorrt"),
+    ({"target": "openvino", "int8": True, "half": True}, "--int8, --half and --bf16 exclude each other"),
     ({"target": "openvino", "int8": True, "calib_size": 0}, "--calib-size must be >= 1"),
 ])
 def test_bad_int8_options(kwargs, match):
@@ -27,9 +26,10 @@ def test_precision_follows_flags():
     assert ExportOptions(target="openvino", data="imgs").data == Path("imgs")
 
 
-def test_cli_int8_on_onnx_target_is_a_usage_error(capsys):
-    assert run(["export", "--int8"]) == 2
-    assert capsys.readouterr().err.strip() == "error: --int8 needs --target openvino or tensorrt"
+def test_cli_int8_with_the_custom_lowering_is_a_usage_error(capsys):
+    assert run(["export", "--int8", "--ska", "custom"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --int8 needs an SKA lowering made of standard ops "
+                                               "(unfold, shift, dwconv), not custom")
 
 
 def test_cli_tensorrt_flags_without_gpu_stop_with_backend_missing(tmp_path: Path, capsys):

@@ -16,7 +16,7 @@ from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.preprocess import preprocess, softmax, top_k
 
-META = ArtifactMetadata("lsnet_t", 10, img_size=64, resize=73)
+META = ArtifactMetadata("lsnet_t", 10, img_size=64)
 
 
 def test_flat_colour_normalizes_exactly():

@@ -35,7 +35,8 @@ def test_metadata_and_auto_backend(onnx_artifact):
     engine = runtime.load(str(onnx_artifact()), threads=1)
     assert type(engine).__name__ == "OnnxRuntimeEngine"
     meta = engine.metadata
-    assert (meta.variant, meta.num_classes, meta.img_size, meta.resize, meta.batch) == ("lsnet_t", 10, 64, 73, None)
+    assert (meta.variant, meta.num_classes, meta.img_size, meta.batch) == ("lsnet_t", 10, 64, None)
+    assert meta.preprocessing.resize == 73
     assert meta.class_names[3] == "label3"
     assert engine.precision == "fp32" and engine.providers == ["CPUExecutionProvider"]
     assert "onnxruntime" in repr(engine)

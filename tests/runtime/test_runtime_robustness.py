@@ -179,7 +179,7 @@ def test_fuzzed_image_files_are_refused_or_read(tmp_path):
     from lsnet_deploy.runtime.preprocess import open_image, preprocess
 
     rng = np.random.default_rng(8)
-    meta = ArtifactMetadata("lsnet_t", 10, img_size=64, resize=73)
+    meta = ArtifactMetadata("lsnet_t", 10, img_size=64)
     seeds = {}
     for fmt in ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP"):
         buf = io.BytesIO()

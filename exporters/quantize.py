@@ -1,0 +1,188 @@
+"""Static QDQ int8 of an lsnet-deploy ONNX file (``onnxruntime.quantization``), and the ``onnx --int8`` export.
+
+What is quantized: the weights (int8, symmetric, per output channel) and the input/output
+activations of every ``Conv``, ``MatMul`` and ``Gemm`` outside SKA. What stays float: SKA in
+every lowering (its nodes carry the ``/ska/`` module scope: one-hot Conv / Slices, Mul, ReduceSum),
+GroupNorm (``InstanceNormalization`` + affine), softmax, the SE gates (ReduceMean, Sigmoid, Mul)
+and the residual Adds. Each Q/DQ pair costs a kernel launch on 7x7 maps; wrapping those ops too
+bought nothing in onnxruntime (see docs/precision.md), and their int8 error is the largest.
+
+Two activation encodings, one per consumer:
+
+* ``u8`` (default, the ``onnx`` target): uint8 asymmetric activations. onnxruntime's CPU kernels
+  (QLinearConv via the U8S8 VNNI/AVX2 path) run these 1.5x faster than fp32; OpenVINO reads the file.
+* ``s8``: int8 with zero-point 0 (symmetric), the only activation encoding TensorRT's explicit
+  quantization accepts; onnxruntime's CPU runs it no faster than fp32.
+
+Calibration images go through the runtime's preprocessing (``inputs.int8_images``); the
+gate and the agreement report run on held-out images never used for calibration.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from lsnet_deploy.errors import BackendMissingError, UsageError
+
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+#: nodes under these module scopes stay float whatever their op type (SKA, in every lowering)
+FLOAT_SCOPES = ("/ska/",)
+ENCODINGS = ("u8", "s8")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """What :func:`quantize_onnx` wrote and left in float."""
+
+    path: Path
+    quantized_nodes: int  #: nodes that run in int8 (see :func:`int8_nodes`)
+    float_ops: tuple[str, ...]  #: op types of the compute nodes that run in float
+    scheme: str  #: e.g. "qdq u8/s8 per-channel minmax" (activations/weights)
+
+
+def excluded_nodes(model: onnx.ModelProto, scopes: tuple[str, ...] = FLOAT_SCOPES) -> list[str]:
+    """Names of the nodes kept in float because of their module scope (default :data:`FLOAT_SCOPES`)."""
+    return [n.name for n in model.graph.node if any(scope in n.name for scope in scopes)]
+
+
+def int8_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Nodes that run in int8: every tensor input dequantized, every output only quantized again."""
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    consumers: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n.op_type)
+    return [n for n in model.graph.node if n.op_type not in QDQ_OPS
+            and all(i in dequantized for i in n.input if i)
+            and all(set(consumers.get(o, ())) == {"QuantizeLinear"} for o in n.output)]
+
+
+def float_op_types(model: onnx.ModelProto) -> tuple[str, ...]:
+    """Op types of the compute nodes that run in float (shape plumbing left out)."""
+    plumbing = {*QDQ_OPS, "Constant", "Shape", "Reshape", "Unsqueeze", "Squeeze", "Identity", "Flatten",
+                "Transpose", "Gather", "Split", "Slice", "Concat", "Pad"}
+    int8 = {n.output[0] for n in int8_nodes(model)}
+    return tuple(sorted({n.op_type for n in model.graph.node
+                         if n.op_type not in plumbing and n.output[0] not in int8}))
+
+
+def _reader(images: np.ndarray, input_name: str, batch: int | None):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    step = batch or min(8, len(images))
+    usable = len(images) // step * step
+    if usable == 0:
+        raise UsageError(f"{len(images)} calibration images are fewer than the model's fixed batch of {step}")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches: Iterator = iter(images[i:i + step] for i in range(0, usable, step))
+
+        def get_next(self):
+            batch_ = next(self.batches, None)
+            return None if batch_ is None else {input_name: np.ascontiguousarray(batch_, dtype=np.float32)}
+
+    return Reader()
+
+
+def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str = "u8",
+                  batch: int | None = 1, float_scopes: tuple[str, ...] = FLOAT_SCOPES) -> QuantizeResult:
+    """Write a QDQ int8 copy of the fp32 ONNX ``source`` to ``output``, calibrated (min/max) on ``images``.
+
+    ``batch``: the model's static batch (``None``: dynamic). ``float_scopes``: module scopes kept in
+    float (adding ``"/blocks4/"`` trades speed for accuracy: see docs/precision.md). Metadata is not
+    restamped here.
+    """
+    try:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as e:  # pragma: no cover - onnxruntime is a core dependency
+        raise BackendMissingError(f"int8 ONNX needs onnxruntime's quantization tools ({e})") from e
+    if encoding not in ENCODINGS:
+        raise UsageError(f"activation encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    model = onnx.load(str(source))
+    if model.functions:
+        raise UsageError("--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), not custom")
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(output), _reader(images, model.graph.input[0].name, batch),
+                        quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=CalibrationMethod.MinMax,
+                        activation_type=QuantType.QUInt8 if encoding == "u8" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
+                        nodes_to_exclude=excluded_nodes(onnx.load(str(prepared)), float_scopes),
+                        extra_options={"ActivationSymmetric": encoding == "s8", "WeightSymmetric": True})
+    quantized = onnx.load(str(output))
+    return QuantizeResult(Path(output), len(int8_nodes(quantized)), float_op_types(quantized),
+                          f"qdq {encoding}/s8 per-channel minmax")
+
+
+def held_out_check(int8_path: Path, fp32_path: Path, images: np.ndarray, reference: np.ndarray,
+                   gate, what: str) -> tuple:
+    """``(parity vs PyTorch, parity vs the fp32 ONNX)`` of the int8 file on held-out ``images``;
+    :class:`ParityError` if the first fails ``gate``."""
+    from lsnet_deploy.runtime.onnxruntime import OnnxRuntimeEngine
+    from lsnet_deploy.validate import compare_outputs
+
+    with OnnxRuntimeEngine(int8_path) as int8, OnnxRuntimeEngine(fp32_path) as fp32:
+        logits, fp32_logits = int8.run_batched(images), fp32.run_batched(images)
+    parity = compare_outputs(logits, reference)
+    gate.check(parity, what)
+    return parity, compare_outputs(logits, fp32_logits)
+
+
+def agreement_note(vs_fp32, count: int, images) -> str:
+    """The line ``export --int8`` prints: agreement with fp32 on the held-out images."""
+    return (f"int8 vs fp32 on {count} held-out images: top-1 agreement {vs_fp32.top1_agreement:.1%}, "
+            f"cosine {vs_fp32.cosine:.5f} (calibrated on {images.describe()})")
+
+
+def export_int8(source, options):
+    """``export(source, ExportOptions(target="onnx", int8=True))``: fp32 trace, QDQ int8 (``u8``), gated
+    on held-out images against PyTorch; the agreement with the fp32 ONNX is reported in ``notes``."""
+    from dataclasses import replace
+
+    from lsnet_deploy import golden
+    from lsnet_deploy.artifacts import atomic_outputs
+
+    from . import ExportResult
+    from .inputs import int8_images
+    from .onnx import cap_ir_version, check_opset, default_path, simplify, stamp, trace_onnx
+    from .ska import get_lowering
+
+    opset = check_opset(options.opset, options.lowering, options.exporter)
+    meta = source.metadata(batch=None if options.dynamic else options.batch, precision="int8",
+                           ska=options.lowering, opset=opset)
+    path, gate = options.output or default_path(meta), options.gate()
+    images = int8_images(options.data, options.calib_size, meta)
+    held = images.held_out
+    parity, notes = None, ()
+    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,), tempfile.TemporaryDirectory() as work, \
+            source.reference() as reference:
+        fp32 = Path(work) / "fp32.onnx"
+        proto = trace_onnx(source.model, replace(options, int8=False), opset)
+        if options.simplify:
+            proto = simplify(proto, get_lowering(options.lowering))
+        onnx.save(stamp(proto, replace(meta, precision="fp32")), fp32)
+        result = quantize_onnx(fp32, tmp, images.calibration, "u8", meta.batch)
+        meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops)
+        onnx.save(stamp(cap_ir_version(onnx.load(str(tmp))), meta, golden.record(meta, reference).to_props()), tmp)
+        if options.validate:
+            parity, vs_fp32 = held_out_check(tmp, fp32, held, reference.run_batched(held), gate,
+                                             f"{path.name} (--ska {options.lowering}, int8, held-out images)")
+            notes = (agreement_note(vs_fp32, len(held), images),)
+        size = tmp.stat().st_size
+    return ExportResult(path=path, metadata=meta, parity=parity, seconds=0.0, gate=gate if parity else None,
+                        size_bytes=size, notes=(*notes, f"{result.quantized_nodes} nodes in int8; "
+                                                f"float: {', '.join(result.float_ops)}"))
+
+
+__all__ = ["ENCODINGS", "FLOAT_SCOPES", "QUANTIZED_OPS", "QuantizeResult", "export_int8", "float_op_types",
+           "quantize_onnx"]

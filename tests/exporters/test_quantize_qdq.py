@@ -1,0 +1,126 @@
+"""QDQ int8 ONNX (``export --target onnx --int8``): what is quantized, what stays float, the held-out gate."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from lsnet_deploy.errors import ParityError
+from lsnet_deploy.exporters import ExportOptions, export, inputs
+from lsnet_deploy.exporters.quantize import float_op_types, int8_nodes, quantize_onnx
+from lsnet_deploy.runtime import load
+from lsnet_deploy.synthetic import write_folder
+from lsnet_deploy.validate import compare_outputs, parity_inputs
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("frames")
+    write_folder(folder, 20, seed=3, size=80)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory, frames) -> tuple[Path, object]:
+    """A tame LSNet-T (64 px) exported as QDQ int8, calibrated on 16 of 20 frames."""
+    from lsnet_deploy.models import build_model, init_tame
+
+    model = init_tame(build_model("lsnet_t", 1000, SIZE), seed=0)
+    out = tmp_path_factory.mktemp("qdq") / "t_int8.onnx"
+    return out, export(model, ExportOptions(int8=True, data=frames, calib_size=16, output=out, min_cosine=0.9))
+
+
+def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+def test_conv_weights_are_per_channel_int8_and_ska_norm_softmax_stay_float(qdq):
+    path, result = qdq
+    model = onnx.load(str(path))
+    inits, producers = initializers(model), {o: n for n in model.graph.node for o in n.output}
+    int8 = {n.output[0] for n in int8_nodes(model)}
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    outside = [n for n in convs if "/ska/" not in n.name]
+    for node in outside:
+        weight = producers[node.input[1]]
+        assert weight.op_type == "DequantizeLinear", node.name
+        if node.op_type == "Conv":  # per output channel: one scale per filter
+            w, scale = inits[weight.input[0]], inits[weight.input[1]]
+            assert w.dtype == np.int8 and scale.shape == (w.shape[0],), node.name
+    assert sum(n.output[0] in int8 for n in outside) >= 0.9 * len(outside)
+    ska = [n for n in model.graph.node if "/ska/" in n.name]
+    assert ska and not any(n.output[0] in int8 for n in ska)
+    ska_compute = [n for n in ska if n.op_type in ("Conv", "Mul", "ReduceSum", "Add")]
+    assert ska_compute and not any(producers.get(i, onnx.NodeProto()).op_type == "DequantizeLinear"
+                                   for n in ska_compute for i in n.input)
+    for op in ("InstanceNormalization", "Softmax", "ReduceSum", "Sigmoid"):
+        assert op in result.metadata.float_ops and op in float_op_types(model)
+        assert not any(n.op_type == op and n.output[0] in int8 for n in model.graph.node)
+    activations = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert activations and all(z.dtype == np.uint8 for z in activations)
+
+
+def test_metadata_and_held_out_report(qdq):
+    path, result = qdq
+    meta = load(path).metadata
+    assert (meta.precision, meta.quantization) == ("int8", "qdq u8/s8 per-channel minmax")
+    assert meta.float_ops == result.metadata.float_ops and path.name == "t_int8.onnx"
+    assert any("held-out images: top-1 agreement" in n and "16 calibration / 4 held-out" in n for n in result.notes)
+    assert result.parity.cosine >= 0.9 and result.gate.min_cosine == 0.9
+
+
+def test_openvino_reads_the_qdq_file_and_runs_it_in_int8(qdq):
+    path, _ = qdq
+    x = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE), dtype=np.float32)
+    with load(path, "openvino") as ov_engine, load(path) as ort_engine:
+        assert compare_outputs(ov_engine(x), ort_engine(x)).cosine > 0.95
+        runtime = ov_engine.compiled.get_runtime_model()
+        kinds = {op.get_rt_info()["runtimePrecision"].astype(str) for op in runtime.get_ops()
+                 if "runtimePrecision" in op.get_rt_info()}
+    assert kinds & {"u8", "i8"}, kinds
+
+
+@pytest.mark.slow
+def test_s8_encoding_has_zero_points_of_zero(qdq, tmp_path):
+    path, _ = qdq
+    fp32 = tmp_path / "fp32.onnx"
+    from lsnet_deploy.models import build_model, init_tame
+
+    export(init_tame(build_model("lsnet_t", 1000, SIZE), seed=0), ExportOptions(output=fp32))
+    images = parity_inputs(4, SIZE)
+    result = quantize_onnx(fp32, tmp_path / "s8.onnx", images, "s8")
+    model = onnx.load(str(result.path))
+    inits = initializers(model)
+    zeros = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zeros and all(z.dtype == np.int8 and not z.any() for z in zeros)
+    assert result.scheme.startswith("qdq s8") and result.quantized_nodes > 50
+
+
+def test_a_broken_calibration_fails_the_held_out_gate_and_writes_nothing(frames, tmp_path, tame_model, monkeypatch):
+    real = inputs.int8_images
+
+    def broken(*args, **kwargs):  # calibrated on images 1000x too dark: every activation range collapses
+        images = real(*args, **kwargs)
+        return replace(images, calibration=images.calibration * 1e-3)
+
+    monkeypatch.setattr(inputs, "int8_images", broken)
+    out = tmp_path / "broken.onnx"
+    with pytest.raises(ParityError, match="held-out images.*failed the parity gate: cosine"):
+        export(tame_model("lsnet_t", img_size=SIZE), ExportOptions(int8=True, data=frames, calib_size=16, output=out))
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_synthetic_calibration_warns(tmp_path, tame_model):
+    with pytest.warns(inputs.SyntheticCalibrationWarning):
+        warnings.simplefilter("ignore", DeprecationWarning)
+        export(tame_model("lsnet_t", img_size=SIZE), ExportOptions(int8=True, calib_size=4, output=tmp_path / "s.onnx",
+                                                                   validate=False))
