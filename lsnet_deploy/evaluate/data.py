@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lsnet_deploy.errors import InputError
-from lsnet_deploy.runtime.images import IMAGE_SUFFIXES
+from lsnet_deploy.runtime.images import IMAGE_SUFFIXES, folder_images
 from lsnet_deploy.runtime.preprocess import open_image
 
 
@@ -42,16 +42,12 @@ class Batch:
     failed: list[tuple[Path, str]]
 
 
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
 def read_folder(root: Path) -> Dataset:
     """An ImageFolder tree: one subfolder per class (sorted by name), images found recursively in each."""
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise InputError(f"{root}: no class subfolders (expected {root}/<class>/<image>)")
-    samples = [(p, k) for k, name in enumerate(classes) for p in _images_under(root / name)]
+    samples = [(p, k) for k, name in enumerate(classes) for p in folder_images(root / name)]
     return Dataset(root, tuple(classes), samples)
 
 

@@ -28,7 +28,7 @@ def test_cli_rejects_a_ladder_without_fp32(capsys):
 
 def test_ladder_judges_on_the_exporters_held_out_split_with_labels(tmp_path):
     write_folder(tmp_path, 10, seed=6, size=40)
-    meta = ArtifactMetadata("lsnet_t", 2, img_size=32, resize=36, class_names=("clean", "dirty"))
+    meta = ArtifactMetadata("lsnet_t", 2, img_size=32, class_names=("clean", "dirty"))
     images, labels = held_out_images(LadderOptions("m", data=tmp_path, calib_size=300), meta)
     _, held = split_files(image_files(tmp_path, 100), 300)
     assert images.shape == (len(held), 3, 32, 32)

@@ -124,7 +124,7 @@ CASES = [
     Case("predict-backend-any-case-missing", ("predict", "-m", "{art}", "{img}", "-b", "TensorRT"), 4,
          "lsnet-deploy[tensorrt]", marks=(no_tensorrt,)),
     Case("predict-interrupted", ("predict", "-m", "{art}", "{img}"), 130, "interrupted",
-         _interrupt("lsnet_deploy.runtime.preprocess.classify")),
+         _interrupt("lsnet_deploy.runtime.predict.predict_files")),
     # --- compare
     Case("compare-missing", ("compare", "{d}/nope.onnx", "lsnet_t"), 3, "nope.onnx"),
     Case("compare-corrupt", ("compare", "{noise_onnx}", "lsnet_t"), 3, "noise.onnx"),

@@ -63,20 +63,20 @@ def test_openvino_save_failure_with_space_left_is_still_an_output_error(tmp_path
 @pytest.fixture
 def fake_tensorrt(monkeypatch):
     """Everything build_engine needs from TensorRT and CUDA, faked: a 2 MB engine."""
-    meta = ArtifactMetadata("lsnet_t", 2, 32, batch=1, opset=17, ska="shift", resize=36)
+    meta = ArtifactMetadata("lsnet_t", 2, 32, batch=1, opset=17, ska="shift")
     monkeypatch.setattr(trt_export, "inspect_onnx", lambda path: trt_export.OnnxFacts(meta, "input", ()))
     monkeypatch.setattr(trt_export, "import_tensorrt", lambda: SimpleNamespace(__version__="10.0-fake"))
     monkeypatch.setattr(trt_export, "build_serialized", lambda *a: b"\x01" * 2_000_000)
     monkeypatch.setattr(trt_export, "cuda_runtime", lambda: None)
     monkeypatch.setattr(trt_export, "gpu_name", lambda cudart: "Fake GPU")
-    monkeypatch.setattr(trt_export, "calibration_images",
-                        lambda data, count, meta, int8=False, **kw: np.zeros((count, 3, 32, 32), np.float32))
+    monkeypatch.setattr(trt_export, "parity_images",
+                        lambda data, meta, count, **kw: np.zeros((count, 3, 32, 32), np.float32))
 
 
 def test_the_fake_tensorrt_build_writes_engine_and_sidecar(tmp_path, fake_tensorrt):
     """The fake is faithful enough: with room, both files appear (so the full-disk case below means something)."""
     result = trt_export.build_engine(tmp_path / "in.onnx", tmp_path / "m.engine")
-    assert (tmp_path / "m.engine").stat().st_size == 2_000_000 and result.sidecar.is_file()
+    assert (tmp_path / "m.engine").stat().st_size == 2_000_000 and result.details.sidecar.is_file()
     assert leftovers(tmp_path) == []
 
 

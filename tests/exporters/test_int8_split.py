@@ -33,7 +33,7 @@ def test_tiny_folders_still_hold_one_image_out():
 
 def test_int8_images_from_a_folder_never_share_an_image(tmp_path):
     write_folder(tmp_path, 10, seed=4, size=40)
-    meta = ArtifactMetadata("lsnet_t", 2, img_size=32, resize=36)
+    meta = ArtifactMetadata("lsnet_t", 2, img_size=32)
     images = int8_images(tmp_path, 100, meta)
     assert (len(images.calibration), len(images.held_out)) == (8, 2)
     flat_c, flat_h = images.calibration.reshape(8, -1), images.held_out.reshape(2, -1)
