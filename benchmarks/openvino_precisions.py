@@ -23,7 +23,7 @@ from lsnet_deploy import __version__
 from lsnet_deploy.doctor import cpu_info, package_versions
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.inputs import calibration_images
-from lsnet_deploy.exporters.openvino import OpenVINOOptions, export_openvino
+from lsnet_deploy.exporters.openvino import OpenVINOConfig, export_openvino
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.runtime.openvino import OpenVINOEngine
@@ -64,7 +64,9 @@ def export_all(args: argparse.Namespace, model, folder: Path) -> dict[str, Path]
     with TorchEngine(model, load(onnx_path).metadata, threads=args.threads) as ref, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # synthetic calibration is stated in the results instead
         for precision in ("fp32", "fp16", "int8"):
-            options = OpenVINOOptions(precision, data=args.data, calib_size=args.calib_size, threads=args.threads)
+            options = ExportOptions(target="openvino", half=precision == "fp16", int8=precision == "int8",
+                                    data=args.data, calib_size=args.calib_size,
+                                    config=OpenVINOConfig(threads=args.threads))
             paths[precision] = export_openvino(onnx_path, folder / f"{precision}.xml", ref, options).path
     return paths
 

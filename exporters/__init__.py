@@ -1,18 +1,18 @@
 """Exporters: ``export(source, options)`` turns an LSNet into a validated deployment artifact.
 
 ``export`` resolves the source (variant name, checkpoint path / ``hf:`` id, or ``nn.Module``) and
-dispatches on ``options.target`` through :data:`TARGETS`. Adding a target is one module with a
-function ``(source: Source, options: ExportOptions) -> ExportResult`` (and optionally a
-``(options) -> None`` pre-check, run before the model is loaded) plus one entry::
+dispatches on ``options.target`` through :data:`TARGETS`. :class:`ExportOptions` holds what every
+target shares; what only one target knows lives in that target's :class:`TargetConfig` subclass
+(``options.config``). A target is one module in this package with
 
-    TARGETS["mytarget"] = Target("lsnet_deploy.exporters.mytarget", "export_mytarget",
-                                 requires=("mypackage",), extra="lsnet-deploy[mytarget]",
-                                 default_ska="shift", backend="mybackend", check="check_options")
+- one ``TargetConfig`` subclass: the target's facts as literal class attributes (``name``,
+  ``backend``, ``default_ska``, ``requires``, ``extra``, ``precisions``), its own options as fields;
+- ``check(options) -> None``: fails fast on what it cannot honour, before the model is loaded;
+- ``export(source, options) -> ExportResult``.
 
-(``backend``: the runtime backend that runs the artifact; its suffix comes from ``runtime.engine.BACKENDS``.)
-
-The target module is imported only when used; a missing package becomes one
-:class:`BackendMissingError` naming the pip extra.
+:data:`TARGETS` is read from those classes without importing the modules
+(:mod:`lsnet_deploy.registry`), so a new target needs no edit here. A target module is imported
+only when used; a missing package becomes one :class:`BackendMissingError` naming the pip extra.
 """
 
 from __future__ import annotations
@@ -21,32 +21,68 @@ import importlib
 import importlib.util
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lsnet_deploy import __version__
 from lsnet_deploy.errors import BackendMissingError, DeployWarning, InputError, UsageError
 from lsnet_deploy.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata, default_crop_pct
+from lsnet_deploy.registry import class_attributes
 from lsnet_deploy.runtime.engine import BACKENDS
-from lsnet_deploy.validate import GATES, Gate, Parity
+from lsnet_deploy.validate import GATES, PARITY_IMAGES, Gate, Parity
 
 if TYPE_CHECKING:
     from torch import nn
 
+#: the ONNX exporters of ``torch.onnx.export`` (``dynamo=True`` / ``False``); see docs/onnx_export.md
+EXPORTERS = ("dynamo", "torchscript")
+DEFAULT_EXPORTER = "torchscript"  #: both pass the gate on every lowering; this one keeps files as they were
+#: per exporter: the lowest opset it writes (dynamo emits opset-18 ops; converting them down fails) and its default
+MIN_OPSET = {"torchscript": 13, "dynamo": 18}
+DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
+MAX_OPSET = 20  #: the newest opset torch's TorchScript exporter emits (the range tested for both)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One target's facts (class attributes, Optimum-style) and its own options (dataclass fields).
+
+    Subclasses set the class attributes to literals (they are read without importing the module)
+    and override :meth:`check` for their fields; ``Path``-typed fields accept strings.
+    """
+
+    name: ClassVar[str] = ""
+    backend: ClassVar[str] = ""  #: the runtime backend that runs the artifact (``runtime.engine.BACKENDS``)
+    default_ska: ClassVar[str] = "unfold"  #: SKA lowering used when the options name none
+    requires: ClassVar[tuple[str, ...]] = ()  #: import names that must be present
+    extra: ClassVar[str] = "lsnet-deploy"  #: what to ``pip install`` when they are not
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if "Path" in str(f.type) and value is not None:
+                object.__setattr__(self, f.name, Path(value))
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`UsageError` for an impossible value (runs on creation)."""
+
 
 @dataclass(frozen=True)
 class Target:
-    """Where a target's exporter lives, what it needs installed, and its defaults."""
+    """A :data:`TARGETS` entry: the :class:`TargetConfig` subclass's class attributes and where it lives."""
 
+    name: str
     module: str
-    function: str
-    requires: tuple[str, ...]  #: import names that must be present
-    extra: str  #: what to ``pip install`` when they are not
-    default_ska: str  #: SKA lowering used when the options name none
-    backend: str  #: the runtime backend that runs the artifact (``runtime.engine.BACKENDS``)
-    check: str = ""  #: optional ``(options) -> None`` in ``module``, run before the model is loaded
+    config: str  #: the ``TargetConfig`` subclass's name in ``module``
+    backend: str
+    default_ska: str = TargetConfig.default_ska
+    requires: tuple[str, ...] = TargetConfig.requires
+    extra: str = TargetConfig.extra
+    precisions: tuple[str, ...] = TargetConfig.precisions
 
     @property
     def suffix(self) -> str:
@@ -58,15 +94,15 @@ class Target:
         """Every suffix an ``--output`` may end in (the backend's, from the runtime's registry)."""
         return BACKENDS[self.backend].suffixes
 
-    def load(self, options: ExportOptions) -> Callable[[Source, ExportOptions], ExportResult]:
-        """The export function after checking ``options`` (:class:`BackendMissingError` if a package is missing)."""
+    def load(self) -> ModuleType:
+        """The target module (``check``, ``export``); :class:`BackendMissingError` if a package is missing."""
         missing = [name for name in self.requires if importlib.util.find_spec(name) is None]
         if missing:
             raise BackendMissingError(f"{', '.join(missing)} not installed: pip install {self.extra}")
-        module = importlib.import_module(self.module)
-        if self.check:
-            getattr(module, self.check)(options)
-        return getattr(module, self.function)
+        return importlib.import_module(self.module)
+
+    def config_class(self) -> type[TargetConfig]:
+        return getattr(importlib.import_module(self.module), self.config)
 
 
 #: what ``pip install "lsnet-deploy[export]"`` adds that export, info and compare of PyTorch models import
@@ -82,21 +118,31 @@ def require_export(what: str) -> None:
                                   f"install): pip install {EXPORT_EXTRA}")
 
 
-#: target name -> :class:`Target`; other modules may add entries (see the module docstring)
-TARGETS: dict[str, Target] = {
-    "onnx": Target("lsnet_deploy.exporters.onnx", "export_onnx", ("onnx", "onnxruntime"),
-                   EXPORT_EXTRA, default_ska="unfold", backend="onnxruntime", check="check_options"),
-    "openvino": Target("lsnet_deploy.exporters.openvino", "export_target", ("openvino", "nncf"),
-                       "lsnet-deploy[openvino]", default_ska="shift", backend="openvino", check="check_target"),
-    # no `requires`: check_target names what is missing (package, cuda-python or GPU) in one line
-    "tensorrt": Target("lsnet_deploy.exporters.tensorrt", "export_target", (), "lsnet-deploy[tensorrt]",
-                       default_ska="shift", backend="tensorrt", check="check_target"),
-}
+def discover_targets() -> dict[str, Target]:
+    """``{name: Target}`` of every module here that defines a ``TargetConfig`` subclass, in file-name order."""
+    return {attrs["name"]: Target(module=f"{__name__}.{stem}", config=cls, **attrs)
+            for stem, cls, attrs in class_attributes(Path(__file__).parent, "(TargetConfig)", base="TargetConfig")}
+
+
+#: target name -> :class:`Target`, discovered from the target modules
+TARGETS: dict[str, Target] = discover_targets()
+
+
+def lowering_facts() -> dict[str, dict[str, Any]]:
+    """``{name: {summary, min_opset, tensorrt_ok, ...}}`` of the SKA lowerings, read from ``ska/*.py`` without
+    importing torch (for ``--help`` and docs; the lowerings themselves: :data:`.ska.LOWERINGS`)."""
+    found = class_attributes(Path(__file__).parent / "ska", "@register", decorator="register")
+    defaults = {"min_opset": MIN_OPSET[DEFAULT_EXPORTER], "tensorrt_ok": True, "int8_ok": True}
+    return {attrs["name"]: {**defaults, **attrs} for _, _, attrs in found}
+
+
+def targets_for(precision: str) -> list[str]:
+    return [name for name, t in TARGETS.items() if precision in t.precisions]
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """Everything an export can be asked for; invalid values raise :class:`UsageError` on creation."""
+    """What every target shares; target-only options go in ``config``. Bad values raise :class:`UsageError`."""
 
     target: str = "onnx"
     ska: str | None = None  #: SKA lowering; None: the target's default
@@ -104,7 +150,9 @@ class ExportOptions:
     batch: int = 1  #: static batch (the example batch when ``dynamic``)
     dynamic: bool = False  #: dynamic batch dimension
     opset: int | None = None  #: ONNX opset; None: the exporter's default
+    exporter: str = DEFAULT_EXPORTER  #: ONNX exporter, one of :data:`EXPORTERS`
     half: bool = False  #: fp16 weights and input/output
+    int8: bool = False  #: int8 post-training quantization (targets whose ``precisions`` include it)
     simplify: bool = False  #: run onnxslim on the graph
     fuse: bool = True  #: reparameterize (fold BN, RepVGG branches) before export
     output: Path | None = None  #: None: a name derived from model and options, in the current folder
@@ -113,16 +161,14 @@ class ExportOptions:
     rtol: float | None = None  #: max-rel threshold; None: the precision's default gate
     min_cosine: float | None = None  #: cosine threshold; None: the precision's default gate
     class_names: tuple[str, ...] = field(default_factory=tuple)  #: overrides the checkpoint's names
-    bf16: bool = False  #: bf16 compute (openvino on AVX512-BF16/AMX CPUs), gated with ``GATES["bf16"]``
-    int8: bool = False  #: int8 post-training quantization (onnx: QDQ; openvino: NNCF; tensorrt: QDQ or calibrator)
     data: Path | None = None  #: image folder for int8 calibration and parity; None: synthetic images (warns)
     calib_size: int = 300  #: int8 calibration images
-    workspace: float = 4.0  #: TensorRT builder workspace, GiB
-    timing_cache: Path | None = None  #: TensorRT timing cache (read if present, written after the build)
-    dla: int | None = None  #: TensorRT DLA core (Jetson)
+    parity_size: int = PARITY_IMAGES  #: images the parity gate runs on
+    bf16: bool = False  #: bf16 compute (openvino on AVX512-BF16/AMX CPUs), gated with ``GATES["bf16"]``
     crop_mode: str | None = None  #: "center" | "squash"; None: squash for upstream fine-tunes, else center
     crop_pct: float | None = None  #: None: 0.875 (center) or 1.0 (squash)
     ema: bool = False  #: export upstream's ``model_ema`` weights
+    config: TargetConfig | None = None  #: the target's own options; None: its defaults
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", self.target.lower())  # names are case-insensitive
@@ -130,25 +176,31 @@ class ExportOptions:
             object.__setattr__(self, "ska", self.ska.lower())
         if self.target not in TARGETS:
             raise UsageError(f"unknown target {self.target!r}; choose one of: {', '.join(TARGETS)}")
-        if self.imgsz is not None and (self.imgsz < 32 or self.imgsz % 32):
-            raise UsageError(f"--imgsz must be a positive multiple of 32, got {self.imgsz}")
-        if self.batch < 1:
-            raise UsageError(f"--batch must be >= 1, got {self.batch}")
-        if self.rtol is not None and not self.rtol > 0:
-            raise UsageError(f"--rtol must be > 0, got {self.rtol}")
-        if self.min_cosine is not None and not -1 <= self.min_cosine <= 1:
-            raise UsageError(f"--min-cosine must be in [-1, 1], got {self.min_cosine}")
-        if sum((self.int8, self.half, self.bf16)) > 1:
-            raise UsageError("--int8, --half and --bf16 exclude each other")
-        if self.bf16 and self.target != "openvino":
-            raise UsageError("--bf16 needs --target openvino (the runtime that computes bf16 on CPUs here)")
-        if self.calib_size < 1:
-            raise UsageError(f"--calib-size must be >= 1, got {self.calib_size}")
-        if self.crop_mode is not None and self.crop_mode not in CROP_MODES:
-            raise UsageError(f"--crop-mode must be one of: {', '.join(CROP_MODES)}; got {self.crop_mode!r}")
-        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
-            raise UsageError(f"--crop-pct must be in (0, 1], got {self.crop_pct}")
-        for name in ("output", "data", "timing_cache"):
+        for bad, message in (
+            (self.imgsz is not None and (self.imgsz < 32 or self.imgsz % 32),
+             f"--imgsz must be a positive multiple of 32, got {self.imgsz}"),
+            (self.batch < 1, f"--batch must be >= 1, got {self.batch}"),
+            (self.exporter not in EXPORTERS, f"--exporter must be one of: {', '.join(EXPORTERS)}; "
+                                             f"got {self.exporter!r}"),
+            (self.rtol is not None and not self.rtol > 0, f"--rtol must be > 0, got {self.rtol}"),
+            (self.min_cosine is not None and not -1 <= self.min_cosine <= 1,
+             f"--min-cosine must be in [-1, 1], got {self.min_cosine}"),
+            (sum((self.int8, self.half, self.bf16)) > 1, "--int8, --half and --bf16 exclude each other"),
+            (self.precision not in TARGETS[self.target].precisions,
+             f"--{self.precision} needs --target {' or '.join(targets_for(self.precision))}"),
+            (self.crop_mode is not None and self.crop_mode not in CROP_MODES,
+             f"--crop-mode must be one of: {', '.join(CROP_MODES)}; got {self.crop_mode!r}"),
+            (self.crop_pct is not None and not 0 < self.crop_pct <= 1,
+             f"--crop-pct must be in (0, 1], got {self.crop_pct}"),
+            (self.calib_size < 1, f"--calib-size must be >= 1, got {self.calib_size}"),
+            (self.parity_size < 1, f"the parity image count must be >= 1, got {self.parity_size}"),
+            (self.config is not None and self.config.name != self.target,
+             f"{type(self.config).__name__} configures --target {getattr(self.config, 'name', '')}, "
+             f"not {self.target}"),
+        ):
+            if bad:
+                raise UsageError(message)
+        for name in ("output", "data"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
 
@@ -159,6 +211,10 @@ class ExportOptions:
     @property
     def lowering(self) -> str:
         return self.ska or TARGETS[self.target].default_ska
+
+    def target_config(self) -> TargetConfig:
+        """``config``, or the target's defaults (imports the target module)."""
+        return self.config if self.config is not None else TARGETS[self.target].config_class()()
 
     def gate(self) -> Gate:
         """The precision's default gate with the ``rtol``/``min_cosine`` overrides applied."""
@@ -205,10 +261,11 @@ class ExportResult:
     path: Path
     metadata: ArtifactMetadata
     parity: Parity | None  #: None when validation was skipped
-    seconds: float
+    seconds: float = 0.0
     gate: Gate | None = None
     size_bytes: int = 0
     notes: tuple[str, ...] = ()  #: target-specific facts to show (int8 cost, trtexec line)
+    details: Any = None  #: the target's own facts (OpenVINO: the int8 report; TensorRT: the trtexec line)
 
 
 def variant_of(model: nn.Module) -> str:
@@ -291,7 +348,8 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
     if options.output is not None:  # before any work: a typo costs milliseconds, not an export
         check_output(options.output, options.overwrite)
         check_suffix(options.output, target.suffixes, f"--target {options.target} output")
-    run = target.load(options)
+    module = target.load()
+    module.check(options)
     start = time.perf_counter()
     src = load_source(source, variant, num_classes, options.imgsz, options.ema)
     warn_if_short([options.batch], src.img_size)
@@ -304,9 +362,9 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
             raise InputError(f"{len(options.class_names)} class names given for a {src.num_classes}-class model "
                              "(labels: one name per class, as in predict)")
         src.class_names = tuple(options.class_names)
-    result = run(src, options)
+    result = module.export(src, options)
     return replace(result, seconds=time.perf_counter() - start)
 
 
-__all__ = ["TARGETS", "ExportOptions", "ExportResult", "Source", "Target", "export", "load_source", "require_export",
-           "variant_of"]
+__all__ = ["DEFAULT_EXPORTER", "EXPORTERS", "TARGETS", "ExportOptions", "ExportResult", "Source", "Target",
+           "TargetConfig", "export", "load_source", "lowering_facts", "require_export", "variant_of"]

@@ -80,12 +80,12 @@ def parity_images(data: Path | None, meta: ArtifactMetadata, count: int = PARITY
 def staged_onnx(source, options) -> Iterator:
     """An fp32 ONNX export of ``source`` into a temporary folder (the ``onnx`` target, gated unless
     ``options.validate`` is off); yields its ``ExportResult``. Used by targets built from ONNX."""
-    from .onnx import export_onnx
+    from . import onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         # ska=options.lowering: keep the calling target's default lowering, not the onnx target's
-        yield export_onnx(source, replace(options, ska=options.lowering, target="onnx", half=False, int8=False,
-                                          bf16=False, overwrite=True, output=Path(tmp) / "model.onnx"))
+        yield onnx.export(source, replace(options, ska=options.lowering, target="onnx", half=False, int8=False,
+                                          bf16=False, overwrite=True, output=Path(tmp) / "model.onnx", config=None))
 
 
 def artifact_path(onnx_meta: ArtifactMetadata, precision: str, suffix: str) -> Path:

@@ -1,15 +1,18 @@
-"""ONNX export: lower SKA, trace with the TorchScript exporter, stamp metadata, gate parity.
+"""ONNX export: lower SKA, export with torch's TorchScript or dynamo exporter, stamp metadata, gate parity.
 
-``export_onnx(source, options)`` writes through :func:`atomic_outputs`: the parity gate runs on
-the temporary file, so a failed gate leaves nothing at the final path. The same inputs give a
+``export(source, options)`` writes through :func:`atomic_outputs`: the parity gate runs on the
+temporary file, so a failed gate leaves nothing at the final path. The same inputs give a
 byte-identical file (no timestamps, fixed names, deterministic weights when none are given).
+Which lowering each exporter supports, and why: ``docs/onnx_export.md``.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -21,32 +24,46 @@ from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import fuse_model
 from lsnet_deploy.validate import gate as parity_gate
 
-from . import ExportOptions, ExportResult, Source
+from . import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import parity_images
-from .ska import get_lowering, lowered
-from .ska.custom import attach_function
+from .ska import Lowering, get_lowering, lowered
 
-DEFAULT_OPSET = 17
-MIN_OPSET = 13
-MAX_OPSET = 20  #: the newest opset torch's TorchScript exporter emits
 INPUT, OUTPUT = "images", "logits"
 MIN_FUNCTION_IR = 8  #: model-local ONNX functions (the custom lowering) need IR version 8
 
 
-def check_opset(opset: int | None, lowering: str) -> int:
-    """``opset`` (or the default) if the exporter and the lowering support it; :class:`UsageError` otherwise."""
-    opset = DEFAULT_OPSET if opset is None else opset
-    low = max(MIN_OPSET, get_lowering(lowering).min_opset)
+@dataclass(frozen=True)
+class OnnxConfig(TargetConfig):
+    """The ``onnx`` target: run by onnxruntime; no options of its own (opset, exporter and simplify are
+    shared: every target starts from the ONNX stage)."""
+
+    name = "onnx"
+    backend = "onnxruntime"
+    default_ska = "unfold"
+    requires = ("onnx", "onnxruntime")
+    extra = '"lsnet-deploy[export]"'
+    precisions = ("fp32", "fp16", "int8")  #: int8: QDQ (exporters/quantize.py)
+
+
+def check_opset(opset: int | None, lowering: str, exporter: str = DEFAULT_EXPORTER) -> int:
+    """``opset`` (or the exporter's default) if the exporter and the lowering support it; :class:`UsageError`
+    otherwise."""
+    opset = DEFAULT_OPSET[exporter] if opset is None else opset
+    low = max(MIN_OPSET[exporter], get_lowering(lowering).min_opset)
     if not low <= opset <= MAX_OPSET:
-        raise UsageError(f"--opset {opset} is out of range for --ska {lowering}: use {low}..{MAX_OPSET}")
+        using = "" if exporter == DEFAULT_EXPORTER else f" with --exporter {exporter}"
+        raise UsageError(f"--opset {opset} is out of range for --ska {lowering}{using}: use {low}..{MAX_OPSET}")
     return opset
 
 
-def check_options(options: ExportOptions) -> None:
-    """Fail fast, before the model is loaded, on options this target cannot honour."""
-    check_opset(options.opset, options.lowering)
-    if options.int8 and options.lowering == "custom":
-        raise UsageError("--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), not custom")
+def check(options: ExportOptions) -> None:
+    """Fail fast, before the model is loaded, on options the ONNX stage cannot honour (every target's)."""
+    check_opset(options.opset, options.lowering, options.exporter)
+    if options.exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
+        raise BackendMissingError('--exporter dynamo needs onnxscript: pip install "lsnet-deploy[export]"')
+    if options.target == "onnx" and options.int8 and not get_lowering(options.lowering).int8_ok:
+        raise UsageError(f"--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), "
+                         f"not {options.lowering}")
 
 
 def default_path(meta: ArtifactMetadata) -> Path:
@@ -58,29 +75,56 @@ def default_path(meta: ArtifactMetadata) -> Path:
 
 
 def trace_onnx(model: torch.nn.Module, options: ExportOptions, opset: int) -> onnx.ModelProto:
-    """Fuse (optionally), cast, lower SKA and trace a copy of ``model`` into an ONNX model."""
+    """Fuse (optionally), cast, lower SKA and export a copy of ``model`` with ``options.exporter``."""
     model = copy.deepcopy(model).eval()
     if options.fuse:
         fuse_model(model)
     dtype = torch.float16 if options.half else torch.float32
     model = model.to(dtype)
     example = torch.zeros(options.batch, 3, model.img_size, model.img_size, dtype=dtype)
-    dynamic = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}} if options.dynamic else None
-    buf = io.BytesIO()
+    lowering = get_lowering(options.lowering)
     with lowered(model, options.lowering), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and legacy-exporter chatter; parity is checked below
-        torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=[INPUT],
-                          output_names=[OUTPUT], dynamic_axes=dynamic, do_constant_folding=True)
-    return attach_function(onnx.load_from_string(buf.getvalue()))
+        warnings.simplefilter("ignore")  # tracer and exporter chatter; parity is checked below
+        if options.exporter == "dynamo":
+            proto = export_dynamo(model, example, opset, options.dynamic, lowering)
+        else:
+            proto = export_torchscript(model, example, opset, options.dynamic)
+    return lowering.finalize(proto)
 
 
-def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxslim (constant folding, dead-node removal, fusion); the ``lsnet`` function survives."""
+def export_torchscript(model: torch.nn.Module, example: torch.Tensor, opset: int, dynamic: bool) -> onnx.ModelProto:
+    """The TorchScript exporter (``dynamo=False``; deprecated since torch 2.9)."""
+    buf = io.BytesIO()
+    axes = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}} if dynamic else None
+    torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=[INPUT],
+                      output_names=[OUTPUT], dynamic_axes=axes, do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def export_dynamo(model: torch.nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
+                  lowering: type[Lowering]) -> onnx.ModelProto:
+    """The ``torch.export``-based exporter (``dynamo=True``), with the lowering's op translations."""
+    shapes = None
+    if dynamic:  # torch.export specializes a dimension of size 1: trace a batch of 2 at least
+        shapes = ({0: torch.export.Dim("batch", min=1)},)
+        example = example.expand(max(2, len(example)), *example.shape[1:]).contiguous()
+    program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset, input_names=[INPUT],
+                                output_names=[OUTPUT], dynamic_shapes=shapes, optimize=True, verbose=False,
+                                custom_translation_table=lowering.dynamo_translations(opset), report=False)
+    proto = program.model_proto
+    if dynamic:  # torch.export names the symbol "s0"-style; keep the TorchScript exporter's "batch"
+        for value in (*proto.graph.input, *proto.graph.output):
+            value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    return proto
+
+
+def simplify(proto: onnx.ModelProto, lowering: type[Lowering]) -> onnx.ModelProto:
+    """onnxslim (constant folding, dead-node removal, fusion), then the lowering's :meth:`~Lowering.finalize`."""
     try:
         import onnxslim
     except ImportError as e:
         raise BackendMissingError('--simplify needs onnxslim: pip install "lsnet-deploy[export]"') from e
-    return attach_function(onnxslim.slim(proto))
+    return lowering.finalize(onnxslim.slim(proto))
 
 
 def cap_ir_version(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -103,7 +147,7 @@ def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata, extra: dict[str, str] 
     return proto
 
 
-def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
+def export(source: Source, options: ExportOptions) -> ExportResult:
     """Export ``source.model`` to ONNX as ``options`` ask; parity-gated unless ``validate`` is off."""
     from lsnet_deploy import golden, runtime
 
@@ -111,7 +155,7 @@ def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
         from .quantize import export_int8
 
         return export_int8(source, options)
-    opset = check_opset(options.opset, options.lowering)
+    opset = check_opset(options.opset, options.lowering, options.exporter)
     meta = source.metadata(batch=None if options.dynamic else options.batch, precision=options.precision,
                            ska=options.lowering, opset=opset)
     path = options.output or default_path(meta)
@@ -119,18 +163,18 @@ def export_onnx(source: Source, options: ExportOptions) -> ExportResult:
     with atomic_outputs(path, overwrite=options.overwrite) as (tmp,), source.reference() as reference:
         proto = trace_onnx(source.model, options, opset)
         if options.simplify:
-            proto = simplify(proto)
+            proto = simplify(proto, get_lowering(options.lowering))
         proto = stamp(cap_ir_version(proto), meta, golden.record(meta, reference).to_props())
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
         parity = None
         if options.validate:
             with runtime.load(tmp) as engine:
-                parity = parity_gate(engine, reference, parity_images(options.data, meta), gate,
+                parity = parity_gate(engine, reference, parity_images(options.data, meta, options.parity_size), gate,
                                      f"{path.name} (--ska {options.lowering}, {options.precision})")
         size = tmp.stat().st_size
     return ExportResult(path=path, metadata=meta, parity=parity, seconds=0.0, gate=gate if parity else None,
                         size_bytes=size)
 
 
-__all__ = ["DEFAULT_OPSET", "MAX_OPSET", "MIN_OPSET", "check_options", "check_opset", "export_onnx"]
+__all__ = ["DEFAULT_OPSET", "MAX_OPSET", "MIN_OPSET", "OnnxConfig", "check", "check_opset", "export"]

@@ -18,36 +18,32 @@ from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, rea
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
-from lsnet_deploy.validate import GATES, PARITY_IMAGES, Logits, Parity, gate
+from lsnet_deploy.validate import Logits, Parity, gate
 
+from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import artifact_path, image_files, int8_images, parity_images, staged_onnx
 
-PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
 #: fp32 ONNX bytes / IR .bin bytes, per precision (to tell a full disk from another write failure)
 _SHRINK = {"fp32": 1, "fp16": 2, "int8": 4}
 
 
 @dataclass(frozen=True)
-class OpenVINOOptions:
-    """How to build the IR. ``data``: an image folder for calibration and parity (default: synthetic)."""
+class OpenVINOConfig(TargetConfig):
+    """The ``openvino`` target: an IR pair (``.xml`` + ``.bin``) in fp32, fp16 (compressed weights) or int8 (NNCF)."""
 
-    precision: str = "fp32"  # fp32 | fp16 (weights stored as fp16) | int8 (NNCF post-training quantization)
-    #                          | bf16 (f32 weights, bf16 compute: needs AVX512-BF16/AMX to gate and to run)
-    data: Path | None = None
-    calib_size: int = 300  # int8 calibration images
-    parity_size: int = PARITY_IMAGES  # images the gate (and the int8 report) runs on
-    overwrite: bool = False
-    threads: int | None = None
-    validate: bool = True  # False: no parity gate, no int8 report (``parity`` is None)
+    name = "openvino"
+    backend = "openvino"
+    default_ska = "shift"
+    requires = ("openvino", "nncf")
+    extra = "lsnet-deploy[openvino]"
+    precisions = ("fp32", "fp16", "int8", "bf16")  #: bf16: f32 weights, bf16 compute (AVX512-BF16/AMX)
+
+    threads: int | None = None  #: CPU threads of the parity and int8-latency runs (default: OpenVINO's)
 
     def check(self) -> None:
-        """Raise :class:`UsageError` for an impossible option value."""
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"OpenVINO precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.calib_size < 1 or self.parity_size < 1:
-            raise UsageError(f"--calib-size and the parity image count must be >= 1, "
-                             f"got {self.calib_size} and {self.parity_size}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads must be >= 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -66,14 +62,6 @@ class Int8Report:
         return (f"int8 vs fp32: top-1 agreement {self.top1_agreement:.1%} and cosine {self.cosine:.5f} on "
                 f"{self.images} images; {self.size_mb:.1f} MB vs {self.fp32_size_mb:.1f} MB; "
                 f"{self.latency_ms:.2f} ms vs {self.fp32_latency_ms:.2f} ms")
-
-
-@dataclass(frozen=True)
-class OpenVINOExport:
-    path: Path  # the .xml; the weights are path.with_suffix(".bin")
-    metadata: ArtifactMetadata
-    parity: Parity | None
-    int8: Int8Report | None = None
 
 
 def import_openvino():
@@ -145,12 +133,11 @@ def read_onnx(ov, onnx_path: Path):
 
 
 def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits | None,
-                    options: OpenVINOOptions = OpenVINOOptions()) -> OpenVINOExport:
-    """Convert ``onnx_path`` to an IR at ``output`` (``.xml``), gated against ``reference`` (fp32 PyTorch:
-    an engine or a ``batch -> logits`` function) on held-out :func:`~.inputs.parity_images`."""
-    options.check()
-    if options.validate and reference is None:
-        raise UsageError("the parity gate needs a reference (the fp32 PyTorch model); or set validate=False")
+                    options: ExportOptions) -> ExportResult:
+    """Convert ``onnx_path`` to an IR at ``output`` (``.xml``) in ``options.precision``, gated against
+    ``reference`` (fp32 PyTorch: an engine or a ``batch -> logits`` function; ``None``: no gate, no int8
+    report) on held-out :func:`~.inputs.parity_images`."""
+    config = options.target_config()
     output = Path(output)
     check_ir_path(output, options.overwrite)  # fail before the slow conversion
     if options.precision == "bf16" and options.validate:
@@ -175,15 +162,17 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
     write_metadata(ir, meta, golden)
     parity = report = None
     with atomic_outputs(output, output.with_suffix(".bin"), overwrite=options.overwrite) as (xml, _):
-        with backend_write(output, need=Path(onnx_path).stat().st_size // _SHRINK[options.precision]):
+        with backend_write(output, need=Path(onnx_path).stat().st_size // _SHRINK.get(options.precision, 1)):
             ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
-        if options.validate:
-            with OpenVINOEngine(xml, threads=options.threads) as engine:
-                parity = gate(engine, reference, checked, options.precision,
+        if reference is not None:
+            with OpenVINOEngine(xml, threads=config.threads) as engine:
+                parity = gate(engine, reference, checked, options.gate(),
                               f"OpenVINO {options.precision} IR {output.name}")
             if int8:
-                report = int8_report(ov, model, xml, parity, checked[:1], len(checked), options.threads)
-    return OpenVINOExport(output, meta, parity, report)
+                report = int8_report(ov, model, xml, parity, checked[:1], len(checked), config.threads)
+    size = output.stat().st_size + output.with_suffix(".bin").stat().st_size
+    return ExportResult(output, meta, parity, gate=options.gate() if parity else None, size_bytes=size,
+                        notes=(report.summary(),) if report else (), details=report)
 
 
 def check_ir_path(output: Path, overwrite: bool) -> None:
@@ -193,11 +182,11 @@ def check_ir_path(output: Path, overwrite: bool) -> None:
     check_outputs(output, output.with_suffix(".bin"), overwrite=overwrite)
 
 
-def check_target(options) -> None:
-    """``TARGETS["openvino"]`` pre-check: the ONNX stage's options (opset, lowering), the IR path and its ``.bin``."""
-    from .onnx import check_options
+def check(options: ExportOptions) -> None:
+    """Before the model loads: the ONNX stage's options (opset, lowering, exporter), the IR path and its ``.bin``."""
+    from . import onnx
 
-    check_options(options)
+    onnx.check(options)
     if options.output is not None:  # before the ONNX stage, not after it
         check_ir_path(Path(options.output), options.overwrite)
     if options.bf16 and options.validate:
@@ -206,18 +195,8 @@ def check_target(options) -> None:
         require_bf16("--bf16")
 
 
-def export_target(source, options):
-    """``export(source, ExportOptions(target="openvino"))``: fp32 ONNX first, then the IR in ``options.precision``."""
-    from . import TARGETS, ExportResult
-
-    precision = options.precision
-    with staged_onnx(source, options) as onnx_result:
-        output = options.output or artifact_path(onnx_result.metadata, precision, TARGETS["openvino"].suffix)
-        ir_options = OpenVINOOptions(precision, data=options.data, calib_size=options.calib_size,
-                                     overwrite=options.overwrite, validate=options.validate)
-        with source.reference() as reference:
-            result = export_openvino(onnx_result.path, output, reference, ir_options)
-    size = output.stat().st_size + output.with_suffix(".bin").stat().st_size
-    return ExportResult(path=output, metadata=result.metadata, parity=result.parity, seconds=0.0,
-                        gate=GATES[precision] if result.parity else None, size_bytes=size,
-                        notes=(result.int8.summary(),) if result.int8 else ())
+def export(source: Source, options: ExportOptions) -> ExportResult:
+    """fp32 ONNX first (gated unless ``validate`` is off), then the IR in ``options.precision``."""
+    with staged_onnx(source, options) as onnx_result, source.reference() as reference:
+        output = options.output or artifact_path(onnx_result.metadata, options.precision, TARGETS["openvino"].suffix)
+        return export_openvino(onnx_result.path, output, reference if options.validate else None, options)

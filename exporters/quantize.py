@@ -155,8 +155,9 @@ def export_int8(source, options):
     from . import ExportResult
     from .inputs import int8_images
     from .onnx import cap_ir_version, check_opset, default_path, simplify, stamp, trace_onnx
+    from .ska import get_lowering
 
-    opset = check_opset(options.opset, options.lowering)
+    opset = check_opset(options.opset, options.lowering, options.exporter)
     meta = source.metadata(batch=None if options.dynamic else options.batch, precision="int8",
                            ska=options.lowering, opset=opset)
     path, gate = options.output or default_path(meta), options.gate()
@@ -167,7 +168,9 @@ def export_int8(source, options):
             source.reference() as reference:
         fp32 = Path(work) / "fp32.onnx"
         proto = trace_onnx(source.model, replace(options, int8=False), opset)
-        onnx.save(stamp(simplify(proto) if options.simplify else proto, replace(meta, precision="fp32")), fp32)
+        if options.simplify:
+            proto = simplify(proto, get_lowering(options.lowering))
+        onnx.save(stamp(proto, replace(meta, precision="fp32")), fp32)
         result = quantize_onnx(fp32, tmp, images.calibration, "u8", meta.batch)
         meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops)
         onnx.save(stamp(cap_ir_version(onnx.load(str(tmp))), meta, golden.record(meta, reference).to_props()), tmp)

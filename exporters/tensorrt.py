@@ -29,11 +29,11 @@ from lsnet_deploy.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
-from lsnet_deploy.validate import GATES, PARITY_IMAGES, Logits, Parity, gate
+from lsnet_deploy.validate import Logits, gate
 
+from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import artifact_path, int8_images, parity_images, staged_onnx
 
-PRECISIONS = ("fp32", "fp16", "int8")
 #: how an int8 engine gets its scales: "qdq" (explicit quantization of a QDQ ONNX, TensorRT >= 10),
 #: "calibrator" (the implicit entropy calibrator, deprecated in 10.1: DLA and older TensorRT), "auto"
 INT8_MODES = ("auto", "qdq", "calibrator")
@@ -41,79 +41,85 @@ NORM_ONNX_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalizat
 
 
 @dataclass(frozen=True)
-class TensorRTOptions:
-    """How to build the engine. ``batch``: (min, opt, max) of the optimization profile's batch."""
+class TensorRTConfig(TargetConfig):
+    """The ``tensorrt`` target: an ``.engine`` + JSON sidecar; its builder's own options."""
 
-    precision: str = "fp32"
-    batch: tuple[int, int, int] = (1, 1, 1)
-    workspace_gib: float = 4.0
-    data: Path | None = None  # int8 calibration / parity images (default: synthetic)
-    calib_size: int = 300
+    name = "tensorrt"
+    backend = "tensorrt"
+    default_ska = "shift"
+    requires = ()  # check() names what is missing (package, cuda-python or GPU) in one line
+    extra = "lsnet-deploy[tensorrt]"
+    precisions = ("fp32", "fp16", "int8")
+
+    profile: tuple[int, int, int] | None = None  #: (min, opt, max) batch; None: from ``batch``/``dynamic``
+    workspace_gib: float = 4.0  #: builder workspace
     calib_batch: int = 8
-    calib_cache: Path | None = None  # default: <engine>.calib
-    timing_cache: Path | None = None  # read if present, written after the build
-    dla_core: int | None = None  # Jetson DLA core; layers DLA cannot run fall back to the GPU
-    parity_size: int = PARITY_IMAGES
-    overwrite: bool = False
-    int8_mode: str = "auto"  # see INT8_MODES
+    calib_cache: Path | None = None  #: default: <engine>.calib
+    timing_cache: Path | None = None  #: read if present, written after the build
+    dla_core: int | None = None  #: Jetson DLA core; layers DLA cannot run fall back to the GPU
+    int8_mode: str = "auto"  #: see INT8_MODES
 
     def check(self) -> None:
-        """Raise :class:`UsageError` for an impossible option value."""
-        lo, opt, hi = self.batch
         problems = [
-            (self.precision not in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
-            (not 1 <= lo <= opt <= hi, f"batch profile must satisfy 1 <= min <= opt <= max, got {self.batch}"),
+            (self.profile is not None and not 1 <= self.profile[0] <= self.profile[1] <= self.profile[2],
+             f"batch profile must satisfy 1 <= min <= opt <= max, got {self.profile}"),
             (not self.workspace_gib > 0, f"--workspace must be > 0 GiB, got {self.workspace_gib}"),
-            (self.calib_size < 1 or self.calib_batch < 1, "--calib-size and the calibration batch must be >= 1"),
+            (self.calib_batch < 1, "the calibration batch must be >= 1"),
             (self.dla_core is not None and self.dla_core < 0, f"--dla must be >= 0, got {self.dla_core}"),
-            (self.parity_size < 1, "the parity image count must be >= 1"),
             (self.int8_mode not in INT8_MODES, f"int8 mode must be one of {', '.join(INT8_MODES)}"),
         ]
         for bad, message in problems:
             if bad:
                 raise UsageError(message)
 
+    def batch_profile(self, options: ExportOptions) -> tuple[int, int, int]:
+        """``profile``, else (batch, batch, batch), or (1, batch, max(batch, 32)) with ``--dynamic``."""
+        if self.profile is not None:
+            return self.profile
+        return (1, options.batch, max(options.batch, 32)) if options.dynamic else (options.batch,) * 3
+
 
 @dataclass(frozen=True)
-class TensorRTExport:
-    path: Path
+class BuildFacts:
+    """What a TensorRT build adds to :class:`ExportResult` (its ``details``)."""
+
     sidecar: Path
-    metadata: ArtifactMetadata
-    parity: Parity | None  # None when no reference was given
     trtexec: str
 
 
-def input_profile(meta: ArtifactMetadata, options: TensorRTOptions) -> dict[str, tuple[int, ...]]:
+def input_profile(meta: ArtifactMetadata, options: ExportOptions) -> dict[str, tuple[int, ...]]:
     """``{"min"|"opt"|"max": NCHW shape}`` of the input; a static-batch ONNX pins all three."""
-    if meta.batch is not None and options.batch != (meta.batch,) * 3:
+    profile = options.target_config().batch_profile(options)
+    if meta.batch is not None and profile != (meta.batch,) * 3:
         raise UsageError(f"the ONNX file has a static batch of {meta.batch}; export it with a dynamic batch "
-                         f"to build the profile {options.batch}")
+                         f"to build the profile {profile}")
     chw = (3, meta.img_size, meta.img_size)
-    return {k: (b, *chw) for k, b in zip(("min", "opt", "max"), options.batch)}
+    return {k: (b, *chw) for k, b in zip(("min", "opt", "max"), profile)}
 
 
-def int8_mode(options: TensorRTOptions, trt_version: str | None = None) -> str | None:
+def int8_mode(options: ExportOptions, trt_version: str | None = None) -> str | None:
     """``"qdq"`` or ``"calibrator"`` for an int8 build (``None`` otherwise). ``auto``: explicit quantization,
     except on a DLA core or before TensorRT 10 (``trt_version`` ``None``: the newest)."""
     if options.precision != "int8":
         return None
-    if options.int8_mode != "auto":
-        return options.int8_mode
+    config = options.target_config()
+    if config.int8_mode != "auto":
+        return config.int8_mode
     old = trt_version is not None and int(str(trt_version).split(".")[0]) < 10
-    return "calibrator" if old or options.dla_core is not None else "qdq"
+    return "calibrator" if old or config.dla_core is not None else "qdq"
 
 
-def builder_settings(meta: ArtifactMetadata, options: TensorRTOptions, trt_version: str | None = None) -> dict:
+def builder_settings(meta: ArtifactMetadata, options: ExportOptions, trt_version: str | None = None) -> dict:
     """Everything the builder config gets, as plain data (applied by :func:`configure`)."""
-    options.check()
+    config = options.target_config()
     flags = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"]}[options.precision]
     if options.precision != "fp32":
         flags = [*flags, "PREFER_PRECISION_CONSTRAINTS"]
-    if options.dla_core is not None:
+    if config.dla_core is not None:
         flags = [*flags, "GPU_FALLBACK"]
-    return {"flags": flags, "workspace_bytes": int(options.workspace_gib * (1 << 30)),
-            "profile": input_profile(meta, options), "dla_core": options.dla_core,
-            "timing_cache": str(options.timing_cache) if options.timing_cache else None,
+    return {"flags": flags, "workspace_bytes": int(config.workspace_gib * (1 << 30)),
+            "profile": input_profile(meta, options), "dla_core": config.dla_core,
+            "timing_cache": str(config.timing_cache) if config.timing_cache else None,
             "pin_norm_fp32": options.precision != "fp32", "int8_mode": int8_mode(options, trt_version)}
 
 
@@ -154,10 +160,10 @@ def pin_norm_layers(trt, network) -> list[str]:
     return pinned
 
 
-def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, options: TensorRTOptions,
+def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, options: ExportOptions,
                     trt_version: str | None = None) -> str:
     """The ``trtexec`` line that builds the same engine from ``onnx_path`` (the QDQ file for ``qdq``)."""
-    settings = builder_settings(facts.metadata, options, trt_version)
+    settings, config = builder_settings(facts.metadata, options, trt_version), options.target_config()
     shape = {k: "x".join(map(str, v)) for k, v in settings["profile"].items()}
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
             f"--memPoolSize=workspace:{settings['workspace_bytes'] >> 20}M",
@@ -167,19 +173,19 @@ def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, option
     if options.precision == "int8":
         args.append("--int8")
     if settings["int8_mode"] == "calibrator":
-        args.append(f"--calib={calib_cache_path(engine_path, options)}")
+        args.append(f"--calib={calib_cache_path(engine_path, config)}")
     if settings["pin_norm_fp32"] and facts.norm_nodes:
         args += ["--precisionConstraints=prefer",
                  "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in facts.norm_nodes)]
-    if options.dla_core is not None:
-        args += [f"--useDLACore={options.dla_core}", "--allowGPUFallback"]
-    if options.timing_cache:
-        args.append(f"--timingCacheFile={options.timing_cache}")
+    if config.dla_core is not None:
+        args += [f"--useDLACore={config.dla_core}", "--allowGPUFallback"]
+    if config.timing_cache:
+        args.append(f"--timingCacheFile={config.timing_cache}")
     return shlex.join(args)
 
 
-def calib_cache_path(engine_path: Path, options: TensorRTOptions) -> Path:
-    return Path(options.calib_cache) if options.calib_cache else Path(engine_path).with_suffix(".calib")
+def calib_cache_path(engine_path: Path, config: TensorRTConfig) -> Path:
+    return Path(config.calib_cache) if config.calib_cache else Path(engine_path).with_suffix(".calib")
 
 
 class CalibrationBatches:
@@ -255,7 +261,8 @@ class OnnxFacts:
 
 
 def inspect_onnx(onnx_path: Path) -> OnnxFacts:
-    """Metadata, input name and norm nodes; :class:`InputError` if not ours, :class:`UsageError` for custom SKA."""
+    """Metadata, input name and norm nodes; :class:`InputError` if not ours, :class:`UsageError` for a lowering
+    TensorRT cannot parse (``Lowering.tensorrt_ok``)."""
     import onnx
 
     if not Path(onnx_path).is_file():
@@ -268,8 +275,11 @@ def inspect_onnx(onnx_path: Path) -> OnnxFacts:
     meta = ArtifactMetadata.from_props(props)
     if meta is None:
         raise InputError(f"{onnx_path} carries no lsnet-deploy metadata: export it with lsnet-deploy export")
-    if meta.ska == "custom":
-        raise UsageError("the custom-domain SKA node has no TensorRT plugin: export the ONNX with --ska shift")
+    lowerings = lowering_facts()  # Lowering.tensorrt_ok, read without importing torch
+    if not lowerings.get(meta.ska, {}).get("tensorrt_ok", True):
+        fit = ", ".join(name for name, facts in lowerings.items() if facts["tensorrt_ok"])
+        raise UsageError(f"TensorRT cannot build --ska {meta.ska} ({lowerings[meta.ska]['summary']}): export the "
+                         f"ONNX with --ska shift (TensorRT-safe lowerings: {fit})")
     norms = tuple(n.name for n in model.graph.node if n.op_type in NORM_ONNX_OPS)
     return OnnxFacts(meta, model.graph.input[0].name, norms, {k: v for k, v in props.items() if k == GOLDEN_KEY})
 
@@ -280,7 +290,7 @@ def gpu_name(cudart) -> str:
     return (name.decode() if isinstance(name, bytes) else str(name)).rstrip("\x00")
 
 
-def build_serialized(trt, onnx_path: Path, settings: dict, options: TensorRTOptions, engine_path: Path,
+def build_serialized(trt, onnx_path: Path, settings: dict, config: TensorRTConfig, engine_path: Path,
                      calib_images: np.ndarray | None) -> bytes:
     """Parse ``onnx_path`` and build the engine bytes; reads and updates the timing cache."""
     logger = trt.Logger(trt.Logger.WARNING)
@@ -290,12 +300,12 @@ def build_serialized(trt, onnx_path: Path, settings: dict, options: TensorRTOpti
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise InputError(f"TensorRT cannot parse {onnx_path}: {errors[:300]}")
-    timing = Path(options.timing_cache) if options.timing_cache else None
+    timing = Path(config.timing_cache) if config.timing_cache else None
     buffer = calibrator = None
     if calib_images is not None:
-        batches = CalibrationBatches(calib_images, options.calib_batch)
+        batches = CalibrationBatches(calib_images, config.calib_batch)
         buffer = DeviceBuffer(cuda_runtime(), batches.images[:batches.batch_size].nbytes)
-        calibrator = make_calibrator(trt, batches, calib_cache_path(engine_path, options), buffer.upload)
+        calibrator = make_calibrator(trt, batches, calib_cache_path(engine_path, config), buffer.upload)
     try:
         config = configure(trt, builder, network, settings, calibrator,
                            timing.read_bytes() if timing and timing.is_file() else b"")
@@ -326,8 +336,9 @@ def qdq_path(engine_path: Path) -> Path:
 
 
 def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | None = None,
-                 options: TensorRTOptions = TensorRTOptions()) -> TensorRTExport:
-    """Build ``output`` (``.engine``/``.plan``) + sidecar from ``onnx_path``, gated against ``reference``.
+                 options: ExportOptions | None = None) -> ExportResult:
+    """Build ``output`` (``.engine``/``.plan``) + sidecar from ``onnx_path`` in ``options.precision``, gated
+    against ``reference`` (``None``: no gate); ``details`` is a :class:`BuildFacts`.
 
     int8 (:func:`int8_mode`): ``qdq`` quantizes an fp32 ONNX (``s8``, kept as ``<engine>.qdq.onnx``)
     and builds without a calibrator; ``calibrator`` calibrates the fp32 network. Either way the gate
@@ -335,7 +346,8 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
     """
     from .quantize import quantize_onnx
 
-    options.check()
+    options = options or ExportOptions(target="tensorrt")
+    config = options.target_config()
     onnx_path, output = Path(onnx_path), Path(output)
     check_engine_path(output, options.overwrite)  # fail before the build
     facts = inspect_onnx(onnx_path)
@@ -357,16 +369,18 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
         elif mode == "calibrator":
             meta = replace(meta, quantization="entropy calibrator")
         command = trtexec_command(onnx_path, output, replace(facts, metadata=meta), options, trt.__version__)
-        temps[0].write_bytes(build_serialized(trt, build_from, settings, options, output,
+        temps[0].write_bytes(build_serialized(trt, build_from, settings, config, output,
                                               images.calibration if mode == "calibrator" else None))
         write_sidecar(temps[1], meta, settings, options.precision, trt.__version__, gpu_name(cuda_runtime()), command,
                       facts.golden)
         parity = None
         if reference is not None:
-            with TensorRTEngine(temps[0], device="jetson" if options.dla_core is not None else "cuda") as engine:
-                parity = gate(engine, reference, checked, options.precision,
+            with TensorRTEngine(temps[0], device="jetson" if config.dla_core is not None else "cuda") as engine:
+                parity = gate(engine, reference, checked, options.gate(),
                               f"TensorRT {options.precision} engine {output.name}")
-    return TensorRTExport(output, sidecar_path(output), meta, parity, command)
+    return ExportResult(output, meta, parity, gate=options.gate() if parity else None,
+                        size_bytes=output.stat().st_size, notes=(f"equivalent trtexec command: {command}",),
+                        details=BuildFacts(sidecar_path(output), command))
 
 
 def check_engine_path(output: Path, overwrite: bool) -> None:
@@ -376,33 +390,19 @@ def check_engine_path(output: Path, overwrite: bool) -> None:
     check_outputs(output, sidecar_path(output), overwrite=overwrite)
 
 
-def check_target(options) -> None:
-    """``TARGETS["tensorrt"]`` pre-check: ONNX-stage options, the engine path and its sidecar, then TensorRT,
-    cuda-python and a GPU."""
-    from .onnx import check_options
+def check(options: ExportOptions) -> None:
+    """Before the model loads: ONNX-stage options, the engine path and its sidecar, then TensorRT, cuda-python
+    and a GPU."""
+    from . import onnx
 
-    check_options(options)
+    onnx.check(options)
     if options.output is not None:
         check_engine_path(Path(options.output), options.overwrite)
     import_tensorrt()
 
 
-def export_target(source, options):
-    """``export(source, ExportOptions(target="tensorrt"))``: fp32 ONNX first, then the engine.
-
-    The profile is (batch, batch, batch), or (1, batch, max(batch, 32)) with ``--dynamic``.
-    """
-    from . import TARGETS, ExportResult
-
-    precision = options.precision
-    profile = (1, options.batch, max(options.batch, 32)) if options.dynamic else (options.batch,) * 3
-    with staged_onnx(source, replace(options, ska=options.ska or "shift")) as onnx_result, \
-            source.reference() as reference:
-        output = options.output or artifact_path(onnx_result.metadata, precision, TARGETS["tensorrt"].suffix)
-        trt_options = TensorRTOptions(precision, batch=profile, workspace_gib=options.workspace, data=options.data,
-                                      calib_size=options.calib_size, timing_cache=options.timing_cache,
-                                      dla_core=options.dla, overwrite=options.overwrite)
-        result = build_engine(onnx_result.path, output, reference if options.validate else None, trt_options)
-    return ExportResult(path=output, metadata=result.metadata, parity=result.parity, seconds=0.0,
-                        gate=GATES[precision] if result.parity else None, size_bytes=output.stat().st_size,
-                        notes=(f"equivalent trtexec command: {result.trtexec}",))
+def export(source: Source, options: ExportOptions) -> ExportResult:
+    """fp32 ONNX first (gated unless ``validate`` is off), then the engine (:meth:`TensorRTConfig.batch_profile`)."""
+    with staged_onnx(source, options) as onnx_result, source.reference() as reference:
+        output = options.output or artifact_path(onnx_result.metadata, options.precision, TARGETS["tensorrt"].suffix)
+        return build_engine(onnx_result.path, output, reference if options.validate else None, options)

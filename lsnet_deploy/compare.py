@@ -51,7 +51,7 @@ def onnx_block_tensors(proto) -> dict[str, str]:
             last[m.group(2) or m.group(1)] = node.output[0]
     if not last:
         raise UsageError("--per-block: the ONNX graph has no LSNet block scopes in its node names "
-                         "(export it with lsnet-deploy)")
+                         "(export it with lsnet-deploy --exporter torchscript, the default)")
     return last
 
 

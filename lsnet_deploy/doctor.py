@@ -86,9 +86,17 @@ def jetson_release() -> str | None:
         return None
 
 
+def backends() -> dict[str, dict[str, object]]:
+    """Each runtime backend of the registry: its artifact suffixes and what is missing to run it."""
+    from lsnet_deploy.runtime.engine import BACKENDS
+
+    return {name: {"suffixes": list(b.suffixes), "missing": b.missing(), "extra": b.extra}
+            for name, b in BACKENDS.items()}
+
+
 def collect_environment() -> dict[str, object]:
     """Everything above, as one JSON-able dict (also the ``environment`` block of bench reports)."""
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "packages": package_versions(), "cpu": cpu_info(), "cpu_bf16": cpu_has_bf16(),
+            "packages": package_versions(), "backends": backends(), "cpu": cpu_info(), "cpu_bf16": cpu_has_bf16(),
             "onnxruntime_providers": onnxruntime_providers(), "openvino_devices": openvino_devices(),
             "cuda_gpu": cuda_gpu(), "jetson": jetson_release()}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lsnet_deploy.errors import BackendMissingError, UsageError
 from lsnet_deploy.runtime.bench import TORCH, BenchOptions, Plan, plan_artifact, run_bench, torch_available
-from lsnet_deploy.runtime.engine import is_artifact
+from lsnet_deploy.runtime.engine import BACKENDS, is_artifact
 from lsnet_deploy.runtime.results import BenchReport, Skipped
 
 
@@ -56,7 +56,7 @@ def export_artifacts(opts: BenchOptions, backends: list[str], folder: Path, repo
     artifacts: dict[str, Path] = {}
     for backend in backends:
         target = target_for(backend)
-        if target == "onnx" or (target is None and backend == "openvino"):  # OpenVINO reads ONNX files too
+        if target == "onnx" or (target is None and BACKENDS[backend].runs(onnx.path)):  # e.g. OpenVINO reads ONNX
             artifacts[backend] = onnx.path
         elif target is None:
             report.skipped.append(Skipped(backend, None, f"no {backend} exporter in this build"))

@@ -141,7 +141,7 @@ class Attention(nn.Module):
 
     def _bias(self) -> torch.Tensor:
         """The (heads, N, N) bias table; gathered once and cached in eval until the biases change."""
-        if self.training:
+        if self.training or torch.compiler.is_compiling():  # torch.export traces fake tensors: no data pointer
             return self.attention_biases[:, self.attention_bias_idxs]
         p = self.attention_biases
         key = (p._version, p.data_ptr(), p.dtype, p.device)

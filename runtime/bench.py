@@ -155,9 +155,9 @@ def engine_factories(opts: BenchOptions, artifacts: dict[str, Path], model, meta
 
         out.append((TORCH, lambda: TorchEngine(model, meta, opts.device, opts.threads)))
     for backend, path in artifacts.items():
-        if backend == "tensorrt" and path.suffix.lower() not in BACKENDS[backend].suffixes:
-            report.skipped.append(Skipped(backend, None, f"tensorrt needs a .engine artifact, not {path.name} "
-                                          "(export --target tensorrt, or bench a checkpoint)"))
+        if not BACKENDS[backend].runs(path):
+            report.skipped.append(Skipped(backend, None, f"{backend} needs a {BACKENDS[backend].suffixes[0]} artifact, "
+                                          f"not {path.name} (export it, or bench a checkpoint)"))
             continue
         out.append((backend, lambda b=backend, p=path: load(p, b, opts.device, opts.threads)))
     return out

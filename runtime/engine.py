@@ -7,6 +7,7 @@ TensorRT costs nothing until asked for. Nothing here imports torch.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,27 +17,43 @@ import numpy as np
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.golden import Golden
 from lsnet_deploy.metadata import ArtifactMetadata
-
+from lsnet_deploy.registry import module_calls
 
 
 @dataclass(frozen=True)
 class Backend:
-    """Where a backend's engine lives, the pip extra that provides it, and the artifact suffixes it runs."""
+    """A backend: its engine class, the pip extra that provides it, and the artifact suffixes it runs.
 
-    module: str
-    cls: str
-    extra: str
+    Declared in the engine's own module as a top-level ``BACKEND = Backend(name=..., cls=...,
+    extra=..., suffixes=...)`` with literal values; :data:`BACKENDS` is read from those
+    declarations without importing the modules (:mod:`lsnet_deploy.registry`).
+    """
+
+    name: str
+    cls: str  #: the :class:`Engine` subclass in the module
+    extra: str  #: what to ``pip install`` when the backend's package is missing
     suffixes: tuple[str, ...]  #: the first is the suffix its exporter writes
+    requires: tuple[str, ...] = ()  #: import names the engine needs (``doctor`` checks them)
+    also_runs: tuple[str, ...] = ()  #: other artifacts' suffixes it runs too (OpenVINO reads ``.onnx``)
+    module: str = ""  #: filled by discovery: the module that declares it
+
+    def runs(self, path: str | Path) -> bool:
+        """Whether this backend runs the artifact at ``path`` (by suffix)."""
+        return Path(path).suffix.lower() in self.suffixes + self.also_runs
+
+    def missing(self) -> list[str]:
+        """The import names in ``requires`` that are not installed here."""
+        return [name for name in self.requires if importlib.util.find_spec(name) is None]
+
+
+def discover_backends() -> dict[str, Backend]:
+    """``{name: Backend}`` of every ``runtime/*.py`` that declares one, in file-name order."""
+    return {kw["name"]: Backend(**kw, module=f"{__package__}.{stem}")
+            for stem, kw in module_calls(Path(__file__).parent, "BACKEND", "Backend")}
 
 
 #: backend name -> :class:`Backend`: the one suffix<->backend registry (compare, bench, exporters read it)
-BACKENDS: dict[str, Backend] = {
-    "onnxruntime": Backend("lsnet_deploy.runtime.onnxruntime", "OnnxRuntimeEngine", '"lsnet-deploy[onnxruntime]"',
-                           (".onnx",)),
-    "openvino": Backend("lsnet_deploy.runtime.openvino", "OpenVINOEngine", "lsnet-deploy[openvino]", (".xml",)),
-    "tensorrt": Backend("lsnet_deploy.runtime.tensorrt", "TensorRTEngine", "lsnet-deploy[tensorrt]",
-                        (".engine", ".plan")),
-}
+BACKENDS: dict[str, Backend] = discover_backends()
 
 
 def suffix_backends() -> dict[str, str]:

@@ -10,7 +10,10 @@ import onnxruntime as ort
 from lsnet_deploy.errors import BackendMissingError, InputError, reason
 from lsnet_deploy.metadata import ArtifactMetadata
 
-from .engine import Engine
+from .engine import Backend, Engine
+
+BACKEND = Backend(name="onnxruntime", cls="OnnxRuntimeEngine", extra='"lsnet-deploy[onnxruntime]"',
+                  suffixes=(".onnx",), requires=("onnxruntime",))
 
 #: device -> execution providers, best first (those missing from the build are left out)
 _PROVIDERS = {

@@ -26,7 +26,10 @@ import openvino as ov
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.metadata import ArtifactMetadata
 
-from .engine import Engine
+from .engine import Backend, Engine
+
+BACKEND = Backend(name="openvino", cls="OpenVINOEngine", extra="lsnet-deploy[openvino]",
+                  suffixes=(".xml",), requires=("openvino",), also_runs=(".onnx",))
 
 #: lsnet-deploy device -> OpenVINO device
 _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}

@@ -15,7 +15,10 @@ import numpy as np
 from lsnet_deploy.errors import BackendMissingError, InputError, LsnetDeployError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 
-from .engine import Engine
+from .engine import Backend, Engine
+
+BACKEND = Backend(name="tensorrt", cls="TensorRTEngine", extra="lsnet-deploy[tensorrt]",
+                  suffixes=(".engine", ".plan"), requires=("tensorrt", "cuda"))
 
 INSTALL_HINT = "TensorRT needs an NVIDIA GPU and the tensorrt package: pip install lsnet-deploy[tensorrt]"
 GPU_DEVICES = ("cuda", "gpu", "jetson")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.exporters.tensorrt import TensorRTOptions, build_engine
+from lsnet_deploy.exporters.tensorrt import TensorRTConfig, build_engine
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.bench import time_engine
 from lsnet_deploy.runtime.stats import summarize
@@ -40,13 +40,15 @@ with TorchEngine(model, load(onnx_path).metadata) as ref:
     print(f"PyTorch CPU fp32 batch 1: {torch_ms:.2f} ms")
     for precision in ("fp32", "fp16", "int8"):  # int8: explicit quantization (QDQ ONNX) on TensorRT >= 10
         engine_path = work / f"lsnet_t_{precision}.engine"
-        result = build_engine(onnx_path, engine_path, ref, TensorRTOptions(precision, batch=(1, 8, 32),
-                              calib_size=64, parity_size=32, timing_cache=work / "timing.cache"))
+        options = ExportOptions(target="tensorrt", half=precision == "fp16", int8=precision == "int8", calib_size=64,
+                                parity_size=32,
+                                config=TensorRTConfig(profile=(1, 8, 32), timing_cache=work / "timing.cache"))
+        result = build_engine(onnx_path, engine_path, ref, options)
         p = result.parity
         print(f"\n[{precision}] parity vs PyTorch: max-rel {p.max_rel:.3g}, cosine {p.cosine:.7f}, "
               f"top-1 {p.top1_agreement:.1%}; engine {engine_path.stat().st_size / 1e6:.1f} MB"
               + (f"; int8 via {result.metadata.quantization}" if precision == "int8" else ""))
-        print(f"[{precision}] trtexec: {result.trtexec}")
+        print(f"[{precision}] trtexec: {result.details.trtexec}")
         with TensorRTEngine(engine_path, device="cuda") as engine:
             for batch in (1, 8, 32):
                 x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)

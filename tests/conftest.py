@@ -38,3 +38,21 @@ def onnx_artifact(tmp_path_factory):
         return path if path.is_file() else helpers.write_onnx(path, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory):
+    """``small_export(lowering, exporter="torchscript")`` -> the gated ``ExportResult`` of a tame 2-class LSNet-T
+    at 64 px, dynamic batch; each (lowering, exporter) is exported once per session."""
+    from lsnet_deploy.exporters import ExportOptions, export
+
+    folder, done = tmp_path_factory.mktemp("small_exports"), {}
+
+    def make(lowering: str, exporter: str = "torchscript"):
+        if (lowering, exporter) not in done:
+            options = ExportOptions(ska=lowering, imgsz=64, dynamic=True, exporter=exporter,
+                                    output=folder / f"{exporter}_{lowering}.onnx")
+            done[lowering, exporter] = export(helpers.tame_model("lsnet_t", 2, 64), options)
+        return done[lowering, exporter]
+
+    return make

@@ -147,6 +147,18 @@ def python_cmd(*code: str) -> list[str]:
     return [sys.executable, "-c", "\n".join(code)]
 
 
+def stage_options(target: str, precision: str = "fp32", **config):
+    """:class:`ExportOptions` for ``target`` in ``precision``: shared fields by name, the rest into the
+    target's config (e.g. ``stage_options("tensorrt", "fp16", profile=(1, 4, 8), parity_size=8)``)."""
+    from dataclasses import fields
+
+    from lsnet_deploy.exporters import TARGETS, ExportOptions
+
+    shared = {name: config.pop(name) for name in [f.name for f in fields(ExportOptions)] if name in config}
+    return ExportOptions(target=target, half=precision == "fp16", int8=precision == "int8",
+                         config=TARGETS[target].config_class()(**config), **shared)
+
+
 def tamper(src: Path, dest: Path) -> Path:
     """Copy an ONNX artifact with its largest convolution weight scaled by 1.05; metadata and golden data stay."""
     proto = onnx.load(str(src))

@@ -17,7 +17,7 @@ import onnx
 import onnx.inliner
 
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.exporters.openvino import OpenVINOOptions, export_openvino
+from lsnet_deploy.exporters.openvino import OpenVINOConfig, export_openvino
 from lsnet_deploy.exporters.ska import LOWERINGS
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime import load
@@ -77,8 +77,8 @@ def inlined(path: Path) -> Path:
 def export_int8(onnx_path: Path, calibration: Path, calib_size: int, threads: int, batch: int = 1) -> Path:
     """NNCF int8 OpenVINO IR of the dynamic-batch ``onnx_path``, calibrated on the images under
     ``calibration`` (one at a time), saved with a static ``batch``."""
-    options = OpenVINOOptions("int8", data=calibration, calib_size=calib_size, threads=threads, validate=False,
-                              overwrite=True)
+    options = ExportOptions(target="openvino", int8=True, data=calibration, calib_size=calib_size, overwrite=True,
+                            config=OpenVINOConfig(threads=threads))
     xml = export_openvino(onnx_path, onnx_path.with_name(f"{onnx_path.stem}_int8.xml"), None, options).path
     import openvino as ov
 

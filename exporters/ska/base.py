@@ -2,29 +2,51 @@
 
 A lowering is an ``nn.Module`` with ``forward(x, w)`` that computes exactly the SKA contract of
 :mod:`lsnet_deploy.models.ska` with operators a target understands. Adding one = one new file
-that subclasses :class:`Lowering` and decorates itself with :func:`register`.
+that subclasses :class:`Lowering` and decorates itself with :func:`register`; what is special
+about it (ONNX post-processing, TensorRT fitness, dynamo op translations) is a hook below, so no
+exporter names a lowering.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.models.ska import SKA
 
+if TYPE_CHECKING:
+    import onnx
+
 #: name -> lowering class, filled by :func:`register`
 LOWERINGS: dict[str, type[Lowering]] = {}
 
 
 class Lowering(nn.Module):
-    """Base class: ``forward(x, w)`` with x (N, C, H, W), w (N, C/G, 9, H, W) -> (N, C, H, W)."""
+    """Base class: ``forward(x, w)`` with x (N, C, H, W), w (N, C/G, 9, H, W) -> (N, C, H, W).
+
+    Class attributes are literals: ``--help`` reads them from the source without importing torch
+    (``exporters.lowering_facts``).
+    """
 
     name = ""
-    min_opset = 13  #: lowest ONNX opset the lowering exports at
+    min_opset = 13  #: lowest ONNX opset the lowering exports at (the exporter's own minimum applies too)
     summary = ""  #: one line for ``--help`` and the docs
+    tensorrt_ok = True  #: TensorRT parses the exported graph with its stock ONNX parser
+    int8_ok = True  #: made of standard ops that QDQ int8 quantization (``--target onnx --int8``) can wrap
+
+    @classmethod
+    def finalize(cls, model: onnx.ModelProto) -> onnx.ModelProto:
+        """Post-process the exported (or simplified) ONNX model; the default keeps it as it is."""
+        return model
+
+    @classmethod
+    def dynamo_translations(cls, opset: int) -> dict[Any, Any]:
+        """``custom_translation_table`` entries the dynamo exporter needs for this lowering's own ops."""
+        return {}
 
 
 def register(cls: type[Lowering]) -> type[Lowering]:

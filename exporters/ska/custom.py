@@ -2,7 +2,10 @@
 
 The node keeps the model readable and lets TensorRT bind a plugin to ``SKA``; the function body
 (:func:`ska_function`, standard ops only) lets a stock onnxruntime or OpenVINO run the same file.
-The op's contract is in ``docs/ska_custom_op.md``.
+The op's contract is in ``docs/ska_custom_op.md``. The TorchScript exporter emits the node from
+:class:`_SKAFunction`'s ``symbolic``; ``torch.export`` cannot see through an autograd function, so
+under the dynamo exporter the lowering calls the opaque custom op ``torch.ops.lsnet.ska`` instead,
+translated to the same node by :meth:`CustomSKA.dynamo_translations`.
 """
 
 from __future__ import annotations
@@ -36,14 +39,44 @@ class _SKAFunction(torch.autograd.Function):
         return out
 
 
+@torch.library.custom_op(f"{DOMAIN}::ska", mutates_args=())
+def ska_op(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The reference SKA as an opaque op: what ``torch.export`` records for the dynamo exporter."""
+    return ska(x, w)
+
+
+@ska_op.register_fake
+def _ska_shape(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # noqa: ARG001
+    return torch.empty_like(x)
+
+
 @register
 class CustomSKA(Lowering):
     name = "custom"
     min_opset = 15  # the function body uses Shape(start, end)
-    summary = f"one {DOMAIN}::{OP} node (custom domain, v{VERSION}) carrying an ONNX function body"
+    summary = "one lsnet::SKA node (custom domain, v1) carrying an ONNX function body"  # a literal: read by --help
+    tensorrt_ok = False  # no TensorRT plugin for the node
+    int8_ok = False  # one opaque node: QDQ int8 needs standard ops
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # torch.export (dynamo exporter)
+            return ska_op(x, w)
         return _SKAFunction.apply(x, w)
+
+    @classmethod
+    def finalize(cls, model: onnx.ModelProto) -> onnx.ModelProto:
+        return attach_function(model)
+
+    @classmethod
+    def dynamo_translations(cls, opset: int) -> dict:
+        import onnxscript
+
+        op = onnxscript.values.Op(onnxscript.values.Opset(DOMAIN, VERSION), OP, op_schema())
+
+        def translate(x, w):
+            return op(x, w, kernel_size=K)
+
+        return {torch.ops.lsnet.ska.default: translate}
 
 
 def _const(name: str, values: list[int]) -> onnx.NodeProto:
@@ -82,6 +115,15 @@ def ska_function(opset: int) -> onnx.FunctionProto:
     ]
     return helper.make_function(DOMAIN, OP, ["x", "w"], ["y"], nodes,
                                 [helper.make_opsetid("", opset)], attributes=["kernel_size"])
+
+
+def op_schema() -> onnx.defs.OpSchema:
+    """The ``lsnet::SKA`` signature (``docs/ska_custom_op.md``), for onnxscript; not registered with onnx."""
+    param = onnx.defs.OpSchema.FormalParameter
+    return onnx.defs.OpSchema(
+        OP, DOMAIN, VERSION, inputs=[param("x", "T"), param("w", "T")], outputs=[param("y", "T")],
+        type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "float tensors")],
+        attributes=[onnx.defs.OpSchema.Attribute("kernel_size", onnx.defs.OpSchema.AttrType.INT, "taps per side")])
 
 
 def attach_function(model: onnx.ModelProto) -> onnx.ModelProto:

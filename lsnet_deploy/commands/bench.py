@@ -8,6 +8,9 @@ from typing import Optional
 import typer
 
 from lsnet_deploy.errors import UsageError
+from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
+
+_SUFFIXES = "/".join(suffix_backends())
 
 
 def split_list(text: Optional[str], option: str, cast=str) -> tuple:
@@ -20,11 +23,11 @@ def split_list(text: Optional[str], option: str, cast=str) -> tuple:
         raise UsageError(f"{option}: expected a comma-separated list, got {text!r}") from e
 
 
-def bench(model: str = typer.Option(..., "--model", "-m", help="Artifact (.onnx/.xml/.engine), or a checkpoint / "
+def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUFFIXES}), or a checkpoint / "
                                     "model name to export first (sweep mode)."),
           device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda or jetson."),
-          backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Comma list of onnxruntime, openvino, "
-                                             "tensorrt, torch (default: the artifact's backend and torch)."),
+          backend: Optional[str] = typer.Option(None, "--backend", "-b", help=f"Comma list of {', '.join(BACKENDS)}, "
+                                             "torch (default: the artifact's backend and torch)."),
           batch: str = typer.Option("1", "--batch", help="Comma list of batch sizes, e.g. 1,8."),
           warmup: int = typer.Option(10, "--warmup", help="Untimed calls before timing."),
           iters: Optional[int] = typer.Option(None, "--iters", help="Timed calls per row (default 100)."),

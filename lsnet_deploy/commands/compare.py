@@ -8,12 +8,14 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from lsnet_deploy.runtime.engine import suffix_backends
 from lsnet_deploy.tables import parity_table
 from lsnet_deploy.validate import PARITY_IMAGES
 
 
 def compare(
-    a: str = typer.Argument(..., help="Model name (deterministic weights), checkpoint, .onnx, .xml or .engine."),
+    a: str = typer.Argument(..., help="Model name (deterministic weights), checkpoint, or an "
+                           f"artifact ({', '.join(suffix_backends())})."),
     b: str = typer.Argument(..., help="The reference, same kinds as A."),
     per_block: bool = typer.Option(False, "--per-block", help="Compare every LSNet block's output (PyTorch/ONNX)."),
     images: int = typer.Option(PARITY_IMAGES, "--images", help="Deterministic random images to compare on "

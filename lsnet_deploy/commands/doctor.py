@@ -6,6 +6,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -20,6 +21,10 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     table = Table("item", "value", title="lsnet-deploy doctor")
     for name, version in env["packages"].items():
         table.add_row(name, version or "[dim]not installed[/]")
+    for name, backend in env["backends"].items():
+        state = (f"[dim]missing {', '.join(backend['missing'])}: pip install {escape(backend['extra'])}[/]"
+                 if backend["missing"] else "ready")
+        table.add_row(f"backend {name}", f"{state} ({', '.join(backend['suffixes'])})")
     cpu = env["cpu"]
     table.add_row("cpu", f"{cpu['model']} ({cpu['cores']} logical cores)")
     feats = cpu["features"]

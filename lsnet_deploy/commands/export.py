@@ -9,12 +9,41 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from lsnet_deploy.exporters import TARGETS
+from lsnet_deploy.exporters import (DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS, MAX_OPSET, MIN_OPSET, TARGETS,
+                                    lowering_facts)
+from lsnet_deploy.runtime.engine import BACKENDS
 
-_SKA_HELP = ("SKA lowering: unfold (one-hot Conv im2col + Mul + ReduceSum), shift (Pad + 9 Slices, "
-             "multiply-accumulate; TensorRT-safe), dwconv (one depthwise one-hot Conv, weights broadcast over groups), "
-             "custom (one lsnet::SKA node carrying an ONNX function body). "
-             "Default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items()) + ".")
+_LOWERINGS = lowering_facts()
+_SKA_HELP = ("SKA lowering: " + "; ".join(f"{name}: {facts['summary']}" for name, facts in _LOWERINGS.items())
+             + ". Default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items()) + ".")
+_LOW = MIN_OPSET[DEFAULT_EXPORTER]
+_OPSET_HELP = (f"ONNX opset, {_LOW}..{MAX_OPSET}"
+               + "".join(f" ({name}: {f['min_opset']}..{MAX_OPSET})" for name, f in _LOWERINGS.items()
+                         if f["min_opset"] > _LOW)
+               + "".join(f"; --exporter {e}: {MIN_OPSET[e]}..{MAX_OPSET}" for e in EXPORTERS if e != DEFAULT_EXPORTER)
+               + "; default " + ", ".join(f"{DEFAULT_OPSET[e]} ({e})" for e in EXPORTERS) + ".")
+_INT8_TARGETS = " or ".join(name for name, t in TARGETS.items() if "int8" in t.precisions)
+
+
+#: target-only CLI flags: config field -> flag
+_FLAGS = {"workspace_gib": "--workspace", "timing_cache": "--timing-cache", "dla_core": "--dla"}
+
+
+def target_config(target: str, **flags):
+    """The target's config from the target-only flags that were given (``None``: not given); a flag the target
+    has no option for is a :class:`UsageError`, not silently dropped."""
+    from dataclasses import fields
+
+    from lsnet_deploy.errors import UsageError
+
+    given = {name: value for name, value in flags.items() if value is not None}
+    if not given or target not in TARGETS:
+        return None  # the target's defaults; ExportOptions names the targets
+    cls = TARGETS[target].config_class()
+    unknown = [_FLAGS[name] for name in given if name not in {f.name for f in fields(cls)}]
+    if unknown:
+        raise UsageError(f"--target {target} takes no {', '.join(unknown)}")
+    return cls(**given)
 
 
 def weights_label(meta) -> str:
@@ -36,7 +65,8 @@ def export(
                                      "deterministic random weights."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes without --weights (default 1000)."),
-    target: str = typer.Option("onnx", "--target", "-t", help=f"Artifact format: {', '.join(TARGETS)}."),
+    target: str = typer.Option("onnx", "--target", "-t", help="Artifact format: " + ", ".join(
+        f"{name} ({'/'.join(BACKENDS[t.backend].suffixes)})" for name, t in TARGETS.items()) + "."),
     ska: Optional[str] = typer.Option(None, "--ska", help=_SKA_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: derived from model "
                                        "and options, e.g. lsnet_t_224_shift_b1_op17.onnx)."),
@@ -52,18 +82,21 @@ def export(
     ema: bool = typer.Option(False, "--ema", help="Export the checkpoint's model_ema weights (upstream main.py)."),
     batch: int = typer.Option(1, "--batch", help="Static batch size (the example batch with --dynamic)."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch dimension."),
-    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset, 13..20 (custom: 15..20); default 17."),
+    opset: Optional[int] = typer.Option(None, "--opset", help=_OPSET_HELP),
+    exporter: str = typer.Option(DEFAULT_EXPORTER, "--exporter", help=f"torch.onnx exporter: {', '.join(EXPORTERS)} "
+                                 "(dynamo: torch.export-based, needs onnxscript; see docs/onnx_export.md)."),
     half: bool = typer.Option(False, "--half", help="fp16 weights (ONNX: also fp16 input/output; OpenVINO: "
                               "compressed weights, f32 compute on CPU; TensorRT: fp16 engine)."),
-    int8: bool = typer.Option(False, "--int8", help="int8 post-training quantization calibrated on --data, gated "
-                              "on held-out images (onnx: QDQ; openvino: NNCF; tensorrt: QDQ, or the entropy "
-                              "calibrator on DLA / TensorRT < 10)."),
+    int8: bool = typer.Option(False, "--int8", help=f"int8 post-training quantization calibrated on --data, gated "
+                              f"on held-out images (--target {_INT8_TARGETS}; onnx: QDQ; openvino: NNCF; tensorrt: "
+                              "QDQ, or the entropy calibrator on DLA / TensorRT < 10)."),
     bf16: bool = typer.Option(False, "--bf16", help="openvino: bf16 compute (needs AVX512-BF16 or AMX; "
                               "see `doctor`), gated at cosine 0.999 and top-1 agreement."),
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
                                      "(default: synthetic images, with a warning)."),
     calib_size: int = typer.Option(300, "--calib-size", help="int8 calibration images."),
-    workspace: float = typer.Option(4.0, "--workspace", help="TensorRT builder workspace in GiB."),
+    workspace: Optional[float] = typer.Option(None, "--workspace", help="TensorRT builder workspace in GiB "
+                                           "(default 4)."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="TensorRT timing cache file "
                                              "(read if present, written after the build)."),
     dla: Optional[int] = typer.Option(None, "--dla", help="TensorRT: build for this Jetson DLA core."),
@@ -84,11 +117,12 @@ def export(
     from lsnet_deploy.errors import DeployWarning
     from lsnet_deploy.exporters import export as run_export
 
+    config = target_config(target, workspace_gib=workspace, timing_cache=timing_cache, dla_core=dla)
     options = ExportOptions(target=target, ska=ska, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
-                            half=half, simplify=simplify, fuse=fuse, output=output, overwrite=overwrite,
-                            validate=validate, rtol=rtol, min_cosine=min_cosine, class_names=_labels(labels),
-                            int8=int8, bf16=bf16, data=data, calib_size=calib_size, workspace=workspace,
-                            timing_cache=timing_cache, dla=dla, crop_mode=crop_mode, crop_pct=crop_pct, ema=ema)
+                            exporter=exporter, half=half, simplify=simplify, fuse=fuse, output=output,
+                            overwrite=overwrite, validate=validate, rtol=rtol, min_cosine=min_cosine,
+                            class_names=_labels(labels), int8=int8, bf16=bf16, data=data, calib_size=calib_size,
+                            crop_mode=crop_mode, crop_pct=crop_pct, ema=ema, config=config)
     console, err = Console(), Console(stderr=True)
     if not validate:
         err.print("[bold red]WARNING: --no-validate: the parity gate is OFF; this artifact is NOT checked "
@@ -100,6 +134,11 @@ def export(
     for w in caught:
         if issubclass(w.category, DeployWarning):
             err.print(f"[bold yellow]WARNING: {w.message}[/]")
+    show(result, console, err)
+
+
+def show(result, console: Console, err: Console) -> None:
+    """The artifact line, the target's notes and the parity table (or the loud no-validation warning)."""
     meta = result.metadata
     console.print(f"[bold]{result.path}[/]  {result.size_bytes / 1e6:.1f} MB  {meta.variant} "
                   f"{meta.num_classes} classes  {meta.img_size}px  batch {meta.batch or 'dynamic'}  "

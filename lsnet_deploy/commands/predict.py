@@ -8,10 +8,12 @@ from typing import List, Optional
 
 import typer
 
+from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
+
 
 def predict(images: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) or glob "
                                                 "patterns (quote them; ** is recursive)."),
-            model: Path = typer.Option(..., "--model", "-m", help="Artifact (.onnx/.xml/.engine)."),
+            model: Path = typer.Option(..., "--model", "-m", help=f"Artifact ({'/'.join(suffix_backends())})."),
             topk: Optional[int] = typer.Option(None, "--topk", "-k", help="Classes per image "
                                                "(default: 5, or all classes when fewer)."),
             labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line "
@@ -20,8 +22,8 @@ def predict(images: List[str] = typer.Argument(..., help="Image files, folders (
             csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the results as CSV "
                                                     "(one row per image and rank)."),
             overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --json/--csv files."),
-            backend: str = typer.Option("auto", "--backend", "-b", help="auto (from the file), onnxruntime, "
-                                        "openvino or tensorrt."),
+            backend: str = typer.Option("auto", "--backend", "-b", help="auto (from the file), "
+                                        + ", ".join(BACKENDS) + "."),
             device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda, jetson (or an OpenVINO device)."),
             threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the backend's)."),
             ) -> int:

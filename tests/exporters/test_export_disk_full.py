@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from fs_helpers import leftovers, small_fs
+from helpers import stage_options
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import OutputError
@@ -75,7 +76,7 @@ def fake_tensorrt(monkeypatch):
 def test_the_fake_tensorrt_build_writes_engine_and_sidecar(tmp_path, fake_tensorrt):
     """The fake is faithful enough: with room, both files appear (so the full-disk case below means something)."""
     result = trt_export.build_engine(tmp_path / "in.onnx", tmp_path / "m.engine")
-    assert (tmp_path / "m.engine").stat().st_size == 2_000_000 and result.sidecar.is_file()
+    assert (tmp_path / "m.engine").stat().st_size == 2_000_000 and result.details.sidecar.is_file()
     assert leftovers(tmp_path) == []
 
 
@@ -84,7 +85,7 @@ def test_tensorrt_engine_onto_a_full_disk(tmp_path, fake_tensorrt):
         old = _old_files(fs, "m.engine", "m.engine.json")
         with pytest.raises(OutputError, match=f"cannot write {fs / 'm.engine'}: No space left on device"):
             trt_export.build_engine(tmp_path / "in.onnx", fs / "m.engine",
-                                    options=trt_export.TensorRTOptions(overwrite=True))
+                                    options=stage_options("tensorrt", overwrite=True))
         assert {p.name: p.read_bytes() for p in fs.iterdir()} == old and leftovers(fs) == []
 
 

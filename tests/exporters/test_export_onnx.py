@@ -31,12 +31,9 @@ def small_model():
 
 
 @pytest.fixture(scope="module")
-def small_exports(small_model, tmp_path_factory):
-    """One dynamic-batch export per lowering: ``{name: ExportResult}``."""
-    folder = tmp_path_factory.mktemp("onnx")
-    return {name: export(small_model, ExportOptions(ska=name, imgsz=SMALL, dynamic=True,
-                                                    output=folder / f"{name}.onnx"))
-            for name in ("unfold", "shift", "custom")}
+def small_exports(small_export):
+    """One dynamic-batch export per lowering: ``{name: ExportResult}`` (of ``small_model``'s weights)."""
+    return {name: small_export(name) for name in ("unfold", "shift", "custom")}
 
 
 @pytest.mark.parametrize("name", ["unfold", "shift", "custom"])

@@ -10,11 +10,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import tame_model
+from helpers import stage_options, tame_model
 
 from lsnet_deploy.errors import BackendMissingError, InputError, OutputError, ParityError, UsageError
 from lsnet_deploy.exporters.inputs import SyntheticCalibrationWarning, calibration_images, load_images
-from lsnet_deploy.exporters.openvino import OpenVINOOptions, export_openvino
+from lsnet_deploy.exporters.openvino import export_openvino
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import VARIANTS, fuse_model
 from lsnet_deploy.runtime import load
@@ -37,6 +37,10 @@ def make_onnx(path, variant="lsnet_t", num_classes=1000, img_size=224):
     onnx.helper.set_model_props(proto, meta.to_props())
     onnx.save(proto, path)
     return model
+
+
+def ov_options(precision="fp32", **options):
+    return stage_options("openvino", precision, **options)
 
 
 def reference_of(model):
@@ -64,7 +68,7 @@ def two_class(tmp_path_factory):
 def fp32_ir(lsnet_t, tmp_path_factory):
     onnx_path, ref = lsnet_t
     out = tmp_path_factory.mktemp("ir") / "lsnet_t.xml"
-    return export_openvino(onnx_path, out, ref, OpenVINOOptions(parity_size=4, threads=2))
+    return export_openvino(onnx_path, out, ref, ov_options(parity_size=4, threads=2))
 
 
 def write_images(folder, count, seed=0):
@@ -91,7 +95,7 @@ def test_fp32_ir_passes_tight_parity_with_metadata(fp32_ir):
 
 def test_fp16_ir_halves_the_weights(lsnet_t, fp32_ir, tmp_path):
     onnx_path, ref = lsnet_t
-    result = export_openvino(onnx_path, tmp_path / "h.xml", ref, OpenVINOOptions("fp16", parity_size=4, threads=2))
+    result = export_openvino(onnx_path, tmp_path / "h.xml", ref, ov_options("fp16", parity_size=4, threads=2))
     ratio = (tmp_path / "h.bin").stat().st_size / fp32_ir.path.with_suffix(".bin").stat().st_size
     assert 0.45 < ratio < 0.55
     assert result.parity.cosine > 0.99999 and result.parity.max_rel < 5e-3  # measured 0.9999996, 1e-3
@@ -102,8 +106,8 @@ def test_int8_ir_is_smaller_and_within_the_cosine_gate(lsnet_t, fp32_ir, tmp_pat
     onnx_path, ref = lsnet_t
     with pytest.warns(SyntheticCalibrationWarning, match="SYNTHETIC"):
         result = export_openvino(onnx_path, tmp_path / "q.xml", ref,
-                                 OpenVINOOptions("int8", calib_size=16, parity_size=8, threads=2))
-    report = result.int8
+                                 ov_options("int8", calib_size=16, parity_size=8, threads=2))
+    report = result.details
     assert (tmp_path / "q.bin").stat().st_size < 0.35 * fp32_ir.path.with_suffix(".bin").stat().st_size
     assert report.size_mb < report.fp32_size_mb / 3 and report.images == 8
     assert report.cosine >= GATES["int8"].min_cosine  # measured 0.9987 on synthetic images
@@ -116,8 +120,8 @@ def test_two_class_model_in_three_precisions(two_class, tmp_path):
     onnx_path, ref = two_class
     data = write_images(tmp_path / "images", 8)
     for precision in ("fp32", "fp16", "int8"):
-        options = OpenVINOOptions(precision, data=None if precision == "int8" else data, calib_size=8,
-                                  parity_size=8, threads=2)
+        options = ov_options(precision, data=None if precision == "int8" else data, calib_size=8,
+                             parity_size=8, threads=2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntheticCalibrationWarning)
             result = export_openvino(onnx_path, tmp_path / f"{precision}.xml", ref, options)
@@ -165,17 +169,17 @@ def test_openvino_backend_runs_onnx_files(two_class):
 def test_failed_gate_leaves_no_files(two_class, tmp_path):
     onnx_path, ref = two_class
     with pytest.raises(ParityError, match="OpenVINO fp32 IR bad.xml failed the parity gate"):
-        export_openvino(onnx_path, tmp_path / "bad.xml", lambda x: ref(x) * 1.01, OpenVINOOptions(parity_size=2))
+        export_openvino(onnx_path, tmp_path / "bad.xml", lambda x: ref(x) * 1.01, ov_options(parity_size=2))
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("change, error, match", [
-    ({"options": OpenVINOOptions("int4")}, UsageError, "precision must be one of"),
-    ({"options": OpenVINOOptions(calib_size=0)}, UsageError, "calib-size"),
+    ({"options": {"calib_size": 0}}, UsageError, "calib-size"),
+    ({"options": {"threads": 0}}, UsageError, "threads must be >= 1"),
     ({"output": "model.onnx"}, UsageError, "must end in .xml"),
     ({"onnx": "missing.onnx"}, InputError, "ONNX file not found"),
-    ({"options": OpenVINOOptions(data="no-such-dir")}, InputError, "data folder not found"),
-    ({"options": OpenVINOOptions(data="empty")}, InputError, "no images"),
+    ({"options": {"data": "no-such-dir"}}, InputError, "data folder not found"),
+    ({"options": {"data": "empty"}}, InputError, "no images"),
     ({"output": "exists.xml"}, OutputError, "exists"),
     ({"onnx": "plain.onnx"}, InputError, "no lsnet-deploy metadata"),
 ])
@@ -189,7 +193,7 @@ def test_bad_export_inputs_raise_one_clear_error(two_class, tmp_path, monkeypatc
     onnx.save(plain, tmp_path / "plain.onnx")
     with pytest.raises(error, match=match):
         export_openvino(change.get("onnx", onnx_path), change.get("output", tmp_path / "out.xml"), ref,
-                        change.get("options", OpenVINOOptions(parity_size=1)))
+                        ov_options(**{"parity_size": 1, **change.get("options", {})}))
 
 
 def test_engine_rejects_bad_requests(fp32_ir, tmp_path):
@@ -231,6 +235,6 @@ def test_every_variant_exports_in_three_precisions(variant, tmp_path):
     onnx_path = tmp_path / f"{variant}.onnx"
     ref = reference_of(make_onnx(str(onnx_path), variant))
     for precision in ("fp32", "fp16", "int8"):
-        options = OpenVINOOptions(precision, calib_size=16, parity_size=8, threads=2)
+        options = ov_options(precision, calib_size=16, parity_size=8, threads=2)
         result = export_openvino(onnx_path, tmp_path / f"{precision}.xml", ref, options)
         GATES[precision].check(result.parity, f"{variant} {precision}")

@@ -66,3 +66,18 @@ def test_custom_lowering_runs_in_openvino(tmp_path: Path):
     result = export("lsnet_t", ExportOptions(target="openvino", ska="custom", imgsz=64, output=tmp_path / "c.xml"),
                     num_classes=2)
     assert result.metadata.ska == "custom" and result.parity.cosine > 0.99999
+
+
+def test_cli_flag_of_another_target_is_a_usage_error_not_dropped(tmp_path: Path, capsys):
+    assert run(["export", "--workspace", "2", "--dla", "0", "-o", str(tmp_path / "m.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == "error: --target onnx takes no --workspace, --dla"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_target_config_belongs_to_its_target():
+    from lsnet_deploy.exporters.tensorrt import TensorRTConfig
+
+    with pytest.raises(UsageError, match="TensorRTConfig configures --target tensorrt, not openvino"):
+        ExportOptions(target="openvino", config=TensorRTConfig())
+    assert ExportOptions(target="tensorrt").target_config() == TensorRTConfig()
+    assert TensorRTConfig(timing_cache="t.cache").timing_cache == Path("t.cache")

@@ -15,9 +15,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
-from lsnet_deploy.exporters.tensorrt import (CalibrationBatches, TensorRTOptions, build_engine, builder_settings,
-                                             configure, inspect_onnx, make_calibrator, pin_norm_layers,
-                                             trtexec_command, write_sidecar)
+from helpers import stage_options
+
+from lsnet_deploy.exporters.tensorrt import (CalibrationBatches, build_engine, builder_settings, configure,
+                                             inspect_onnx, make_calibrator, pin_norm_layers, trtexec_command,
+                                             write_sidecar)
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.tensorrt import INSTALL_HINT, read_sidecar, sidecar_metadata
@@ -74,33 +76,37 @@ class Recorder:
         return lambda *args: self.calls.append((name, *args)) or Recorder()
 
 
+def trt_options(precision="fp32", batch=None, **options):
+    """ExportOptions for a TensorRT build; ``batch``: the (min, opt, max) profile."""
+    return stage_options("tensorrt", precision, profile=batch, **options)
+
+
 def test_builder_settings_per_precision_and_dla():
-    fp32 = builder_settings(META, TensorRTOptions())
+    fp32 = builder_settings(META, trt_options())
     assert fp32["flags"] == [] and fp32["workspace_bytes"] == 4 << 30 and not fp32["pin_norm_fp32"]
     assert fp32["profile"] == {k: (1, 3, 224, 224) for k in ("min", "opt", "max")}
-    fp16 = builder_settings(META, TensorRTOptions("fp16", batch=(1, 4, 8), workspace_gib=0.5))
+    fp16 = builder_settings(META, trt_options("fp16", batch=(1, 4, 8), workspace_gib=0.5))
     assert fp16["flags"] == ["FP16", "PREFER_PRECISION_CONSTRAINTS"] and fp16["pin_norm_fp32"]
     assert fp16["profile"]["max"] == (8, 3, 224, 224) and fp16["workspace_bytes"] == 1 << 29
-    int8 = builder_settings(META, TensorRTOptions("int8", dla_core=1))
+    int8 = builder_settings(META, trt_options("int8", dla_core=1))
     assert int8["flags"] == ["INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"]
     assert int8["dla_core"] == 1
 
 
 @pytest.mark.parametrize("options, match", [
-    (TensorRTOptions("fp8"), "precision must be one of"),
-    (TensorRTOptions(batch=(2, 1, 4)), "min <= opt <= max"),
-    (TensorRTOptions(workspace_gib=0), "--workspace"),
-    (TensorRTOptions(calib_batch=0), "calib"),
-    (TensorRTOptions(dla_core=-1), "--dla"),
+    ({"batch": (2, 1, 4)}, "min <= opt <= max"),
+    ({"workspace_gib": 0}, "--workspace"),
+    ({"calib_batch": 0}, "calib"),
+    ({"dla_core": -1}, "--dla"),
 ])
 def test_bad_options_raise_usage_errors(options, match):
     with pytest.raises(UsageError, match=match):
-        builder_settings(META, options)
+        builder_settings(META, trt_options(**options))
 
 
 def test_static_batch_onnx_cannot_take_a_dynamic_profile():
     with pytest.raises(UsageError, match="static batch of 1"):
-        builder_settings(ArtifactMetadata("lsnet_t", 1000, batch=1), TensorRTOptions(batch=(1, 4, 8)))
+        builder_settings(ArtifactMetadata("lsnet_t", 1000, batch=1), trt_options(batch=(1, 4, 8)))
 
 
 def test_configure_applies_every_setting_to_the_builder_config():
@@ -109,7 +115,7 @@ def test_configure_applies_every_setting_to_the_builder_config():
     norm, conv = Recorder(type="NORM", name="/norm"), Recorder(type="CONV", name="/conv")
     network = Recorder(num_layers=2, get_layer=[norm, conv].__getitem__,
                        get_input=lambda i: SimpleNamespace(name="images"))
-    settings = builder_settings(META, TensorRTOptions("int8", batch=(1, 2, 4), dla_core=0, timing_cache=Path("t")))
+    settings = builder_settings(META, trt_options("int8", batch=(1, 2, 4), dla_core=0, timing_cache=Path("t")))
     configure(FAKE_TRT, builder, network, settings, calibrator="CAL", timing_cache=b"cache")
     names = [c[0] for c in config.calls]
     assert [c[1] for c in config.calls if c[0] == "set_flag"] == ["INT8", "FP16", "PREFER", "GPU_FB"]
@@ -130,13 +136,13 @@ def test_pin_norm_layers_returns_only_normalization_layers():
 
 def test_trtexec_command_matches_the_options(tmp_path):
     facts = inspect_onnx(tiny_onnx(tmp_path / "m.onnx"))
-    options = TensorRTOptions("int8", batch=(1, 2, 4), workspace_gib=2, dla_core=0, timing_cache=tmp_path / "t.cache")
+    options = trt_options("int8", batch=(1, 2, 4), workspace_gib=2, dla_core=0, timing_cache=tmp_path / "t.cache")
     args = shlex.split(trtexec_command(tmp_path / "m.onnx", tmp_path / "m.engine", facts, options))
     assert args[0] == "trtexec" and f"--onnx={tmp_path / 'm.onnx'}" in args
     assert {"--fp16", "--int8", "--memPoolSize=workspace:2048M", "--minShapes=images:1x3x32x32",
             "--maxShapes=images:4x3x32x32", "--useDLACore=0", "--allowGPUFallback", "--precisionConstraints=prefer",
             "--layerPrecisions=/norm/InstanceNorm:fp32", f"--calib={tmp_path / 'm.calib'}"} <= set(args)
-    fp32 = trtexec_command(Path("m.onnx"), Path("m.engine"), facts, TensorRTOptions())
+    fp32 = trtexec_command(Path("m.onnx"), Path("m.engine"), facts, trt_options())
     assert "--fp16" not in fp32 and "layerPrecisions" not in fp32
 
 
@@ -180,7 +186,7 @@ def test_calibrator_uploads_batches_and_round_trips_its_cache(tmp_path):
 
 def test_sidecar_round_trips_through_the_runtime(tmp_path):
     engine = tmp_path / "m.engine"
-    settings = builder_settings(META, TensorRTOptions("fp16", batch=(1, 2, 8)))
+    settings = builder_settings(META, trt_options("fp16", batch=(1, 2, 8)))
     write_sidecar(tmp_path / "m.engine.json", META, settings, "fp16", "10.9.0", "Orin", "trtexec --onnx=m.onnx")
     doc = read_sidecar(engine)
     assert (doc["precision"], doc["tensorrt_version"], doc["gpu"]) == ("fp16", "10.9.0", "Orin")
@@ -226,7 +232,7 @@ def test_lsnet_t_engine_builds_and_passes_parity(precision, tmp_path):
             return model(torch.from_numpy(x)).numpy()
 
     result = build_engine(onnx_path, tmp_path / f"t_{precision}.engine", reference,
-                          TensorRTOptions(precision, batch=(1, 4, 8), parity_size=8))
+                          trt_options(precision, batch=(1, 4, 8), parity_size=8))
     assert result.parity.cosine >= (0.99999 if precision == "fp32" else 0.999)
 
 

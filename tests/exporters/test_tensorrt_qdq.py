@@ -15,12 +15,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters import tensorrt as trt_export
-from lsnet_deploy.exporters.tensorrt import (TensorRTOptions, build_engine, builder_settings, configure, inspect_onnx,
+from lsnet_deploy.exporters.tensorrt import (TensorRTConfig, build_engine, builder_settings, configure, inspect_onnx,
                                              int8_mode, trtexec_command)
 from lsnet_deploy.metadata import ArtifactMetadata
 
 from test_export_tensorrt import FAKE_TRT as BASE_TRT  # noqa: E402 - same folder, on sys.path under pytest
 from test_export_tensorrt import Recorder  # noqa: E402
+
+from helpers import stage_options
 
 META = ArtifactMetadata("lsnet_t", 1000, batch=None, ska="shift")
 FAKE_TRT = SimpleNamespace(**vars(BASE_TRT), __version__="10.9.0")
@@ -44,19 +46,19 @@ def conv_onnx(path: Path, quantization: str = "") -> Path:
                                               ("8.6.1", None, "calibrator"), ("10.9.0", 0, "calibrator"),
                                               (None, None, "qdq")])
 def test_auto_int8_mode_is_explicit_quantization_except_dla_and_old_tensorrt(version, dla, mode):
-    assert int8_mode(TensorRTOptions("int8", dla_core=dla), version) == mode
-    assert builder_settings(META, TensorRTOptions("int8", dla_core=dla), version)["int8_mode"] == mode
-    assert int8_mode(TensorRTOptions("fp16"), version) is None
-    assert int8_mode(TensorRTOptions("int8", int8_mode="calibrator"), "10.9.0") == "calibrator"
+    assert int8_mode(stage_options("tensorrt", "int8", dla_core=dla), version) == mode
+    assert builder_settings(META, stage_options("tensorrt", "int8", dla_core=dla), version)["int8_mode"] == mode
+    assert int8_mode(stage_options("tensorrt", "fp16"), version) is None
+    assert int8_mode(stage_options("tensorrt", "int8", int8_mode="calibrator"), "10.9.0") == "calibrator"
     with pytest.raises(UsageError, match="int8 mode"):
-        TensorRTOptions("int8", int8_mode="implicit").check()
+        TensorRTConfig(int8_mode="implicit").check()
 
 
 def test_qdq_config_sets_int8_and_fp16_without_a_calibrator():
     config, profile = Recorder(), Recorder()
     builder = Recorder(create_builder_config=lambda: config, create_optimization_profile=lambda: profile)
     network = Recorder(num_layers=0, get_input=lambda i: SimpleNamespace(name="images"))
-    settings = builder_settings(META, TensorRTOptions("int8"), "10.9.0")
+    settings = builder_settings(META, stage_options("tensorrt", "int8"), "10.9.0")
     configure(FAKE_TRT, builder, network, settings, calibrator=None)
     assert [c[1] for c in config.calls if c[0] == "set_flag"] == ["INT8", "FP16", "PREFER"]
     assert "int8_calibrator" not in vars(config)
@@ -65,11 +67,12 @@ def test_qdq_config_sets_int8_and_fp16_without_a_calibrator():
 
 def test_trtexec_for_qdq_has_no_calibration_cache_but_the_calibrator_path_does(tmp_path):
     facts = inspect_onnx(conv_onnx(tmp_path / "m.onnx"))
-    qdq = shlex.split(trtexec_command(tmp_path / "m.qdq.onnx", tmp_path / "m.engine", facts, TensorRTOptions("int8"),
+    qdq = shlex.split(trtexec_command(tmp_path / "m.qdq.onnx", tmp_path / "m.engine", facts,
+                                      stage_options("tensorrt", "int8"),
                                       "10.9.0"))
     assert {"--int8", "--fp16", f"--onnx={tmp_path / 'm.qdq.onnx'}"} <= set(qdq)
     assert not any(a.startswith("--calib") for a in qdq)
-    old = trtexec_command(tmp_path / "m.onnx", tmp_path / "m.engine", facts, TensorRTOptions("int8"), "8.6.1")
+    old = trtexec_command(tmp_path / "m.onnx", tmp_path / "m.engine", facts, stage_options("tensorrt", "int8"), "8.6.1")
     assert f"--calib={tmp_path / 'm.calib'}" in shlex.split(old)
 
 
@@ -89,14 +92,14 @@ def test_build_engine_quantizes_to_s8_qdq_and_builds_without_calibrator(tmp_path
     fake_build(monkeypatch, seen)
     with pytest.warns(Warning, match="SYNTHETIC"):
         result = build_engine(conv_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", None,
-                              TensorRTOptions("int8", batch=(1, 1, 4), calib_size=8))
+                              stage_options("tensorrt", "int8", profile=(1, 1, 4), calib_size=8))
     assert seen["calib"] is None and seen["settings"]["int8_mode"] == "qdq"
     ops = [n.op_type for n in seen["onnx"].graph.node]
     assert ops.count("QuantizeLinear") >= 1 and ops.count("DequantizeLinear") >= 2
     zero_points = [numpy_helper.to_array(i) for i in seen["onnx"].graph.initializer if "zero_point" in i.name]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
     kept = tmp_path / "m.qdq.onnx"
-    assert kept.is_file() and f"--onnx={kept}" in result.trtexec and "--calib" not in result.trtexec
+    assert kept.is_file() and f"--onnx={kept}" in result.details.trtexec and "--calib" not in result.details.trtexec
     sidecar = json.loads((tmp_path / "m.engine.json").read_text())
     assert sidecar["int8_mode"] == "qdq" and result.metadata.quantization.startswith("qdq s8")
 
@@ -106,9 +109,9 @@ def test_build_engine_calibrates_on_dla_and_refuses_u8_qdq_files(tmp_path, monke
     fake_build(monkeypatch, seen)
     with pytest.warns(Warning, match="SYNTHETIC"):
         result = build_engine(conv_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", None,
-                              TensorRTOptions("int8", batch=(1, 1, 4), calib_size=8, dla_core=0))
+                              stage_options("tensorrt", "int8", profile=(1, 1, 4), calib_size=8, dla_core=0))
     assert seen["calib"].shape == (8, 3, 32, 32) and not (tmp_path / "m.qdq.onnx").exists()
     assert result.metadata.quantization == "entropy calibrator"
     u8 = conv_onnx(tmp_path / "u8.onnx", quantization="qdq u8/s8 per-channel minmax")
     with pytest.raises(UsageError, match="zero-point 0"):
-        build_engine(u8, tmp_path / "u8.engine", None, TensorRTOptions("int8", batch=(1, 1, 4)))
+        build_engine(u8, tmp_path / "u8.engine", None, stage_options("tensorrt", "int8", profile=(1, 1, 4)))

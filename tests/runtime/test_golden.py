@@ -10,13 +10,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import tamper
+from helpers import stage_options, tamper
 
 from lsnet_deploy import golden, runtime
 from lsnet_deploy.errors import InputError
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.onnx import cap_ir_version
-from lsnet_deploy.exporters.tensorrt import TensorRTOptions, builder_settings, inspect_onnx, write_sidecar
+from lsnet_deploy.exporters.tensorrt import builder_settings, inspect_onnx, write_sidecar
 from lsnet_deploy.golden import Golden, make_frames, self_test
 from lsnet_deploy.runtime.tensorrt import read_sidecar
 
@@ -107,7 +107,7 @@ def test_openvino_ir_carries_the_golden_data_once(exported, tmp_path):
 def test_tensorrt_sidecar_carries_the_golden_data(exported, tmp_path):
     facts = inspect_onnx(exported.path)
     assert set(facts.golden) == {"lsnet.golden"}
-    settings = builder_settings(facts.metadata, TensorRTOptions("fp32"))
+    settings = builder_settings(facts.metadata, stage_options("tensorrt"))
     write_sidecar(tmp_path / "m.engine.json", facts.metadata, settings, "fp32", "10.9.0", "Orin", "trtexec",
                   facts.golden)
     back = Golden.from_props(read_sidecar(tmp_path / "m.engine")["metadata"])
