@@ -24,6 +24,7 @@ def test_estimate_is_activations_of_the_largest_batch_plus_every_input_twice():
     assert estimate_bytes([1000], 224) / GIB == pytest.approx(5.61, abs=0.01)
 
 
+@pytest.mark.slow  # reads the kernel's RSS counters: read no growth inside the full suite (twice); make test-all
 def test_the_estimate_covers_what_onnxruntime_really_needs(tmp_path):
     """Measured, not assumed: the peak RSS growth of one batch-32 call at 64 px stays under the estimate."""
     from lsnet_deploy import runtime
@@ -42,7 +43,14 @@ with runtime.load({str(art)!r}) as engine:
     engine(x)
     print((kb('VmHWM') - before) * 1024)
 """
-    grown = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    # the kernel folds per-thread RSS counters in lazily, so one run can read no growth at all: take the
+    # largest of up to three fresh processes (the bound below is unchanged)
+    grown = 0
+    for _ in range(3):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        grown = max(grown, int(run.stdout))
+        if grown:
+            break
     assert 0 < grown < estimate_bytes([32], 64)
 
 
