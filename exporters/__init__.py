@@ -140,6 +140,10 @@ def targets_for(precision: str) -> list[str]:
     return [name for name, t in TARGETS.items() if precision in t.precisions]
 
 
+#: targets whose int8 is a QDQ ONNX file made by ``quantize.quantize_onnx`` (``--keep-float`` applies)
+QDQ_TARGETS = ("onnx", "tensorrt")
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """What every target shares; target-only options go in ``config``. Bad values raise :class:`UsageError`."""
@@ -163,6 +167,7 @@ class ExportOptions:
     class_names: tuple[str, ...] = field(default_factory=tuple)  #: overrides the checkpoint's names
     data: Path | None = None  #: image folder for int8 calibration and parity; None: synthetic images (warns)
     calib_size: int = 300  #: int8 calibration images
+    keep_float: tuple[str, ...] = ()  #: module paths computed in float by a QDQ int8 file (onnx, tensorrt)
     parity_size: int = PARITY_IMAGES  #: images the parity gate runs on
     bf16: bool = False  #: bf16 compute (openvino on AVX512-BF16/AMX CPUs), gated with ``GATES["bf16"]``
     crop_mode: str | None = None  #: "center" | "squash"; None: squash for upstream fine-tunes, else center
@@ -193,6 +198,8 @@ class ExportOptions:
             (self.crop_pct is not None and not 0 < self.crop_pct <= 1,
              f"--crop-pct must be in (0, 1], got {self.crop_pct}"),
             (self.calib_size < 1, f"--calib-size must be >= 1, got {self.calib_size}"),
+            (bool(self.keep_float) and not (self.int8 and self.target in QDQ_TARGETS),
+             f"--keep-float needs --int8 and --target {' or '.join(QDQ_TARGETS)} (a QDQ int8 file)"),
             (self.parity_size < 1, f"the parity image count must be >= 1, got {self.parity_size}"),
             (self.config is not None and self.config.name != self.target,
              f"{type(self.config).__name__} configures --target {getattr(self.config, 'name', '')}, "

@@ -1,11 +1,14 @@
 """Static QDQ int8 of an lsnet-deploy ONNX file (``onnxruntime.quantization``), and the ``onnx --int8`` export.
 
 What is quantized: the weights (int8, symmetric, per output channel) and the input/output
-activations of every ``Conv``, ``MatMul`` and ``Gemm`` outside SKA. What stays float: SKA in
-every lowering (its nodes carry the ``/ska/`` module scope: one-hot Conv / Slices, Mul, ReduceSum),
-GroupNorm (``InstanceNormalization`` + affine), softmax, the SE gates (ReduceMean, Sigmoid, Mul)
-and the residual Adds. Each Q/DQ pair costs a kernel launch on 7x7 maps; wrapping those ops too
-bought nothing in onnxruntime (see docs/precision.md), and their int8 error is the largest.
+activations of every ``Conv``, ``MatMul`` and ``Gemm`` outside SKA, with ranges from the
+99.99th percentile of the calibration activations. What stays float: SKA in every lowering (its
+nodes carry the ``/ska/`` module scope: one-hot Conv / Slices, Mul, ReduceSum), GroupNorm
+(``InstanceNormalization`` + affine), softmax, the SE gates (ReduceMean, Sigmoid, Mul), the
+residual Adds, and the residual stream itself: a float op reads the float tensor, not the Q/DQ copy
+made for the int8 convolution next to it (:func:`float_reads_float`). Each Q/DQ pair costs a kernel
+launch on 7x7 maps; wrapping those ops too bought nothing in onnxruntime (see docs/precision.md),
+and their int8 error is the largest.
 
 Two activation encodings, one per consumer:
 
@@ -20,6 +23,8 @@ gate and the agreement report run on held-out images never used for calibration.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +40,9 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 FLOAT_SCOPES = ("/ska/",)
 ENCODINGS = ("u8", "s8")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+#: activation ranges: "percentile" clips the calibration activations at PERCENTILE (two-sided)
+CALIBRATIONS = ("percentile", "minmax")
+PERCENTILE = 99.99
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,18 @@ class QuantizeResult:
     quantized_nodes: int  #: nodes that run in int8 (see :func:`int8_nodes`)
     float_ops: tuple[str, ...]  #: op types of the compute nodes that run in float
     scheme: str  #: e.g. "qdq u8/s8 per-channel minmax" (activations/weights)
+
+
+def module_scope(module: str) -> str:
+    """The ONNX node-name scope of a PyTorch module path, as the torchscript exporter names nodes:
+    ``"blocks4.3.ffn"`` -> ``"/blocks4/blocks4.3/ffn/"`` (a Sequential's child is ``parent.index``)."""
+    parts = module.strip(".").split(".")
+    if not all(parts):
+        raise UsageError(f"--keep-float takes a module path such as blocks4 or blocks4.3.ffn, got {module!r}")
+    names: list[str] = []
+    for part in parts:
+        names.append(f"{names[-1]}.{part}" if part.isdigit() and names else part)
+    return "/" + "/".join(names) + "/"
 
 
 def excluded_nodes(model: onnx.ModelProto, scopes: tuple[str, ...] = FLOAT_SCOPES) -> list[str]:
@@ -64,6 +84,41 @@ def int8_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
             and all(set(consumers.get(o, ())) == {"QuantizeLinear"} for o in n.output)]
 
 
+def float_reads_float(model: onnx.ModelProto) -> int:
+    """Point float consumers of a Q/DQ'd activation at the float tensor itself; returns how many inputs moved.
+
+    ``quantize_static`` gives every consumer of a quantized tensor the dequantized copy, so the
+    residual stream (the Adds' other input) and the SE/GroupNorm inputs carried 8-bit rounding from
+    block to block. Only int8 compute (:data:`QUANTIZED_OPS`) keeps reading the Q/DQ copy. Tensors made
+    by an int8 node keep theirs: that Q is what lets onnxruntime fuse the node into QLinearConv.
+    """
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    moved = 0
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        q = producers.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producers \
+                or producers[q.input[0]].op_type in QUANTIZED_OPS:
+            continue
+        for node in graph.node:
+            if node.op_type not in (*QUANTIZED_OPS, *QDQ_OPS):
+                for k, name in enumerate(node.input):
+                    if name == dq.output[0]:
+                        node.input[k], moved = q.input[0], moved + 1
+    _drop_dead_qdq(graph)
+    return moved
+
+
+def _drop_dead_qdq(graph: onnx.GraphProto) -> None:
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if n.op_type in QDQ_OPS and n.output[0] not in used]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
+
+
 def float_op_types(model: onnx.ModelProto) -> tuple[str, ...]:
     """Op types of the compute nodes that run in float (shape plumbing left out)."""
     plumbing = {*QDQ_OPS, "Constant", "Shape", "Reshape", "Unsqueeze", "Squeeze", "Identity", "Flatten",
@@ -73,17 +128,35 @@ def float_op_types(model: onnx.ModelProto) -> tuple[str, ...]:
                          if n.op_type not in plumbing and n.output[0] not in int8}))
 
 
+#: batches per calibration pass: onnxruntime keeps every activation of a pass in memory
+#: (~20 MB per 224 px image for LSNet-T), so passes are bounded, their histograms merged
+CALIBRATION_PASS = 16
+
+
+def _chunk(count: int, limit: int = CALIBRATION_PASS) -> int:
+    """The largest pass size <= ``limit`` that divides ``count`` (onnxruntime's strided calibration needs one)."""
+    return max(d for d in range(1, min(limit, count) + 1) if count % d == 0)
+
+
 def _reader(images: np.ndarray, input_name: str, batch: int | None):
     from onnxruntime.quantization import CalibrationDataReader
 
     step = batch or min(8, len(images))
-    usable = len(images) // step * step
-    if usable == 0:
+    batches = [images[i:i + step] for i in range(0, len(images) // step * step, step)]
+    if not batches:
         raise UsageError(f"{len(images)} calibration images are fewer than the model's fixed batch of {step}")
 
     class Reader(CalibrationDataReader):
+        """Feeds ``batches[start:end]`` after ``set_range`` (onnxruntime's ``CalibStridedMinMax`` passes)."""
+
         def __init__(self) -> None:
-            self.batches: Iterator = iter(images[i:i + step] for i in range(0, usable, step))
+            self.set_range(0, len(batches))
+
+        def __len__(self) -> int:
+            return len(batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.batches: Iterator = iter(batches[start_index:end_index])
 
         def get_next(self):
             batch_ = next(self.batches, None)
@@ -93,12 +166,13 @@ def _reader(images: np.ndarray, input_name: str, batch: int | None):
 
 
 def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str = "u8",
-                  batch: int | None = 1, float_scopes: tuple[str, ...] = FLOAT_SCOPES) -> QuantizeResult:
-    """Write a QDQ int8 copy of the fp32 ONNX ``source`` to ``output``, calibrated (min/max) on ``images``.
+                  batch: int | None = 1, keep_float: tuple[str, ...] = (),
+                  calibration: str = "percentile") -> QuantizeResult:
+    """Write a QDQ int8 copy of the fp32 ONNX ``source`` to ``output``, calibrated on ``images``.
 
-    ``batch``: the model's static batch (``None``: dynamic). ``float_scopes``: module scopes kept in
-    float (adding ``"/blocks4/"`` trades speed for accuracy: see docs/precision.md). Metadata is not
-    restamped here.
+    ``batch``: the model's static batch (``None``: dynamic). ``keep_float``: PyTorch module paths
+    computed in float besides SKA (``--keep-float blocks4`` trades speed for accuracy: see
+    docs/precision.md). ``calibration``: one of :data:`CALIBRATIONS`. Metadata is not restamped here.
     """
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -107,21 +181,35 @@ def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str 
         raise BackendMissingError(f"int8 ONNX needs onnxruntime's quantization tools ({e})") from e
     if encoding not in ENCODINGS:
         raise UsageError(f"activation encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    if calibration not in CALIBRATIONS:
+        raise UsageError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {calibration!r}")
     model = onnx.load(str(source))
     if model.functions:
         raise UsageError("--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), not custom")
-    with tempfile.TemporaryDirectory() as tmp:
+    reader = _reader(images, model.graph.input[0].name, batch)
+    float_scopes = FLOAT_SCOPES + tuple(module_scope(m) for m in keep_float)
+    for module, scope in zip(keep_float, float_scopes[len(FLOAT_SCOPES):]):
+        if not excluded_nodes(model, (scope,)):
+            raise UsageError(f"--keep-float {module}: no node of this model belongs to that module")
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # its prints
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(output), _reader(images, model.graph.input[0].name, batch),
-                        quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=CalibrationMethod.MinMax,
+        quantize_static(str(prepared), str(output), reader,
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        calibrate_method=CalibrationMethod.Percentile if calibration == "percentile"
+                        else CalibrationMethod.MinMax,
                         activation_type=QuantType.QUInt8 if encoding == "u8" else QuantType.QInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
                         nodes_to_exclude=excluded_nodes(onnx.load(str(prepared)), float_scopes),
-                        extra_options={"ActivationSymmetric": encoding == "s8", "WeightSymmetric": True})
+                        extra_options={"ActivationSymmetric": encoding == "s8", "WeightSymmetric": True,
+                                       "CalibPercentile": PERCENTILE, "CalibStridedMinMax": _chunk(len(reader))})
     quantized = onnx.load(str(output))
+    float_reads_float(quantized)
+    onnx.save(quantized, str(output))
+    method = f"percentile{PERCENTILE:g}" if calibration == "percentile" else calibration
+    kept = f"; float modules: {', '.join(keep_float)}" if keep_float else ""
     return QuantizeResult(Path(output), len(int8_nodes(quantized)), float_op_types(quantized),
-                          f"qdq {encoding}/s8 per-channel minmax")
+                          f"qdq {encoding}/s8 per-channel {method}{kept}")
 
 
 def held_out_check(int8_path: Path, fp32_path: Path, images: np.ndarray, reference: np.ndarray,
@@ -171,7 +259,7 @@ def export_int8(source, options):
         if options.simplify:
             proto = simplify(proto, get_lowering(options.lowering))
         onnx.save(stamp(proto, replace(meta, precision="fp32")), fp32)
-        result = quantize_onnx(fp32, tmp, images.calibration, "u8", meta.batch)
+        result = quantize_onnx(fp32, tmp, images.calibration, "u8", meta.batch, options.keep_float)
         meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops)
         onnx.save(stamp(cap_ir_version(onnx.load(str(tmp))), meta, golden.record(meta, reference).to_props()), tmp)
         if options.validate:
@@ -184,5 +272,5 @@ def export_int8(source, options):
                                                 f"float: {', '.join(result.float_ops)}"))
 
 
-__all__ = ["ENCODINGS", "FLOAT_SCOPES", "QUANTIZED_OPS", "QuantizeResult", "export_int8", "float_op_types",
-           "quantize_onnx"]
+__all__ = ["CALIBRATIONS", "ENCODINGS", "FLOAT_SCOPES", "QUANTIZED_OPS", "QuantizeResult", "export_int8",
+           "float_op_types", "float_reads_float", "module_scope", "quantize_onnx"]

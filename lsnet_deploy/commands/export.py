@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -95,6 +95,9 @@ def export(
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
                                      "(default: synthetic images, with a warning)."),
     calib_size: int = typer.Option(300, "--calib-size", help="int8 calibration images."),
+    keep_float: Optional[List[str]] = typer.Option(None, "--keep-float", help="int8 QDQ (onnx, tensorrt): compute "
+                                                   "this module in float, e.g. blocks4 or blocks4.3.ffn (repeatable; "
+                                                   "more accuracy, less speed-up; see docs/precision.md)."),
     workspace: Optional[float] = typer.Option(None, "--workspace", help="TensorRT builder workspace in GiB "
                                            "(default 4)."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="TensorRT timing cache file "
@@ -122,7 +125,8 @@ def export(
                             exporter=exporter, half=half, simplify=simplify, fuse=fuse, output=output,
                             overwrite=overwrite, validate=validate, rtol=rtol, min_cosine=min_cosine,
                             class_names=_labels(labels), int8=int8, bf16=bf16, data=data, calib_size=calib_size,
-                            crop_mode=crop_mode, crop_pct=crop_pct, ema=ema, config=config)
+                            keep_float=tuple(keep_float or ()), crop_mode=crop_mode, crop_pct=crop_pct, ema=ema,
+                            config=config)
     console, err = Console(), Console(stderr=True)
     if not validate:
         err.print("[bold red]WARNING: --no-validate: the parity gate is OFF; this artifact is NOT checked "

@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from lsnet_deploy.errors import ParityError
+from lsnet_deploy.errors import ParityError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export, inputs
-from lsnet_deploy.exporters.quantize import float_op_types, int8_nodes, quantize_onnx
+from lsnet_deploy.exporters.quantize import excluded_nodes, float_op_types, int8_nodes, module_scope, quantize_onnx
 from lsnet_deploy.runtime import load
 from lsnet_deploy.synthetic import write_folder
 from lsnet_deploy.validate import compare_outputs, parity_inputs
@@ -71,7 +71,7 @@ def test_conv_weights_are_per_channel_int8_and_ska_norm_softmax_stay_float(qdq):
 def test_metadata_and_held_out_report(qdq):
     path, result = qdq
     meta = load(path).metadata
-    assert (meta.precision, meta.quantization) == ("int8", "qdq u8/s8 per-channel minmax")
+    assert (meta.precision, meta.quantization) == ("int8", "qdq u8/s8 per-channel percentile99.99")
     assert meta.float_ops == result.metadata.float_ops and path.name == "t_int8.onnx"
     assert any("held-out images: top-1 agreement" in n and "16 calibration / 4 held-out" in n for n in result.notes)
     assert result.parity.cosine >= 0.9 and result.gate.min_cosine == 0.9
@@ -124,3 +124,71 @@ def test_synthetic_calibration_warns(tmp_path, tame_model):
         warnings.simplefilter("ignore", DeprecationWarning)
         export(tame_model("lsnet_t", img_size=SIZE), ExportOptions(int8=True, calib_size=4, output=tmp_path / "s.onnx",
                                                                    validate=False))
+
+
+def residual_graph(path: Path) -> Path:
+    """x -> Relu -> r; c = Conv(r); y = Add(r, c): r feeds an int8 Conv and a float Add."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Conv", ["r", "w"], ["c"], name="conv"),
+         helper.make_node("Add", ["r", "c"], ["y"], name="add")], "residual",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_float_ops_read_the_float_tensor_and_int8_ops_its_qdq_copy(tmp_path):
+    images = np.random.default_rng(1).standard_normal((8, 4, 8, 8)).astype(np.float32)
+    result = quantize_onnx(residual_graph(tmp_path / "fp32.onnx"), tmp_path / "q.onnx", images)
+    model = onnx.load(str(result.path))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    conv, add = (next(n for n in model.graph.node if n.op_type == op) for op in ("Conv", "Add"))
+    assert producers[conv.input[0]].op_type == "DequantizeLinear"  # int8 compute reads the Q/DQ copy of r
+    dequantized_r = producers[producers[conv.input[0]].input[0]].input[0]
+    assert dequantized_r == "r" and "r" in add.input  # the Add reads r itself: the residual stays float
+    conv_out = producers[next(i for i in add.input if i != "r")]
+    assert conv_out.op_type == "DequantizeLinear"  # the Conv's own output keeps its Q (QLinearConv fusion)
+    assert [n.output[0] for n in int8_nodes(model)] == ["c"]
+    x = images[:1]
+    expected = np.maximum(x, 0) + np.einsum("oi,nihw->nohw", numpy_helper.to_array(
+        onnx.load(str(tmp_path / "fp32.onnx")).graph.initializer[0])[:, :, 0, 0], np.maximum(x, 0))
+    with load(result.path) as engine:
+        got = engine(x)
+    assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
+
+
+def test_lsnet_residual_adds_read_float_tensors(qdq):
+    model = onnx.load(str(qdq[0]))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    adds = [n for n in model.graph.node if n.op_type == "Add" and "/ska/" not in n.name]
+    assert len(adds) > 20
+    for add in adds:
+        for name in add.input:
+            dq = producers.get(name)
+            if dq is not None and dq.op_type == "DequantizeLinear":  # only an int8 conv's own output may be Q/DQ'd
+                assert producers[producers[dq.input[0]].input[0]].op_type in ("Conv", "MatMul", "Gemm"), add.name
+
+
+@pytest.mark.parametrize(("module", "scope"), [("blocks4", "/blocks4/"), ("blocks4.3.ffn", "/blocks4/blocks4.3/ffn/"),
+                                               ("patch_embed.0", "/patch_embed/patch_embed.0/")])
+def test_module_paths_name_the_exported_nodes(qdq, module, scope):
+    assert module_scope(module) == scope
+    names = excluded_nodes(onnx.load(str(qdq[0])), (scope,))
+    assert names and all(n.startswith(scope) for n in names)
+
+
+def test_keep_float_is_checked_before_any_work(tmp_path, tame_model):
+    with pytest.raises(UsageError, match="--keep-float needs --int8 and --target onnx or tensorrt"):
+        ExportOptions(keep_float=("blocks4",))
+    with pytest.raises(UsageError, match="--keep-float needs"):
+        ExportOptions(target="openvino", int8=True, keep_float=("blocks4",))
+    with pytest.raises(UsageError, match="module path"):
+        module_scope("blocks4..ffn")
+    images = np.random.default_rng(1).standard_normal((8, 4, 8, 8)).astype(np.float32)
+    with pytest.raises(UsageError, match="--keep-float blocks9: no node"):
+        quantize_onnx(residual_graph(tmp_path / "fp32.onnx"), tmp_path / "q.onnx", images, keep_float=("blocks9",))
+    assert not (tmp_path / "q.onnx").exists()
