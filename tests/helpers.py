@@ -166,3 +166,12 @@ def tamper(src: Path, dest: Path) -> Path:
     init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.05), init.name))
     onnx.save(proto, str(dest))
     return Path(dest)
+
+
+def synthetic_frames(tmp_path_factory, count: int, seed: int, size: int) -> Path:
+    """A fresh folder of ``count`` synthetic ``size`` px lens frames under ``clean/`` and ``dirty/``."""
+    from lsnet_deploy.synthetic import write_folder
+
+    folder = tmp_path_factory.mktemp("frames")
+    write_folder(folder, count, seed=seed, size=size)
+    return folder

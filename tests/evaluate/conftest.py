@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from helpers import synthetic_frames
 from lsnet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
-from lsnet_deploy.synthetic import write_folder
 
 #: class order of the LSNet export's head: the reverse of the folders' sorted order
 LSNET_CLASSES = ("dirty", "clean")
@@ -23,9 +23,7 @@ FOREIGN_SIZE = 48
 @pytest.fixture(scope="session")
 def frames(tmp_path_factory) -> Path:
     """24 synthetic 96 px frames under ``clean/`` and ``dirty/``."""
-    folder = tmp_path_factory.mktemp("frames")
-    write_folder(folder, 24, seed=5, size=96)
-    return folder
+    return synthetic_frames(tmp_path_factory, 24, seed=5, size=96)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import synthetic_frames
 from onnx import numpy_helper
 
 from lsnet_deploy.errors import ParityError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export, inputs
 from lsnet_deploy.exporters.quantize import excluded_nodes, float_op_types, int8_nodes, module_scope, quantize_onnx
 from lsnet_deploy.runtime import load
-from lsnet_deploy.synthetic import write_folder
 from lsnet_deploy.validate import compare_outputs, parity_inputs
 
 SIZE = 64
@@ -23,9 +23,7 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("frames")
-    write_folder(folder, 20, seed=3, size=80)
-    return folder
+    return synthetic_frames(tmp_path_factory, 20, seed=3, size=80)
 
 
 @pytest.fixture(scope="module")
