@@ -40,6 +40,9 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 FLOAT_SCOPES = ("/ska/",)
 ENCODINGS = ("u8", "s8")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+#: a Conv/MatMul/Gemm below this many multiply-accumulates stays float: its int8 saving is smaller than
+#: the Q/DQ kernels around it (SE convs on 1x1 maps, attention MatMuls on 49 tokens; docs/precision.md)
+MIN_MACS = 500_000
 #: activation ranges: "percentile" clips the calibration activations at PERCENTILE (two-sided)
 CALIBRATIONS = ("percentile", "minmax")
 PERCENTILE = 99.99
@@ -84,6 +87,22 @@ def int8_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
             and all(set(consumers.get(o, ())) == {"QuantizeLinear"} for o in n.output)]
 
 
+def node_macs(model: onnx.ModelProto) -> dict[str, int]:
+    """Multiply-accumulates of each Conv, MatMul and Gemm at batch 1 (from ONNX shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [max(d.dim_value, 1) for d in v.type.tensor_type.shape.dim]
+              for v in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input)}
+    shapes.update({i.name: list(i.dims) for i in inferred.graph.initializer})
+    macs = {}
+    for node in (n for n in inferred.graph.node if n.op_type in QUANTIZED_OPS):
+        out, first, second = (shapes.get(name) for name in (node.output[0], node.input[0], node.input[1]))
+        if not (out and first and second):
+            continue
+        reduced = int(np.prod(second[1:])) if node.op_type == "Conv" else first[-1]
+        macs[node.name] = int(np.prod(out)) * reduced  # a symbolic batch counts as 1
+    return macs
+
+
 def float_reads_float(model: onnx.ModelProto) -> int:
     """Point float consumers of a Q/DQ'd activation at the float tensor itself; returns how many inputs moved.
 
@@ -107,6 +126,11 @@ def float_reads_float(model: onnx.ModelProto) -> int:
                         node.input[k], moved = q.input[0], moved + 1
     _drop_dead_qdq(graph)
     return moved
+
+
+def _float_nodes(model: onnx.ModelProto, scopes: tuple[str, ...], min_macs: int) -> list[str]:
+    small = [name for name, macs in node_macs(model).items() if macs < min_macs]
+    return sorted({*excluded_nodes(model, scopes), *small})
 
 
 def _drop_dead_qdq(graph: onnx.GraphProto) -> None:
@@ -167,12 +191,13 @@ def _reader(images: np.ndarray, input_name: str, batch: int | None):
 
 def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str = "u8",
                   batch: int | None = 1, keep_float: tuple[str, ...] = (),
-                  calibration: str = "percentile") -> QuantizeResult:
+                  calibration: str = "percentile", min_macs: int | None = None) -> QuantizeResult:
     """Write a QDQ int8 copy of the fp32 ONNX ``source`` to ``output``, calibrated on ``images``.
 
     ``batch``: the model's static batch (``None``: dynamic). ``keep_float``: PyTorch module paths
     computed in float besides SKA (``--keep-float blocks4`` trades speed for accuracy: see
-    docs/precision.md). ``calibration``: one of :data:`CALIBRATIONS`. Metadata is not restamped here.
+    docs/precision.md); nodes under ``min_macs`` (None: :data:`MIN_MACS`) stay float too.
+    ``calibration``: one of :data:`CALIBRATIONS`. Metadata is not restamped here.
     """
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -200,7 +225,8 @@ def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str 
                         else CalibrationMethod.MinMax,
                         activation_type=QuantType.QUInt8 if encoding == "u8" else QuantType.QInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
-                        nodes_to_exclude=excluded_nodes(onnx.load(str(prepared)), float_scopes),
+                        nodes_to_exclude=_float_nodes(onnx.load(str(prepared)), float_scopes,
+                                                      MIN_MACS if min_macs is None else min_macs),
                         extra_options={"ActivationSymmetric": encoding == "s8", "WeightSymmetric": True,
                                        "CalibPercentile": PERCENTILE, "CalibStridedMinMax": _chunk(len(reader))})
     quantized = onnx.load(str(output))
@@ -272,5 +298,5 @@ def export_int8(source, options):
                                                 f"float: {', '.join(result.float_ops)}"))
 
 
-__all__ = ["CALIBRATIONS", "ENCODINGS", "FLOAT_SCOPES", "QUANTIZED_OPS", "QuantizeResult", "export_int8",
-           "float_op_types", "float_reads_float", "module_scope", "quantize_onnx"]
+__all__ = ["CALIBRATIONS", "ENCODINGS", "FLOAT_SCOPES", "MIN_MACS", "QUANTIZED_OPS", "QuantizeResult",
+           "export_int8", "float_op_types", "float_reads_float", "module_scope", "node_macs", "quantize_onnx"]

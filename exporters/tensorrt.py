@@ -364,7 +364,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
         build_from = onnx_path
         if quantize:
             result = quantize_onnx(onnx_path, temps[2], images.calibration, "s8", meta.batch,
-                                   options.keep_float)
+                                   options.keep_float, min_macs=0)  # TensorRT fuses Q/DQ into its kernels
             meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops)
             onnx_path, build_from = finals[2], temps[2]
         elif mode == "calibrator":

@@ -13,7 +13,7 @@ from helpers import synthetic_frames
 from onnx import numpy_helper
 
 from lsnet_deploy.errors import ParityError, UsageError
-from lsnet_deploy.exporters import ExportOptions, export, inputs
+from lsnet_deploy.exporters import ExportOptions, export, inputs, quantize
 from lsnet_deploy.exporters.quantize import excluded_nodes, float_op_types, int8_nodes, module_scope, quantize_onnx
 from lsnet_deploy.runtime import load
 from lsnet_deploy.validate import compare_outputs, parity_inputs
@@ -28,12 +28,15 @@ def frames(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def qdq(tmp_path_factory, frames) -> tuple[Path, object]:
-    """A tame LSNet-T (64 px) exported as QDQ int8, calibrated on 16 of 20 frames."""
+    """A tame LSNet-T (64 px) exported as QDQ int8, calibrated on 16 of 20 frames, every conv outside SKA
+    quantized (``MIN_MACS`` 0: at 64 px nearly all of them are below the real threshold)."""
     from lsnet_deploy.models import build_model, init_tame
 
     model = init_tame(build_model("lsnet_t", 1000, SIZE), seed=0)
     out = tmp_path_factory.mktemp("qdq") / "t_int8.onnx"
-    return out, export(model, ExportOptions(int8=True, data=frames, calib_size=16, output=out, min_cosine=0.9))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quantize, "MIN_MACS", 0)
+        return out, export(model, ExportOptions(int8=True, data=frames, calib_size=16, output=out, min_cosine=0.9))
 
 
 def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -94,7 +97,7 @@ def test_s8_encoding_has_zero_points_of_zero(qdq, tmp_path):
 
     export(init_tame(build_model("lsnet_t", 1000, SIZE), seed=0), ExportOptions(output=fp32))
     images = parity_inputs(4, SIZE)
-    result = quantize_onnx(fp32, tmp_path / "s8.onnx", images, "s8")
+    result = quantize_onnx(fp32, tmp_path / "s8.onnx", images, "s8", min_macs=0)
     model = onnx.load(str(result.path))
     inits = initializers(model)
     zeros = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -141,7 +144,8 @@ def residual_graph(path: Path) -> Path:
 
 def test_float_ops_read_the_float_tensor_and_int8_ops_its_qdq_copy(tmp_path):
     images = np.random.default_rng(1).standard_normal((8, 4, 8, 8)).astype(np.float32)
-    result = quantize_onnx(residual_graph(tmp_path / "fp32.onnx"), tmp_path / "q.onnx", images)
+    # min_macs 0: the 1x1 conv on 8x8 is far below the threshold
+    result = quantize_onnx(residual_graph(tmp_path / "fp32.onnx"), tmp_path / "q.onnx", images, min_macs=0)
     model = onnx.load(str(result.path))
     producers = {o: n for n in model.graph.node for o in n.output}
     conv, add = (next(n for n in model.graph.node if n.op_type == op) for op in ("Conv", "Add"))
@@ -190,3 +194,27 @@ def test_keep_float_is_checked_before_any_work(tmp_path, tame_model):
     with pytest.raises(UsageError, match="--keep-float blocks9: no node"):
         quantize_onnx(residual_graph(tmp_path / "fp32.onnx"), tmp_path / "q.onnx", images, keep_float=("blocks9",))
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_convolutions_too_small_to_pay_for_their_qdq_stay_float(tmp_path):
+    """At the real threshold the partition is exact: a conv is int8 iff its MACs (counted here from the
+    weight and output shapes) reach ``MIN_MACS``."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    convs = {"big": (32, 32, 3), "small": (32, 32, 1)}  # 32x32x3x3 on 24x24: 5.3 M MACs; 1x1: 0.59 M / 4
+    nodes, inits, x = [], [], "x"
+    for name, (cout, cin, k) in convs.items():
+        inits.append(numpy_helper.from_array(rng.standard_normal((cout, cin, k, k)).astype(np.float32), f"{name}_w"))
+        nodes.append(helper.make_node("Conv", [x, f"{name}_w"], [f"{name}_y"], name=name, pads=[k // 2] * 4,
+                                      strides=[1, 1] if name == "big" else [2, 2]))
+        x = f"{name}_y"
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 24, 24])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 32, 12, 12])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "two.onnx")
+    macs = quantize.node_macs(onnx.load(str(tmp_path / "two.onnx")))
+    assert macs == {"big": 24 * 24 * 32 * 32 * 9, "small": 12 * 12 * 32 * 32}
+    assert macs["small"] < quantize.MIN_MACS <= macs["big"]
+    images = rng.standard_normal((8, 32, 24, 24)).astype(np.float32)
+    model = onnx.load(str(quantize_onnx(tmp_path / "two.onnx", tmp_path / "q.onnx", images).path))
+    assert [n.name for n in int8_nodes(model)] == ["big"]
