@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,8 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 FLOAT_SCOPES = ("/ska/",)
 ENCODINGS = ("u8", "s8")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+#: quantized only to vanish: onnxruntime drops a Relu between an int8 conv and its output Q (u8 clamps at 0)
+REMOVABLE_OPS = ("Relu",)
 #: a Conv/MatMul/Gemm below this many multiply-accumulates stays float: its int8 saving is smaller than
 #: the Q/DQ kernels around it (SE convs on 1x1 maps, attention MatMuls on 49 tokens; docs/precision.md)
 MIN_MACS = 500_000
@@ -103,24 +105,28 @@ def node_macs(model: onnx.ModelProto) -> dict[str, int]:
     return macs
 
 
-def float_reads_float(model: onnx.ModelProto) -> int:
+def float_reads_float(model: onnx.ModelProto, float_nodes: Collection[str] = ()) -> int:
     """Point float consumers of a Q/DQ'd activation at the float tensor itself; returns how many inputs moved.
 
     ``quantize_static`` gives every consumer of a quantized tensor the dequantized copy, so the
     residual stream (the Adds' other input) and the SE/GroupNorm inputs carried 8-bit rounding from
-    block to block. Only int8 compute (:data:`QUANTIZED_OPS`) keeps reading the Q/DQ copy. Tensors made
-    by an int8 node keep theirs: that Q is what lets onnxruntime fuse the node into QLinearConv.
+    block to block. Only int8 compute (:data:`QUANTIZED_OPS` not named in ``float_nodes``) keeps
+    reading the Q/DQ copy. Tensors made by an int8 node keep theirs: that Q is what lets onnxruntime
+    fuse the node into QLinearConv.
     """
-    graph = model.graph
+    graph, skip = model.graph, set(float_nodes)
     producers = {o: n for n in graph.node for o in n.output}
+
+    def int8(node: onnx.NodeProto) -> bool:
+        return node.op_type in QUANTIZED_OPS and node.name not in skip
+
     moved = 0
     for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
         q = producers.get(dq.input[0])
-        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producers \
-                or producers[q.input[0]].op_type in QUANTIZED_OPS:
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producers or int8(producers[q.input[0]]):
             continue
         for node in graph.node:
-            if node.op_type not in (*QUANTIZED_OPS, *QDQ_OPS):
+            if node.op_type not in QDQ_OPS and not int8(node):
                 for k, name in enumerate(node.input):
                     if name == dq.output[0]:
                         node.input[k], moved = q.input[0], moved + 1
@@ -219,18 +225,18 @@ def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # its prints
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        float_nodes = _float_nodes(onnx.load(str(prepared)), float_scopes, MIN_MACS if min_macs is None else min_macs)
         quantize_static(str(prepared), str(output), reader,
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         calibrate_method=CalibrationMethod.Percentile if calibration == "percentile"
                         else CalibrationMethod.MinMax,
                         activation_type=QuantType.QUInt8 if encoding == "u8" else QuantType.QInt8,
-                        weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
-                        nodes_to_exclude=_float_nodes(onnx.load(str(prepared)), float_scopes,
-                                                      MIN_MACS if min_macs is None else min_macs),
+                        weight_type=QuantType.QInt8, op_types_to_quantize=[*QUANTIZED_OPS, *REMOVABLE_OPS],
+                        nodes_to_exclude=float_nodes,
                         extra_options={"ActivationSymmetric": encoding == "s8", "WeightSymmetric": True,
                                        "CalibPercentile": PERCENTILE, "CalibStridedMinMax": _chunk(len(reader))})
     quantized = onnx.load(str(output))
-    float_reads_float(quantized)
+    float_reads_float(quantized, float_nodes)
     onnx.save(quantized, str(output))
     method = f"percentile{PERCENTILE:g}" if calibration == "percentile" else calibration
     kept = f"; float modules: {', '.join(keep_float)}" if keep_float else ""

@@ -163,9 +163,11 @@ def test_float_ops_read_the_float_tensor_and_int8_ops_its_qdq_copy(tmp_path):
     assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
 
 
-def test_lsnet_residual_adds_read_float_tensors(qdq):
+def test_lsnet_residual_adds_read_float_tensors_and_relus_after_int8_convs_are_gone(qdq):
     model = onnx.load(str(qdq[0]))
     producers = {o: n for n in model.graph.node for o in n.output}
+    relus = [n for n in model.graph.node if n.op_type == "Relu"]
+    assert relus and not any(producers[r.input[0]].op_type == "DequantizeLinear" for r in relus)
     adds = [n for n in model.graph.node if n.op_type == "Add" and "/ska/" not in n.name]
     assert len(adds) > 20
     for add in adds:
