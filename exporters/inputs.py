@@ -85,7 +85,8 @@ def staged_onnx(source, options) -> Iterator:
     with tempfile.TemporaryDirectory() as tmp:
         # ska=options.lowering: keep the calling target's default lowering, not the onnx target's
         yield onnx.export(source, replace(options, ska=options.lowering, target="onnx", half=False, int8=False,
-                                          bf16=False, overwrite=True, output=Path(tmp) / "model.onnx", config=None))
+                                          keep_float=(), bf16=False, overwrite=True, output=Path(tmp) / "model.onnx",
+                                          config=None))
 
 
 def artifact_path(onnx_meta: ArtifactMetadata, precision: str, suffix: str) -> Path:

@@ -287,7 +287,7 @@ def export_int8(source, options):
     with atomic_outputs(path, overwrite=options.overwrite) as (tmp,), tempfile.TemporaryDirectory() as work, \
             source.reference() as reference:
         fp32 = Path(work) / "fp32.onnx"
-        proto = trace_onnx(source.model, replace(options, int8=False), opset)
+        proto = trace_onnx(source.model, replace(options, int8=False, keep_float=()), opset)
         if options.simplify:
             proto = simplify(proto, get_lowering(options.lowering))
         onnx.save(stamp(proto, replace(meta, precision="fp32")), fp32)

@@ -220,3 +220,17 @@ def test_convolutions_too_small_to_pay_for_their_qdq_stay_float(tmp_path):
     images = rng.standard_normal((8, 32, 24, 24)).astype(np.float32)
     model = onnx.load(str(quantize_onnx(tmp_path / "two.onnx", tmp_path / "q.onnx", images).path))
     assert [n.name for n in int8_nodes(model)] == ["big"]
+
+
+def test_keep_float_modules_stay_float_through_export(frames, tmp_path, tame_model):
+    options = ExportOptions(int8=True, data=frames, calib_size=16, output=tmp_path / "k.onnx", min_cosine=0.9,
+                            keep_float=("blocks4", "blocks3.1"))
+    model = tame_model("lsnet_t", img_size=SIZE)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quantize, "MIN_MACS", 0)
+        result = export(model, options)
+    assert result.metadata.quantization.endswith("; float modules: blocks4, blocks3.1")
+    proto = onnx.load(str(result.path))
+    int8 = [n.name for n in int8_nodes(proto)]
+    assert int8 and not any(n.startswith(("/blocks4/", "/blocks3/blocks3.1/")) for n in int8)
+    assert any(n.startswith("/blocks3/blocks3.2/") for n in int8)

@@ -14,7 +14,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lsnet_deploy.errors import UsageError
+from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters import tensorrt as trt_export
+from lsnet_deploy.exporters.quantize import int8_nodes
 from lsnet_deploy.exporters.tensorrt import (TensorRTConfig, build_engine, builder_settings, configure, inspect_onnx,
                                              int8_mode, trtexec_command)
 from lsnet_deploy.metadata import ArtifactMetadata
@@ -115,3 +117,15 @@ def test_build_engine_calibrates_on_dla_and_refuses_u8_qdq_files(tmp_path, monke
     u8 = conv_onnx(tmp_path / "u8.onnx", quantization="qdq u8/s8 per-channel minmax")
     with pytest.raises(UsageError, match="zero-point 0"):
         build_engine(u8, tmp_path / "u8.engine", None, stage_options("tensorrt", "int8", profile=(1, 1, 4)))
+
+
+def test_export_keeps_the_named_modules_float_in_the_engines_qdq_file(tmp_path, monkeypatch, tame_model):
+    seen: dict = {}
+    fake_build(monkeypatch, seen)
+    with pytest.warns(Warning, match="SYNTHETIC"):
+        result = export(tame_model("lsnet_t", img_size=64), ExportOptions(
+            target="tensorrt", int8=True, keep_float=("blocks4",), calib_size=8, output=tmp_path / "m.engine",
+            validate=False))  # the gate would run the engine: no GPU here
+    assert result.metadata.quantization == "qdq s8/s8 per-channel percentile99.99; float modules: blocks4"
+    int8 = [n.name for n in int8_nodes(seen["onnx"])]
+    assert len(int8) > 20 and not any(n.startswith("/blocks4/") for n in int8)
