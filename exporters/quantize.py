@@ -45,8 +45,7 @@ REMOVABLE_OPS = ("Relu",)
 #: a Conv/MatMul/Gemm below this many multiply-accumulates stays float: its int8 saving is smaller than
 #: the Q/DQ kernels around it (SE convs on 1x1 maps, attention MatMuls on 49 tokens; docs/precision.md)
 MIN_MACS = 500_000
-#: activation ranges: "percentile" clips the calibration activations at PERCENTILE (two-sided)
-CALIBRATIONS = ("percentile", "minmax")
+#: activation ranges clip the calibration activations at this percentile (two-sided)
 PERCENTILE = 99.99
 
 
@@ -57,7 +56,7 @@ class QuantizeResult:
     path: Path
     quantized_nodes: int  #: nodes that run in int8 (see :func:`int8_nodes`)
     float_ops: tuple[str, ...]  #: op types of the compute nodes that run in float
-    scheme: str  #: e.g. "qdq u8/s8 per-channel minmax" (activations/weights)
+    scheme: str  #: e.g. "qdq u8/s8 per-channel percentile99.99" (activations/weights)
 
 
 def module_scope(module: str) -> str:
@@ -116,6 +115,10 @@ def float_reads_float(model: onnx.ModelProto, float_nodes: Collection[str] = ())
     """
     graph, skip = model.graph, set(float_nodes)
     producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
 
     def int8(node: onnx.NodeProto) -> bool:
         return node.op_type in QUANTIZED_OPS and node.name not in skip
@@ -125,7 +128,7 @@ def float_reads_float(model: onnx.ModelProto, float_nodes: Collection[str] = ())
         q = producers.get(dq.input[0])
         if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producers or int8(producers[q.input[0]]):
             continue
-        for node in graph.node:
+        for node in consumers.get(dq.output[0], ()):
             if node.op_type not in QDQ_OPS and not int8(node):
                 for k, name in enumerate(node.input):
                     if name == dq.output[0]:
@@ -197,13 +200,13 @@ def _reader(images: np.ndarray, input_name: str, batch: int | None):
 
 def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str = "u8",
                   batch: int | None = 1, keep_float: tuple[str, ...] = (),
-                  calibration: str = "percentile", min_macs: int | None = None) -> QuantizeResult:
+                  min_macs: int | None = None) -> QuantizeResult:
     """Write a QDQ int8 copy of the fp32 ONNX ``source`` to ``output``, calibrated on ``images``.
 
     ``batch``: the model's static batch (``None``: dynamic). ``keep_float``: PyTorch module paths
     computed in float besides SKA (``--keep-float blocks4`` trades speed for accuracy: see
-    docs/precision.md); nodes under ``min_macs`` (None: :data:`MIN_MACS`) stay float too.
-    ``calibration``: one of :data:`CALIBRATIONS`. Metadata is not restamped here.
+    docs/precision.md); nodes under ``min_macs`` (None: :data:`MIN_MACS`) stay float too. Activation
+    ranges: the :data:`PERCENTILE` of the calibration activations. Metadata is not restamped here.
     """
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -212,8 +215,6 @@ def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str 
         raise BackendMissingError(f"int8 ONNX needs onnxruntime's quantization tools ({e})") from e
     if encoding not in ENCODINGS:
         raise UsageError(f"activation encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
-    if calibration not in CALIBRATIONS:
-        raise UsageError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {calibration!r}")
     model = onnx.load(str(source))
     if model.functions:
         raise UsageError("--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), not custom")
@@ -228,8 +229,7 @@ def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str 
         float_nodes = _float_nodes(onnx.load(str(prepared)), float_scopes, MIN_MACS if min_macs is None else min_macs)
         quantize_static(str(prepared), str(output), reader,
                         quant_format=QuantFormat.QDQ, per_channel=True,
-                        calibrate_method=CalibrationMethod.Percentile if calibration == "percentile"
-                        else CalibrationMethod.MinMax,
+                        calibrate_method=CalibrationMethod.Percentile,
                         activation_type=QuantType.QUInt8 if encoding == "u8" else QuantType.QInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=[*QUANTIZED_OPS, *REMOVABLE_OPS],
                         nodes_to_exclude=float_nodes,
@@ -238,10 +238,9 @@ def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str 
     quantized = onnx.load(str(output))
     float_reads_float(quantized, float_nodes)
     onnx.save(quantized, str(output))
-    method = f"percentile{PERCENTILE:g}" if calibration == "percentile" else calibration
     kept = f"; float modules: {', '.join(keep_float)}" if keep_float else ""
     return QuantizeResult(Path(output), len(int8_nodes(quantized)), float_op_types(quantized),
-                          f"qdq {encoding}/s8 per-channel {method}{kept}")
+                          f"qdq {encoding}/s8 per-channel percentile{PERCENTILE:g}{kept}")
 
 
 def held_out_check(int8_path: Path, fp32_path: Path, images: np.ndarray, reference: np.ndarray,
@@ -304,5 +303,5 @@ def export_int8(source, options):
                                                 f"float: {', '.join(result.float_ops)}"))
 
 
-__all__ = ["CALIBRATIONS", "ENCODINGS", "FLOAT_SCOPES", "MIN_MACS", "QUANTIZED_OPS", "QuantizeResult",
+__all__ = ["ENCODINGS", "FLOAT_SCOPES", "MIN_MACS", "QUANTIZED_OPS", "QuantizeResult",
            "export_int8", "float_op_types", "float_reads_float", "module_scope", "node_macs", "quantize_onnx"]
