@@ -11,10 +11,15 @@ from pathlib import Path
 PACKAGES = ("lsnet-deploy", "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt",
             "onnxslim", "onnxsim")
 #: /proc/cpuinfo flags that change numerics or speed (OpenVINO runs bf16 by default where AMX/bf16 exist)
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "asimd")
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
+             "amx_int8", "asimd", "asimddp")
 #: any of these flags: the CPU computes bf16 natively (OpenVINO's ``INFERENCE_PRECISION_HINT=bf16``)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 JETSON_RELEASE = Path("/etc/nv_tegra_release")
+#: x86 int8 dot-product paths, best first: with any of these, u8*s8 products accumulate in 32 bits exactly
+VNNI_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
+#: the oneDNN cap OpenVINO's CPU plugin obeys (``AVX2`` runs an AVX-512/VNNI CPU as an AVX2-only one)
+ONEDNN_CAP = "ONEDNN_MAX_CPU_ISA"
 
 
 def package_versions() -> dict[str, str | None]:
@@ -46,6 +51,27 @@ def cpu_info() -> dict[str, object]:
 def cpu_has_bf16() -> bool:
     """Whether the CPU has bf16 arithmetic (AVX512-BF16 or AMX-BF16): what ``bf16`` artifacts need."""
     return any(flag in cpu_info()["features"] for flag in BF16_FLAGS)
+
+
+def int8_isa() -> str:
+    """The CPU's int8 dot-product path, as recorded in int8 artifacts (``gate_isa``) and shown by ``doctor``.
+
+    ``amx_int8``/``avx512_vnni``/``avx_vnni``: exact 32-bit accumulation. ``avx512bw``/``avx2`` (no VNNI):
+    u8*s8 pairs are summed by ``vpmaddubsw`` into saturating 16-bit lanes, which is why lsnet-deploy's
+    int8 files keep their weights within 7 bits (docs/precision.md). ``asimddp``: Arm dot product.
+    A ``ONEDNN_MAX_CPU_ISA`` cap (OpenVINO's CPU plugin obeys it) is appended, e.g. ``avx512_vnni (oneDNN
+    cap AVX2)``.
+    """
+    features = cpu_info()["features"]
+    best = next((f for f in (*VNNI_FLAGS, "avx512bw", "avx2", "asimddp", "asimd") if f in features),
+                platform.machine())
+    cap = os.environ.get(ONEDNN_CAP, "").strip()
+    return f"{best} (oneDNN cap {cap})" if cap else best
+
+
+def has_vnni() -> bool:
+    """Whether x86 int8 dot products accumulate exactly here (VNNI or AMX), i.e. without 16-bit saturation."""
+    return any(flag in cpu_info()["features"] for flag in VNNI_FLAGS)
 
 
 def onnxruntime_providers() -> list[str]:
@@ -98,5 +124,6 @@ def collect_environment() -> dict[str, object]:
     """Everything above, as one JSON-able dict (also the ``environment`` block of bench reports)."""
     return {"python": platform.python_version(), "platform": platform.platform(),
             "packages": package_versions(), "backends": backends(), "cpu": cpu_info(), "cpu_bf16": cpu_has_bf16(),
+            "int8_isa": int8_isa(), "int8_vnni": has_vnni(),
             "onnxruntime_providers": onnxruntime_providers(), "openvino_devices": openvino_devices(),
             "cuda_gpu": cuda_gpu(), "jetson": jetson_release()}

@@ -89,6 +89,7 @@ class ArtifactMetadata:
     class_names: tuple[str, ...] = field(default_factory=tuple)
     quantization: str = ""  # int8 only: how (e.g. "qdq u8/s8 per-channel", "nncf")
     float_ops: tuple[str, ...] = field(default_factory=tuple)  # int8 only: op types left in float
+    gate_isa: str = ""  # int8 only: the CPU int8 path its export gate ran on (``doctor.int8_isa()``)
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -33,6 +33,9 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     table.add_row("cpu features", (", ".join(feats) or "-") + note)
     table.add_row("bf16 compute", "yes: export --target openvino --bf16, bench --precision bf16" if env["cpu_bf16"]
                   else "no (needs AVX512-BF16 or AMX-BF16): bf16 artifacts are refused here")
+    table.add_row("int8 dot products", env["int8_isa"] + (
+        ": exact 32-bit accumulation" if env["int8_vnni"] else
+        ": no VNNI, 16-bit saturating u8*s8 pairs (int8 files use 7-bit weights: docs/precision.md)"))
     table.add_row("onnxruntime providers", ", ".join(env["onnxruntime_providers"]) or "-")
     table.add_row("openvino devices", ", ".join(env["openvino_devices"]) or "-")
     table.add_row("cuda gpu", env["cuda_gpu"] or "none")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import stage_options, tame_model
 
+from lsnet_deploy import doctor
 from lsnet_deploy.errors import BackendMissingError, InputError, OutputError, ParityError, UsageError
 from lsnet_deploy.exporters.inputs import SyntheticCalibrationWarning, calibration_images, load_images
 from lsnet_deploy.exporters.openvino import export_openvino
@@ -112,7 +113,9 @@ def test_int8_ir_is_smaller_and_within_the_cosine_gate(lsnet_t, fp32_ir, tmp_pat
     assert report.size_mb < report.fp32_size_mb / 3 and report.images == 8
     assert report.cosine >= GATES["int8"].min_cosine  # measured 0.9987 on synthetic images
     assert report.latency_ms > 0 and report.fp32_latency_ms > 0
-    assert load(tmp_path / "q.xml").precision == "int8"
+    with load(tmp_path / "q.xml") as engine:
+        assert engine.precision == "int8"
+        assert (engine.metadata.quantization, engine.metadata.gate_isa) == ("nncf overflow-fix", doctor.int8_isa())
 
 
 def test_two_class_model_in_three_precisions(two_class, tmp_path):
