@@ -27,12 +27,12 @@ import pytest
 from helpers import stage_options, torch_reference, write_onnx
 
 from lsnet_deploy import doctor
+from lsnet_deploy.cli import run
 from lsnet_deploy.exporters.inputs import SyntheticCalibrationWarning, int8_images
 from lsnet_deploy.exporters.quantize import quantize_onnx
 from lsnet_deploy.runtime import load
 from lsnet_deploy.validate import GATES, compare_outputs
 
-pytestmark = pytest.mark.slow
 SIZE, CLASSES = 128, 2
 #: run an artifact in a fresh process on ``inputs.npy``, save its logits (the process may be emulated)
 RUN = ("import sys, numpy as np; from lsnet_deploy.runtime import load\n"
@@ -45,6 +45,11 @@ def run_elsewhere(artifact: Path, inputs: Path, prefix: tuple[str, ...] = (), en
     subprocess.run([*prefix, sys.executable, "-c", RUN, str(artifact), str(inputs), str(out)], check=True,
                    env={**os.environ, **(env or {})}, capture_output=True, timeout=600)
     return np.load(out)
+
+
+@pytest.fixture(scope="module")
+def environment() -> dict:
+    return doctor.collect_environment()
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +72,26 @@ def native_and_avx2(artifact: Path, inputs: Path, emulate: str) -> tuple[np.ndar
     return native, run_elsewhere(artifact, inputs, prefix=("qemu-x86_64", "-cpu", "Haswell"))
 
 
+@pytest.mark.parametrize("flags,cap,isa,vnni", [
+    (["avx2", "avx512f", "avx512bw", "avx512_vnni"], "", "avx512_vnni", True),
+    (["avx2", "avx_vnni"], "", "avx_vnni", True),
+    (["avx2", "avx512f", "avx512bw"], "", "avx512bw", False),  # Skylake-SP: AVX-512 without VNNI
+    (["avx2", "fma"], "", "avx2", False),
+    (["avx2", "avx512_vnni", "amx_int8"], "AVX2", "amx_int8 (oneDNN cap AVX2)", True),
+    (["asimd", "asimddp"], "", "asimddp", False)])
+def test_the_int8_isa_probe(monkeypatch, capsys, environment, flags, cap, isa, vnni):
+    monkeypatch.setattr(doctor, "cpu_info", lambda: {"features": flags})
+    monkeypatch.setenv(doctor.ONEDNN_CAP, cap)
+    assert (doctor.int8_isa(), doctor.has_vnni()) == (isa, vnni)
+    env = {**environment, "int8_isa": isa, "int8_vnni": vnni}
+    monkeypatch.setattr(doctor, "collect_environment", lambda: env)
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per line
+    assert run(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert ("exact 32-bit accumulation" in out) is vnni and ("16-bit saturating" in out) is not vnni
+
+
+@pytest.mark.slow
 def test_the_openvino_int8_ir_computes_the_same_on_avx2(model, tmp_path):
     pytest.importorskip("openvino")
     import nncf
@@ -91,6 +116,7 @@ def test_the_openvino_int8_ir_computes_the_same_on_avx2(model, tmp_path):
         assert compare_outputs(avx2, reference).cosine < compare_outputs(native, reference).cosine - 0.005
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-x86_64: apt-get install qemu-user")
 def test_the_onnx_qdq_file_computes_the_same_on_avx2(model, tmp_path):
     onnx_path, held, reference, calibration = model
