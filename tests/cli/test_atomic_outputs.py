@@ -29,34 +29,39 @@ def _start_export(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_temp(folder: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
-    """Until the export's ``.tmp-<pid>-*`` file exists: the artifact is being written or gated."""
-    deadline = time.monotonic() + timeout
-    while not any(p.name.startswith(f".tmp-{proc.pid}-") for p in folder.iterdir()):
-        assert proc.poll() is None, f"the export ended before it wrote a temporary file: {proc.stderr.read()}"
+def _signal_at_temp(runs: dict, timeout: float = 180) -> None:
+    """Send each export its signal as soon as its ``.tmp-<pid>-*`` file exists (the artifact is being written
+    or gated); ``runs`` maps a signal to ``(process, folder)``. The exports run side by side."""
+    deadline, waiting = time.monotonic() + timeout, dict(runs)
+    while waiting:
+        for sig, (proc, folder) in list(waiting.items()):
+            if any(p.name.startswith(f".tmp-{proc.pid}-") for p in folder.iterdir()):
+                proc.send_signal(sig)
+                del waiting[sig]
+            else:
+                assert proc.poll() is None, f"the export ended before it wrote a temporary file: {proc.stderr.read()}"
         assert time.monotonic() < deadline, "no temporary file appeared"
         time.sleep(0.01)
 
 
 def test_interrupted_exports_leave_no_partial_file(tmp_path):
-    """SIGINT (Ctrl-C) on a fresh output, SIGTERM (docker stop) on an existing one with --overwrite, one
-    after the other. Each: exit 130, one line, no temporary left, the old file untouched."""
+    """SIGINT (Ctrl-C) on a fresh output, SIGTERM (docker stop) on an existing one with --overwrite, side by
+    side. Each: exit 130, one line, no temporary left, the old file untouched."""
     fresh, kept = tmp_path / "fresh", tmp_path / "kept"
     fresh.mkdir()
     kept.mkdir()
     (kept / "m.onnx").write_bytes(b"the previous, good artifact")
-    procs = {}
-    for sig, folder, extra in ((signal.SIGINT, fresh, ()), (signal.SIGTERM, kept, ("--overwrite",))):
-        proc = _start_export(folder / "m.onnx", *extra)
-        procs[sig] = (proc, folder)
-        try:
-            _wait_for_temp(folder, proc)
-            proc.send_signal(sig)
+    runs = {signal.SIGINT: (_start_export(fresh / "m.onnx"), fresh),
+            signal.SIGTERM: (_start_export(kept / "m.onnx", "--overwrite"), kept)}
+    try:
+        _signal_at_temp(runs)
+        for proc, _ in runs.values():
             proc.wait(timeout=120)
-        finally:
+    finally:
+        for proc, _ in runs.values():
             if proc.poll() is None:
                 proc.kill()
-    for proc, _ in procs.values():
+    for proc, _ in runs.values():
         err = proc.stderr.read()
         assert proc.returncode == 130, err
         assert err.strip().splitlines() == ["error: interrupted"], err

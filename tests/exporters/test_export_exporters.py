@@ -25,16 +25,22 @@ def model():
     return tame_model("lsnet_t", 2, SMALL)
 
 
+#: every (exporter, lowering) pair; the dynamo exports of the lowerings other than ``custom`` (the one
+#: whose node count the custom op changes) are slow, their torchscript twins cover the lowering by default
+PAIRS = [pytest.param(exporter, name, id=f"{name}-{exporter}",
+                      marks=[pytest.mark.slow] if exporter == "dynamo" and name != "custom" else [])
+         for name in LOWERINGS for exporter in EXPORTERS]
+
+
 @pytest.fixture(scope="module")
 def exports(small_export):
-    """``{(exporter, lowering): ExportResult}``: dynamic batch, gated on the default held-out inputs."""
-    return {(exporter, name): small_export(name, exporter) for exporter in EXPORTERS for name in LOWERINGS}
+    """``exports(exporter, lowering)`` -> the ExportResult: dynamic batch, gated on the default held-out inputs."""
+    return lambda exporter, name: small_export(name, exporter)
 
 
-@pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("name", LOWERINGS)
+@pytest.mark.parametrize(("exporter", "name"), PAIRS)
 def test_every_lowering_passes_the_fp32_gate_with_both_exporters(exporter, name, exports, model):
-    result = exports[exporter, name]
+    result = exports(exporter, name)
     # measured: max-rel 2e-6 to 3e-6, cosine 1.0000000 for every pair
     assert result.parity.max_rel < 1e-4 and result.parity.cosine > 0.9999999
     assert result.parity.top1_agreement == 1.0 and result.gate.min_cosine == 0.99999
@@ -46,10 +52,9 @@ def test_every_lowering_passes_the_fp32_gate_with_both_exporters(exporter, name,
             assert np.abs(engine(x) - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("name", LOWERINGS)
+@pytest.mark.parametrize(("exporter", "name"), PAIRS)
 def test_metadata_names_the_lowering_and_the_opset_actually_written(exporter, name, exports):
-    result = exports[exporter, name]
+    result = exports(exporter, name)
     proto = onnx.load(str(result.path))
     meta = ArtifactMetadata.from_props({p.key: p.value for p in proto.metadata_props})
     assert meta == result.metadata and runtime.load(result.path).metadata == meta
@@ -63,17 +68,18 @@ def test_metadata_names_the_lowering_and_the_opset_actually_written(exporter, na
     onnx.checker.check_model(proto, full_check=True)
 
 
-def test_dynamo_writes_fewer_nodes_than_torchscript(exports):
+@pytest.mark.parametrize("name", [pytest.param(p.values[1], marks=p.marks, id=p.values[1])
+                                  for p in PAIRS if p.values[0] == "dynamo"])
+def test_dynamo_writes_fewer_nodes_than_torchscript(exports, name):
     """torch.export's graph plus onnxscript's optimizer folds the shape arithmetic the tracer leaves."""
-    for name in LOWERINGS:
-        nodes = {e: len(onnx.load(str(exports[e, name].path)).graph.node) for e in EXPORTERS}
-        assert nodes["dynamo"] < nodes["torchscript"], (name, nodes)
+    nodes = {e: len(onnx.load(str(exports(e, name).path)).graph.node) for e in EXPORTERS}
+    assert nodes["dynamo"] < nodes["torchscript"], (name, nodes)
 
 
 def test_dynamo_re_export_is_byte_identical(model, exports, tmp_path):
     again = export(model, ExportOptions(ska="custom", imgsz=SMALL, dynamic=True, exporter="dynamo",
                                         output=tmp_path / "again.onnx"))
-    assert file_sha256(again.path) == file_sha256(exports["dynamo", "custom"].path)
+    assert file_sha256(again.path) == file_sha256(exports("dynamo", "custom").path)
 
 
 def test_default_exporter_and_its_opset_range(model, tmp_path):
