@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.exporters.calibration import image_files, load_images
+from lsnet_deploy.exporters.inputs import image_files, load_images
 from lsnet_deploy.models import load_model
 from lsnet_deploy.runtime import load
 from lsnet_deploy.synthetic import CLASS_NAMES, write_folder
