@@ -59,6 +59,8 @@ class TargetConfig:
     requires: ClassVar[tuple[str, ...]] = ()  #: import names that must be present
     extra: ClassVar[str] = "lsnet-deploy"  #: what to ``pip install`` when they are not
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
+    #: files written beside the artifact, as templates on its name (``{stem}``, ``{name}``)
+    partners: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -83,6 +85,7 @@ class Target:
     requires: tuple[str, ...] = TargetConfig.requires
     extra: str = TargetConfig.extra
     precisions: tuple[str, ...] = TargetConfig.precisions
+    partners: tuple[str, ...] = TargetConfig.partners
 
     @property
     def suffix(self) -> str:
@@ -344,18 +347,13 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
            num_classes: int | None = None) -> ExportResult:
     """Export ``source`` as ``options`` ask, parity-gated; ``variant``/``num_classes`` check a checkpoint."""
     require_export("export")
-    from lsnet_deploy.artifacts import check_output, check_suffix
     from lsnet_deploy.runtime.footprint import warn_if_short
 
-    from .ska import get_lowering
+    from .preflight import preflight
 
     options = options or ExportOptions()
-    get_lowering(options.lowering)
-    target = TARGETS[options.target]
-    if options.output is not None:  # before any work: a typo costs milliseconds, not an export
-        check_output(options.output, options.overwrite)
-        check_suffix(options.output, target.suffixes, f"--target {options.target} output")
-    module = target.load()
+    preflight(options)  # options and output paths, before torch is imported
+    module = TARGETS[options.target].load()
     module.check(options)
     start = time.perf_counter()
     src = load_source(source, variant, num_classes, options.imgsz, options.ema)
