@@ -143,10 +143,14 @@ def with_golden(src: Path, dest: Path, **changes: object) -> Path:
 
 
 def png_header(width: int, height: int) -> bytes:
-    """The first bytes of a PNG that says it is ``width`` x ``height`` (no pixel data follows)."""
+    """A PNG that says it is ``width`` x ``height`` RGB: the header and the start of its pixel data, cut off
+    (a decompression bomb, or a file still being written)."""
     import struct
     import zlib
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(b"\0" * (1 + 3 * width) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", rows)
