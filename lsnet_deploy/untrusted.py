@@ -109,12 +109,12 @@ def _consistent(meta: ArtifactMetadata, props: Mapping[str, str]) -> None:
         raise bad("lsnet.img_size", f"is {meta.img_size}, not a multiple of 32")
     if not MIN_CROP_PCT <= meta.crop_pct <= 1:  # the resize before the crop: at most twice the input size
         raise bad("lsnet.crop_pct", f"is {meta.crop_pct}, outside {MIN_CROP_PCT}..1")
+    if min(meta.std) < MIN_STD:
+        raise bad("lsnet.std", f"must be at least {MIN_STD} for each channel, got {list(meta.std)}")
     resize = meta.preprocessing.resize  # crop mode and interpolation checked there
     legacy = props.get("lsnet.resize")  # artifacts from before crop_pct stored the resize itself
     if legacy is not None and legacy.strip() != str(resize):
         raise bad("lsnet.resize", f"is {_show(legacy)}, but img_size and crop_pct give {resize}")
-    if min(meta.std) < MIN_STD:
-        raise bad("lsnet.std", f"must be at least {MIN_STD} for each channel, got {list(meta.std)}")
     if meta.class_names and len(meta.class_names) != meta.num_classes:
         raise bad("lsnet.class_names", f"has {len(meta.class_names)} names for {meta.num_classes} classes")
 

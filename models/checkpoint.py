@@ -227,6 +227,7 @@ def load_model(path: str | Path, variant: str | None = None, num_classes: int | 
     path = resolve_hub(ref) if ref.startswith("hf:") else Path(path)
     ckpt = read_checkpoint(path, ema)
     sd = ckpt.state_dict
+    require_finite(sd, f"checkpoint {ref}")  # before a model is built: a diverged run costs no work
     found, classes = infer_variant(sd)
     if variant is not None and variant != found:
         raise InputError(f"checkpoint looks like {found}, not {variant}: {ref}")
@@ -240,7 +241,6 @@ def load_model(path: str | Path, variant: str | None = None, num_classes: int | 
     report = _mismatch_report(sd, model.state_dict())
     if report:
         raise InputError(f"checkpoint does not fit {found} strictly: {report}")
-    require_finite(sd, f"checkpoint {ref}")
     model.load_state_dict(sd, strict=True)
     model.checkpoint_sha256 = file_sha256(path)
     model.checkpoint_key, model.trained_size = ckpt.key, trained
