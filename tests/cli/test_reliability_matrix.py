@@ -118,7 +118,8 @@ CASES = [
          marks=(no_gpu,)),
     Case("bench-model-missing", ("bench", "-m", "{d}/nope.onnx"), 3, "artifact not found"),
     Case("bench-interrupted", ("bench", "-m", "{art}", "-b", "onnxruntime", "--iters", "2", "--json",
-                               "{out}/r.json"), 130, "interrupted", interrupt_at("lsnet_deploy.runtime.bench.time_engine")),
+                               "{out}/r.json"), 130, "interrupted",
+         interrupt_at("lsnet_deploy.runtime.bench.time_engine")),
     # --- verify
     Case("verify-missing", ("verify", "{d}/nope.onnx"), 3, "artifact not found"),
     Case("verify-corrupt", ("verify", "{noise_onnx}"), 3, "noise.onnx"),

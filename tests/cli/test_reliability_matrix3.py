@@ -111,7 +111,8 @@ CASES = [
          "lsnet.img_size must be an integer, got 32.0"),
     Case("predict-img-size-not-multiple-of-32", ("predict", "-m", "{img_size_odd}", "{img}"), 3,
          "lsnet.img_size is 48, not a multiple of 32"),
-    Case("predict-crop-pct-tiny", ("predict", "-m", "{crop_tiny}", "{img}"), 3, "lsnet.crop_pct is 1e-09, outside 0.5..1"),
+    Case("predict-crop-pct-tiny", ("predict", "-m", "{crop_tiny}", "{img}"), 3,
+         "lsnet.crop_pct is 1e-09, outside 0.5..1"),
     Case("predict-crop-pct-infinite", ("predict", "-m", "{crop_inf}", "{img}"), 3,
          "lsnet.crop_pct must be a finite number, got inf"),
     Case("verify-resize-inconsistent", ("verify", "{resize_other}"), 3,
@@ -153,7 +154,8 @@ CASES = [
     Case("verify-golden-frame-not-png", ("verify", "{golden_notpng}"), 3, "frame 0 is not a PNG image"),
     Case("verify-golden-frame-not-base64", ("verify", "{golden_notb64}"), 3, "frame 0 is not base64"),
     # --- hostile TensorRT sidecars: typed before TensorRT is even imported
-    Case("verify-sidecar-not-an-object", ("verify", "{side_list}", "-d", "cuda"), 3, "the sidecar is not a JSON object"),
+    Case("verify-sidecar-not-an-object", ("verify", "{side_list}", "-d", "cuda"), 3,
+         "the sidecar is not a JSON object"),
     Case("verify-sidecar-no-format", ("verify", "{side_empty}", "-d", "cuda"), 3, "the sidecar has no 'format'"),
     Case("verify-sidecar-precision-typed", ("verify", "{side_precision}", "-d", "cuda"), 3,
          "the sidecar's 'precision' must be str, got 16"),
@@ -173,7 +175,8 @@ CASES = [
     # --- checkpoints with NaN/Inf weights: refused at load, before any export work
     Case("export-weights-nan", ("export", "-w", "{nan_pth}", "-o", "{out}/m.onnx"), 3,
          "has NaN or Inf in 1 tensor(s) (head.l.weight)"),
-    Case("info-weights-inf", ("info", "-w", "{inf_pth}"), 3, "has NaN or Inf in 1 tensor(s) (patch_embed.0.bn.running_var)"),
+    Case("info-weights-inf", ("info", "-w", "{inf_pth}"), 3,
+         "has NaN or Inf in 1 tensor(s) (patch_embed.0.bn.running_var)"),
     # --- real SIGINT / SIGTERM while the work runs: exit 130, nothing half-written
     Case("verify-sigint", ("verify", "{tiny}"), 130, "interrupted", _real_signal("lsnet_deploy.golden.gate", 2)),
     Case("verify-sigterm", ("verify", "{tiny}"), 130, "interrupted", _real_signal("lsnet_deploy.golden.gate", 15)),
@@ -211,10 +214,11 @@ def f(tmp_path_factory) -> SimpleNamespace:
         paths[name].write_bytes(b"\0" * 64)
         Path(f"{paths[name]}.json").write_text(json.dumps(doc))
     noisy = np.random.default_rng(20).integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    for suffix in ("jpg", "png"):
+    for suffix in ("jpg", "png"):  # a camera's file while it is still being written: the first half
         Image.fromarray(noisy).save(d / f"whole.{suffix}")
+        whole = (d / f"whole.{suffix}").read_bytes()
         paths[f"half_{suffix}"] = d / f"half.{suffix}"
-        paths[f"half_{suffix}"].write_bytes((d / f"whole.{suffix}").read_bytes()[:(d / f"whole.{suffix}").stat().st_size // 2])
+        paths[f"half_{suffix}"].write_bytes(whole[:len(whole) // 2])
     (paths.setdefault("bomb", d / "bomb.png")).write_bytes(png_header(30_000, 30_000))
     (paths.setdefault("bomb_band", d / "band.png")).write_bytes(png_header(10_000, 10_000))
     for folder in ("folders/ok", "folders/locked", "data/c0", "data/c1", "data/c2"):
@@ -227,7 +231,7 @@ def f(tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize("case", params(CASES))
-def test_one_line_exit_3_at_once_and_nothing_left(case, f, tmp_path, capsys, monkeypatch):
+def test_one_line_the_code_at_once_and_nothing_left(case, f, tmp_path, capsys, monkeypatch):
     sigterm = signal.getsignal(signal.SIGTERM)
     start = time.perf_counter()
     try:
