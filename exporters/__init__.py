@@ -30,6 +30,7 @@ from lsnet_deploy import __version__
 from lsnet_deploy.errors import BackendMissingError, DeployWarning, InputError, UsageError
 from lsnet_deploy.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata, default_crop_pct
 from lsnet_deploy.registry import class_attributes
+from lsnet_deploy.untrusted import MAX_IMG_SIZE, MIN_CROP_PCT
 from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.validate import GATES, PARITY_IMAGES, Gate, Parity
 
@@ -59,6 +60,8 @@ class TargetConfig:
     requires: ClassVar[tuple[str, ...]] = ()  #: import names that must be present
     extra: ClassVar[str] = "lsnet-deploy"  #: what to ``pip install`` when they are not
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
+    #: files written beside the artifact, as templates on its name (``{stem}``, ``{name}``)
+    partners: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -83,6 +86,7 @@ class Target:
     requires: tuple[str, ...] = TargetConfig.requires
     extra: str = TargetConfig.extra
     precisions: tuple[str, ...] = TargetConfig.precisions
+    partners: tuple[str, ...] = TargetConfig.partners
 
     @property
     def suffix(self) -> str:
@@ -184,6 +188,8 @@ class ExportOptions:
         for bad, message in (
             (self.imgsz is not None and (self.imgsz < 32 or self.imgsz % 32),
              f"--imgsz must be a positive multiple of 32, got {self.imgsz}"),
+            (self.imgsz is not None and self.imgsz > MAX_IMG_SIZE,
+             f"--imgsz must be at most {MAX_IMG_SIZE} (the largest input an artifact may declare), got {self.imgsz}"),
             (self.batch < 1, f"--batch must be >= 1, got {self.batch}"),
             (self.exporter not in EXPORTERS, f"--exporter must be one of: {', '.join(EXPORTERS)}; "
                                              f"got {self.exporter!r}"),
@@ -195,8 +201,8 @@ class ExportOptions:
              f"--{self.precision} needs --target {' or '.join(targets_for(self.precision))}"),
             (self.crop_mode is not None and self.crop_mode not in CROP_MODES,
              f"--crop-mode must be one of: {', '.join(CROP_MODES)}; got {self.crop_mode!r}"),
-            (self.crop_pct is not None and not 0 < self.crop_pct <= 1,
-             f"--crop-pct must be in (0, 1], got {self.crop_pct}"),
+            (self.crop_pct is not None and not MIN_CROP_PCT <= self.crop_pct <= 1,
+             f"--crop-pct must be in [{MIN_CROP_PCT}, 1], got {self.crop_pct}"),
             (self.calib_size < 1, f"--calib-size must be >= 1, got {self.calib_size}"),
             (bool(self.keep_float) and not (self.int8 and self.target in QDQ_TARGETS),
              f"--keep-float needs --int8 and --target {' or '.join(QDQ_TARGETS)} (a QDQ int8 file)"),
@@ -301,6 +307,7 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
 
     require_export("loading a PyTorch LSNet")
     from lsnet_deploy.models import VARIANTS, load_model, random_weights_model
+    from lsnet_deploy.models.checkpoint import require_finite
 
     if ema and (not isinstance(source, (str, Path)) or str(source) in VARIANTS):
         raise UsageError("--ema picks the model_ema weights of a checkpoint: pass --weights CHECKPOINT")
@@ -320,6 +327,7 @@ def load_source(source: str | Path | nn.Module, variant: str | None = None, num_
                              f"build_model(..., img_size={img_size}) or export from a checkpoint, which resizes "
                              "the attention biases")
         model = copy.deepcopy(source).float().eval()
+        require_finite(model.state_dict(), "the module")
     finetuned = getattr(model, "finetuned", False)
     return Source(model, variant_of(model), model.num_classes, model.img_size,
                   getattr(model, "checkpoint_sha256", ""), tuple(getattr(model, "class_names", ())),
@@ -344,18 +352,13 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
            num_classes: int | None = None) -> ExportResult:
     """Export ``source`` as ``options`` ask, parity-gated; ``variant``/``num_classes`` check a checkpoint."""
     require_export("export")
-    from lsnet_deploy.artifacts import check_output, check_suffix
     from lsnet_deploy.runtime.footprint import warn_if_short
 
-    from .ska import get_lowering
+    from .preflight import preflight
 
     options = options or ExportOptions()
-    get_lowering(options.lowering)
-    target = TARGETS[options.target]
-    if options.output is not None:  # before any work: a typo costs milliseconds, not an export
-        check_output(options.output, options.overwrite)
-        check_suffix(options.output, target.suffixes, f"--target {options.target} output")
-    module = target.load()
+    preflight(options)  # options and output paths, before torch is imported
+    module = TARGETS[options.target].load()
     module.check(options)
     start = time.perf_counter()
     src = load_source(source, variant, num_classes, options.imgsz, options.ema)

@@ -26,6 +26,7 @@ from lsnet_deploy.validate import gate as parity_gate
 
 from . import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import parity_images
+from .preflight import check_opset, preflight
 from .ska import Lowering, get_lowering, lowered
 
 INPUT, OUTPUT = "images", "logits"
@@ -45,25 +46,11 @@ class OnnxConfig(TargetConfig):
     precisions = ("fp32", "fp16", "int8")  #: int8: QDQ (exporters/quantize.py)
 
 
-def check_opset(opset: int | None, lowering: str, exporter: str = DEFAULT_EXPORTER) -> int:
-    """``opset`` (or the exporter's default) if the exporter and the lowering support it; :class:`UsageError`
-    otherwise."""
-    opset = DEFAULT_OPSET[exporter] if opset is None else opset
-    low = max(MIN_OPSET[exporter], get_lowering(lowering).min_opset)
-    if not low <= opset <= MAX_OPSET:
-        using = "" if exporter == DEFAULT_EXPORTER else f" with --exporter {exporter}"
-        raise UsageError(f"--opset {opset} is out of range for --ska {lowering}{using}: use {low}..{MAX_OPSET}")
-    return opset
-
-
 def check(options: ExportOptions) -> None:
     """Fail fast, before the model is loaded, on options the ONNX stage cannot honour (every target's)."""
-    check_opset(options.opset, options.lowering, options.exporter)
+    preflight(options)
     if options.exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
         raise BackendMissingError('--exporter dynamo needs onnxscript: pip install "lsnet-deploy[export]"')
-    if options.target == "onnx" and options.int8 and not get_lowering(options.lowering).int8_ok:
-        raise UsageError(f"--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), "
-                         f"not {options.lowering}")
 
 
 def default_path(meta: ArtifactMetadata) -> Path:

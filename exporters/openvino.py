@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs, backend_write, check_outputs, check_suffix
+from lsnet_deploy.artifacts import atomic_outputs, backend_write
 from lsnet_deploy.doctor import int8_isa
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.metadata import ArtifactMetadata
@@ -23,6 +23,7 @@ from lsnet_deploy.validate import Logits, Parity, gate
 
 from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import artifact_path, image_files, int8_images, parity_images, staged_onnx
+from .preflight import check_artifact_paths
 
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
 #: the int8 IR's ``quantization`` metadata: NNCF PTQ, weights within 7 bits on every layer (:func:`quantize`)
@@ -41,6 +42,7 @@ class OpenVINOConfig(TargetConfig):
     requires = ("openvino", "nncf")
     extra = "lsnet-deploy[openvino]"
     precisions = ("fp32", "fp16", "int8", "bf16")  #: bf16: f32 weights, bf16 compute (AVX512-BF16/AMX)
+    partners = ("{stem}.bin",)  #: the weights beside the ``.xml``
 
     threads: int | None = None  #: CPU threads of the parity and int8-latency runs (default: OpenVINO's)
 
@@ -186,17 +188,15 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
 def check_ir_path(output: Path, overwrite: bool) -> None:
     """:class:`UsageError` unless ``output`` ends in ``.xml``; :class:`OutputError` unless it and its ``.bin``
     can be written."""
-    check_suffix(output, (".xml",), "an OpenVINO IR")
-    check_outputs(output, output.with_suffix(".bin"), overwrite=overwrite)
+    check_artifact_paths("openvino", output, overwrite, "an OpenVINO IR")
 
 
 def check(options: ExportOptions) -> None:
-    """Before the model loads: the ONNX stage's options (opset, lowering, exporter), the IR path and its ``.bin``."""
+    """Before the model loads: the ONNX stage's options (opset, lowering, exporter), the IR path and its ``.bin``
+    (:func:`.preflight.preflight`), bf16 on this CPU."""
     from . import onnx
 
-    onnx.check(options)
-    if options.output is not None:  # before the ONNX stage, not after it
-        check_ir_path(Path(options.output), options.overwrite)
+    onnx.check(options)  # the IR path and its .bin too (preflight), before the ONNX stage
     if options.bf16 and options.validate:
         from lsnet_deploy.runtime.openvino import require_bf16
 

@@ -23,16 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs, check_output, check_outputs, check_suffix, write_bytes
+from lsnet_deploy.artifacts import atomic_outputs, check_output, write_bytes
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.runtime.engine import BACKENDS
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
 from lsnet_deploy.validate import Logits, gate
 
 from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import artifact_path, int8_images, parity_images, staged_onnx
+from .preflight import check_artifact_paths
 
 #: how an int8 engine gets its scales: "qdq" (explicit quantization of a QDQ ONNX, TensorRT >= 10),
 #: "calibrator" (the implicit entropy calibrator, deprecated in 10.1: DLA and older TensorRT), "auto"
@@ -50,6 +50,7 @@ class TensorRTConfig(TargetConfig):
     requires = ()  # check() names what is missing (package, cuda-python or GPU) in one line
     extra = "lsnet-deploy[tensorrt]"
     precisions = ("fp32", "fp16", "int8")
+    partners = ("{name}.json",)  #: the sidecar (``runtime.tensorrt.sidecar_path``)
 
     profile: tuple[int, int, int] | None = None  #: (min, opt, max) batch; None: from ``batch``/``dynamic``
     workspace_gib: float = 4.0  #: builder workspace
@@ -387,8 +388,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
 def check_engine_path(output: Path, overwrite: bool) -> None:
     """:class:`UsageError` unless ``output`` ends in ``.engine``/``.plan``; :class:`OutputError` unless it and
     its sidecar can be written."""
-    check_suffix(output, BACKENDS["tensorrt"].suffixes, "a TensorRT engine")
-    check_outputs(output, sidecar_path(output), overwrite=overwrite)
+    check_artifact_paths("tensorrt", output, overwrite, "a TensorRT engine")
 
 
 def check(options: ExportOptions) -> None:
@@ -396,9 +396,7 @@ def check(options: ExportOptions) -> None:
     and a GPU."""
     from . import onnx
 
-    onnx.check(options)
-    if options.output is not None:
-        check_engine_path(Path(options.output), options.overwrite)
+    onnx.check(options)  # the engine path and its sidecar too (preflight)
     import_tensorrt()
 
 

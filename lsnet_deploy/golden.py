@@ -15,7 +15,6 @@ little-endian float32, both base64: about 50-60 KB at 224 px and 1000 classes. n
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import json
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from PIL import Image
 
 from .errors import InputError
 from .metadata import ArtifactMetadata
+from .untrusted import check_golden
 from .validate import GATES, Gate, Parity, gate, logits_of
 
 KEY = "lsnet.golden"
@@ -62,21 +62,25 @@ class Golden:
         return {KEY: json.dumps(doc, separators=(",", ":"))}
 
     @classmethod
-    def from_props(cls, props: Mapping[str, str]) -> Golden | None:
-        """Parse what :meth:`to_props` wrote; ``None`` when absent, :class:`InputError` when damaged."""
+    def from_props(cls, props: Mapping[str, str], meta: ArtifactMetadata | None = None) -> Golden | None:
+        """Parse what :meth:`to_props` wrote; ``None`` when absent, :class:`InputError` when damaged or out of
+        bounds (checked against ``meta``, before any frame is decoded: :func:`~.untrusted.check_golden`)."""
         text = props.get(KEY)
         if not text:
             return None
         try:
             doc = json.loads(text)
-            if doc.get("format") != FORMAT:
-                raise ValueError(f"unknown format {doc.get('format')!r}")
-            frames = np.stack([_unpng(item) for item in doc["frames"]])
-            logits = np.frombuffer(base64.b64decode(doc["logits"]), dtype="<f4").reshape(doc["logits_shape"])
-        except (ValueError, KeyError, TypeError, OSError, binascii.Error) as e:
+        except ValueError as e:
             raise InputError(f"the artifact's golden self-test data is damaged ({e})") from e
-        if len(frames) != len(logits):
-            raise InputError(f"the artifact's golden data has {len(frames)} frames but {len(logits)} logit rows")
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+            raise InputError(f"the artifact's golden self-test data is damaged (unknown format {found!r})")
+        check_golden(doc, meta)
+        try:
+            frames = np.stack([_unpng(item) for item in doc["frames"]])
+        except (ValueError, OSError, SyntaxError) as e:
+            raise InputError(f"the artifact's golden self-test data is damaged ({e})") from e
+        logits = np.frombuffer(base64.b64decode(doc["logits"]), dtype="<f4").reshape(doc["logits_shape"])
         return cls(frames, logits.astype(np.float32))
 
 

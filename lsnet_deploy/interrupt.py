@@ -1,4 +1,5 @@
-"""The process's edges, shared by every command: Ctrl-C/SIGTERM with partial results, and a closed stdout.
+"""The process's edges, shared by every command: Ctrl-C/SIGTERM with partial results, a closed stdout, names
+the terminal cannot show.
 
 A long command (``bench``, ``eval``) saves what it finished when interrupted, in two small pieces::
 
@@ -18,6 +19,7 @@ re-raises: one ``error: interrupted ...`` line, exit 130.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import sys
@@ -26,6 +28,23 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .errors import Interrupted
+
+#: the error handler text outputs use for what they cannot encode: a file name that is not UTF-8 (Python's
+#: surrogate escapes) shows its bytes as ``\\xNN``, anything else as ``backslashreplace`` does (stdout, CSV,
+#: Markdown; JSON's own escapes keep such a name exactly: ``os.fsencode`` turns them back into the bytes)
+SHOW = "lsnet-show"
+
+
+def _show(e: UnicodeError) -> tuple:
+    if not isinstance(e, UnicodeEncodeError):
+        raise e
+    text = e.object[e.start:e.end]
+    if all(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        return "".join(f"\\x{ord(c) - 0xDC00:02x}" for c in text), e.end
+    return codecs.backslashreplace_errors(e)
+
+
+codecs.register_error(SHOW, _show)
 
 
 @contextmanager
@@ -95,6 +114,11 @@ class QuietStdout:
 
 
 def quiet_stdout() -> None:
-    """Install :class:`QuietStdout` as ``sys.stdout`` (the CLI's ``main``)."""
+    """Install :class:`QuietStdout` as ``sys.stdout`` (the CLI's ``main``); a character the terminal's encoding
+    cannot show (a file name that is not UTF-8) is printed as a ``\\xNN`` escape (:data:`SHOW`), on stdout and
+    stderr, not an error."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=SHOW)
     if not isinstance(sys.stdout, QuietStdout) and sys.stdout is not None:
         sys.stdout = QuietStdout(sys.stdout)

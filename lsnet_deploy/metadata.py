@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from .errors import InputError, UsageError
 
@@ -108,15 +108,10 @@ class ArtifactMetadata:
     def from_props(cls, props: dict[str, str]) -> ArtifactMetadata | None:
         """Parse what :meth:`to_props` wrote; ``None`` when the props are not an lsnet-deploy artifact's.
 
-        Unknown keys (``lsnet.resize`` of older artifacts) are ignored.
+        Every value is typed and bounded first (:func:`lsnet_deploy.untrusted.read_metadata`): a damaged or
+        hostile artifact is one :class:`InputError` naming the key. Unknown keys (``lsnet.resize`` of older
+        artifacts) are ignored.
         """
-        if "lsnet.variant" not in props:
-            return None
-        kwargs = {}
-        for f in fields(cls):
-            raw = props.get(f"lsnet.{f.name}")
-            if raw is None:
-                continue
-            value = raw if f.type == "str" else json.loads(raw)
-            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
-        return cls(**kwargs)
+        from .untrusted import read_metadata
+
+        return read_metadata(props)

@@ -203,6 +203,15 @@ def _check_args(args: Mapping[str, Any], found: str, classes: int, ref: str) -> 
         raise InputError(f"checkpoint args say nb_classes={args['nb_classes']}, but its head has {classes}: {ref}")
 
 
+def require_finite(tensors: Mapping[str, torch.Tensor], what: str) -> None:
+    """:class:`InputError` naming the tensors of ``tensors`` that hold NaN or Inf (a diverged training run):
+    such weights export to an artifact whose every output is NaN, which no parity gate can tell from PyTorch's."""
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InputError(f"{what} has NaN or Inf in {len(bad)} tensor(s) ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}): a diverged training run? export an earlier checkpoint")
+
+
 def load_model(path: str | Path, variant: str | None = None, num_classes: int | None = None,
                img_size: int | None = None, ema: bool = False) -> nn.Module:
     """Build the LSNet a checkpoint was made for and load it strictly; returns it in eval mode.
@@ -218,6 +227,7 @@ def load_model(path: str | Path, variant: str | None = None, num_classes: int | 
     path = resolve_hub(ref) if ref.startswith("hf:") else Path(path)
     ckpt = read_checkpoint(path, ema)
     sd = ckpt.state_dict
+    require_finite(sd, f"checkpoint {ref}")  # before a model is built: a diverged run costs no work
     found, classes = infer_variant(sd)
     if variant is not None and variant != found:
         raise InputError(f"checkpoint looks like {found}, not {variant}: {ref}")

@@ -11,6 +11,7 @@ import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.golden import Golden
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.registry import module_calls
+from lsnet_deploy.untrusted import check_input
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,26 @@ class Engine:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def adopt(self, props: Mapping[str, str]) -> None:
+        """Take the artifact's ``lsnet.*`` properties as stored (metadata, golden data): typed, bounded and held
+        against the network's input (:mod:`lsnet_deploy.untrusted`) before anything is sized from them; call
+        it once ``input_shape`` is known. :class:`InputError` naming the file and the key otherwise."""
+        self.props = dict(props)
+        try:
+            self.metadata = ArtifactMetadata.from_props(self.props)
+            check_input(self.metadata, self.input_shape)
+        except InputError as e:
+            raise InputError(f"{self.path.name}: {e}") from None
+        self.precision = self.metadata.precision if self.metadata else "fp32"
+
     @property
     def golden(self) -> Golden | None:
-        """The golden self-test data stored in the artifact (decoded on access), ``None`` if it has none."""
-        return Golden.from_props(self.props)
+        """The golden self-test data stored in the artifact (checked, then decoded on access), ``None`` if it
+        has none."""
+        try:
+            return Golden.from_props(self.props, self.metadata)
+        except InputError as e:
+            raise InputError(f"{self.path.name}: {e}") from None
 
     def run_batched(self, x: np.ndarray) -> np.ndarray:
         """Logits of any number of images: cast to the input dtype, run in chunks of a fixed batch

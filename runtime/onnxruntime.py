@@ -8,7 +8,6 @@ import numpy as np
 import onnxruntime as ort
 
 from lsnet_deploy.errors import BackendMissingError, InputError, reason
-from lsnet_deploy.metadata import ArtifactMetadata
 
 from .engine import Backend, Engine
 
@@ -68,9 +67,7 @@ class OnnxRuntimeEngine(Engine):
         self.input_name = inp.name
         self.input_dtype = np.dtype(_DTYPES[inp.type])
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
-        self.props = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.metadata = ArtifactMetadata.from_props(self.props)
-        self.precision = self.metadata.precision if self.metadata else "fp32"
+        self.adopt(self.session.get_modelmeta().custom_metadata_map)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]

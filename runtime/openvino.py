@@ -44,7 +44,7 @@ def read_props(model: ov.Model) -> dict[str, str]:
     for section in METADATA_SECTIONS:
         if model.has_rt_info([section]):
             props = {k: str(getattr(v, "value", v)) for k, v in model.get_rt_info()[section].items()}
-            if ArtifactMetadata.from_props(props) is not None:
+            if "lsnet.variant" in props:  # checked by the engine (``Engine.adopt``) or read_metadata
                 return props
     return {}
 
@@ -123,9 +123,7 @@ class OpenVINOEngine(Engine):
         port = model.inputs[0]
         self.input_shape = tuple(None if d.is_dynamic else d.get_length() for d in port.get_partial_shape())
         self.input_dtype = np.dtype(port.get_element_type().to_dtype())
-        self.props = read_props(model)
-        self.metadata = ArtifactMetadata.from_props(self.props)
-        self.precision = self.metadata.precision if self.metadata else "fp32"
+        self.adopt(read_props(model))
         if inference_precision is None and self.precision == "bf16":
             inference_precision = "bf16"  # a bf16 artifact: exported and gated for bf16 compute
         if inference_precision == "bf16" and ov_device == "CPU":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,12 +50,17 @@ def open_image(path: str | Path) -> Image.Image:
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return check_size(to_rgb(im))
+        with warnings.catch_warnings():  # Pillow only warns between 1x and 2x its pixel limit, then decodes
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return check_size(to_rgb(im))
     except InputError as e:
         raise InputError(f"{path}: {e}") from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"cannot read image {path}: {str(e).rstrip('.')} (the limit is "
+                         "PIL.Image.MAX_IMAGE_PIXELS)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
         raise InputError(f"cannot read image {path}: {e}") from e
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from lsnet_deploy.errors import BackendMissingError, InputError, LsnetDeployError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.untrusted import MAX_BATCH, check_sidecar
 
 from .engine import Backend, Engine
 
@@ -104,9 +105,13 @@ def read_sidecar(engine_path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise InputError(f"unreadable TensorRT sidecar {path}: {e}") from e
+    try:
+        return check_sidecar(doc)
+    except InputError as e:
+        raise InputError(f"TensorRT sidecar {path}: {e}") from None
 
 
 def sidecar_metadata(sidecar: dict | None) -> ArtifactMetadata | None:
@@ -120,6 +125,7 @@ class TensorRTEngine(Engine):
 
     def __init__(self, path: Path, device: str = "cuda", threads: int | None = None):
         super().__init__(path, device, threads)
+        sidecar = read_sidecar(path)  # typed before anything else: a bad one is refused even without TensorRT
         trt = import_tensorrt()
         if device not in GPU_DEVICES:
             raise UsageError(f"TensorRT engines run on the GPU: use device cuda or jetson, not {device!r}")
@@ -137,9 +143,9 @@ class TensorRTEngine(Engine):
         self.input_shape = tuple(None if d < 0 else d for d in self.engine.get_tensor_shape(self.input_name))
         self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
         self.max_batch = self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]
-        sidecar = read_sidecar(path)
-        self.props = dict(sidecar.get("metadata", {})) if sidecar else {}
-        self.metadata = sidecar_metadata(sidecar)
+        if not 1 <= self.max_batch <= MAX_BATCH:  # it sizes the device buffers
+            raise InputError(f"{path.name}: the engine's largest batch is {self.max_batch}, outside 1..{MAX_BATCH}")
+        self.adopt(sidecar["metadata"] if sidecar else {})
         self.precision = sidecar["precision"] if sidecar else "fp32"
         self.stream = checked(self.cudart, self.cudart.cudaStreamCreate())
         self._allocate(trt)

@@ -116,19 +116,27 @@ def export(
 ) -> None:
     """Export LSNet (ONNX, OpenVINO IR, TensorRT engine), with SKA lowered to standard ops, and check it
     against PyTorch."""
-    from lsnet_deploy.exporters import ExportOptions
-    from lsnet_deploy.errors import DeployWarning
-    from lsnet_deploy.exporters import export as run_export
+    _export(**locals())
 
+
+def _export(model: Optional[str], weights: Optional[str], num_classes: Optional[int], target: str,
+            labels: Optional[Path], keep_float: Optional[List[str]], workspace: Optional[float],
+            timing_cache: Optional[Path], dla: Optional[int], **shared) -> None:
+    """The command's work: ``shared`` are the flags named as :class:`ExportOptions` fields."""
+    from dataclasses import replace
+
+    from lsnet_deploy.errors import DeployWarning
+    from lsnet_deploy.exporters import ExportOptions
+    from lsnet_deploy.exporters import export as run_export
+    from lsnet_deploy.exporters.preflight import preflight
+
+    options = ExportOptions(target=target, class_names=_labels(labels), keep_float=tuple(keep_float or ()),
+                            **shared)
+    preflight(options)  # before the target's config (its module imports torch): a typo costs milliseconds
     config = target_config(target, workspace_gib=workspace, timing_cache=timing_cache, dla_core=dla)
-    options = ExportOptions(target=target, ska=ska, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
-                            exporter=exporter, half=half, simplify=simplify, fuse=fuse, output=output,
-                            overwrite=overwrite, validate=validate, rtol=rtol, min_cosine=min_cosine,
-                            class_names=_labels(labels), int8=int8, bf16=bf16, data=data, calib_size=calib_size,
-                            keep_float=tuple(keep_float or ()), crop_mode=crop_mode, crop_pct=crop_pct, ema=ema,
-                            config=config)
+    options = replace(options, config=config)
     console, err = Console(), Console(stderr=True)
-    if not validate:
+    if not options.validate:
         err.print("[bold red]WARNING: --no-validate: the parity gate is OFF; this artifact is NOT checked "
                   "against PyTorch[/]")
     with warnings.catch_warnings(record=True) as caught:

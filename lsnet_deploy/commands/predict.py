@@ -32,6 +32,7 @@ def predict(images: List[str] = typer.Argument(..., help="Image files, folders (
     from lsnet_deploy import runtime
     from lsnet_deploy.artifacts import atomic_outputs, check_output
     from lsnet_deploy.errors import InputError
+    from lsnet_deploy.interrupt import SHOW
     from lsnet_deploy.runtime.images import find_images
     from lsnet_deploy.runtime.predict import predict_files, predictions_csv, predictions_json
     from lsnet_deploy.runtime.preprocess import read_labels, require_metadata
@@ -52,7 +53,7 @@ def predict(images: List[str] = typer.Argument(..., help="Image files, folders (
     if outputs:
         with atomic_outputs(*outputs, overwrite=overwrite) as temps:
             for tmp, kind in zip(temps, outputs.values()):
-                tmp.write_text(texts[kind](), encoding="utf-8")
+                tmp.write_text(texts[kind](), encoding="utf-8", errors=SHOW)  # JSON keeps odd names exactly
     return InputError.exit_code if any(r.error for r in results) else 0
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lsnet_deploy.artifacts import write_report
+from lsnet_deploy.interrupt import SHOW
 from lsnet_deploy.runtime.report import _finite, check_report_paths
 
 from . import metrics
@@ -182,7 +183,7 @@ def write_reports(report: EvalReport, json_path=None, csv_path=None, md_path=Non
     texts = {json_path: lambda: json.dumps(doc, indent=2, allow_nan=False) + "\n", md_path: lambda: markdown(doc)}
     for path, text in texts.items():
         if path is not None:
-            write_report(path, lambda tmp, text=text: tmp.write_text(text()))
+            write_report(path, lambda tmp, text=text: tmp.write_text(text(), encoding="utf-8", errors=SHOW))
     if csv_path is not None:
         write_report(csv_path, lambda tmp: write_csv(tmp, doc))
     if plot_path is not None:

@@ -13,16 +13,15 @@ import importlib.util
 import os
 import re
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Optional
 
 import numpy as np
 import onnx
 import pytest
 import torch
 from fs_helpers import device_node
+from matrix_helpers import Case, interrupt_at, params, run_case
 from PIL import Image
 
 from lsnet_deploy import errors
@@ -36,27 +35,6 @@ needs_openvino = pytest.mark.skipif(not HAVE_OPENVINO, reason="OpenVINO is not i
 no_tensorrt = pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
 no_gpu = pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="an NVIDIA GPU is present")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    argv: tuple
-    code: int
-    message: str  #: part of the one stderr line
-    setup: Optional[Callable] = None  #: ``setup(monkeypatch)`` before the run (offline, interrupt, disk full)
-    marks: tuple = ()
-
-
-def _interrupt(target: str) -> Callable:
-    def setup(monkeypatch):
-        module, name = target.rsplit(".", 1)
-
-        def interrupted(*args, **kwargs):
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(importlib.import_module(module), name, interrupted)
-    return setup
 
 
 def _offline(monkeypatch):
@@ -107,7 +85,7 @@ CASES = [
     Case("export-disk-full", ("export", "--num-classes", "3", "--imgsz", "32", "-o", "{out}/m.onnx"), 6,
          "No space left on device", _disk_full),
     Case("export-interrupted", ("export", "-o", "{out}/m.onnx"), 130, "interrupted",
-         _interrupt("lsnet_deploy.exporters.load_source")),
+         interrupt_at("lsnet_deploy.exporters.load_source")),
     Case("export-parity", ("export", "--num-classes", "3", "--imgsz", "32", "--rtol", "1e-30", "-o",
                            "{out}/m.onnx"), 5, "failed the parity gate"),
     # --- predict: the same labels mistake, the same code as export
@@ -124,7 +102,7 @@ CASES = [
     Case("predict-backend-any-case-missing", ("predict", "-m", "{art}", "{img}", "-b", "TensorRT"), 4,
          "lsnet-deploy[tensorrt]", marks=(no_tensorrt,)),
     Case("predict-interrupted", ("predict", "-m", "{art}", "{img}"), 130, "interrupted",
-         _interrupt("lsnet_deploy.runtime.predict.predict_files")),
+         interrupt_at("lsnet_deploy.runtime.predict.predict_files")),
     # --- compare
     Case("compare-missing", ("compare", "{d}/nope.onnx", "lsnet_t"), 3, "nope.onnx"),
     Case("compare-corrupt", ("compare", "{noise_onnx}", "lsnet_t"), 3, "noise.onnx"),
@@ -140,12 +118,13 @@ CASES = [
          marks=(no_gpu,)),
     Case("bench-model-missing", ("bench", "-m", "{d}/nope.onnx"), 3, "artifact not found"),
     Case("bench-interrupted", ("bench", "-m", "{art}", "-b", "onnxruntime", "--iters", "2", "--json",
-                               "{out}/r.json"), 130, "interrupted", _interrupt("lsnet_deploy.runtime.bench.time_engine")),
+                               "{out}/r.json"), 130, "interrupted",
+         interrupt_at("lsnet_deploy.runtime.bench.time_engine")),
     # --- verify
     Case("verify-missing", ("verify", "{d}/nope.onnx"), 3, "artifact not found"),
     Case("verify-corrupt", ("verify", "{noise_onnx}"), 3, "noise.onnx"),
     Case("verify-backend-unknown-any-case", ("verify", "{art}", "-b", "NCNN"), 2, "unknown backend 'ncnn'"),
-    Case("verify-interrupted", ("verify", "{art}"), 130, "interrupted", _interrupt("lsnet_deploy.golden.self_test")),
+    Case("verify-interrupted", ("verify", "{art}"), 130, "interrupted", interrupt_at("lsnet_deploy.golden.self_test")),
     # --- eval
     Case("eval-model-not-given", ("eval", "--data", "{d}"), 2, "Missing option '--model'"),
     Case("eval-data-missing", ("eval", "--model", "{art}", "--data", "{d}/nope"), 3, "data not found"),
@@ -184,25 +163,11 @@ def f(tmp_path_factory) -> SimpleNamespace:
     sock.close()
 
 
-def _listing(folder: Path) -> dict:
-    return {p.name: (p.stat().st_mode, p.stat().st_size) for p in folder.iterdir()}
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
+@pytest.mark.parametrize("case", params(CASES))
 def test_one_line_the_class_code_and_nothing_left(case, f, tmp_path, capsys, monkeypatch):
     if case.id == "export-output-is-a-device" and not f.null_onnx.exists():
         pytest.skip("no device node could be made here")
-    if case.setup:
-        case.setup(monkeypatch)
-    before = _listing(f.d)
-    argv = [a.format(**vars(f), out=tmp_path) for a in case.argv]
-    code = run(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == case.code, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and case.message in lines[0], err
-    assert "Traceback" not in err
-    assert list(tmp_path.iterdir()) == [] and _listing(f.d) == before  # nothing written, no temporaries
+    run_case(case, vars(f), tmp_path, capsys, monkeypatch, watched=f.d)
 
 
 def test_names_are_case_insensitive(f, capsys):

@@ -1,0 +1,78 @@
+"""Preflight: the export options and output paths, checked before torch or a backend package is imported.
+
+``export`` (and the ``export`` command, before it builds a target's config) calls :func:`preflight`
+first, so a typo in ``-o``, ``--ska`` or ``--opset`` is refused in milliseconds, not after the
+seconds it takes to import torch. It reads only what the registries declare as literals
+(:mod:`lsnet_deploy.registry`): the targets' suffixes and partner files, the lowerings' facts.
+No torch, no onnx, no backend package.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from lsnet_deploy.artifacts import check_output, check_outputs, check_suffix
+from lsnet_deploy.errors import UsageError
+
+from . import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, TARGETS, ExportOptions, lowering_facts
+
+#: the facts a lowering registered at run time (a plugin, a test) is asked for
+_FACTS = ("min_opset", "tensorrt_ok", "int8_ok", "summary")
+
+
+def lowering(name: str) -> dict[str, Any]:
+    """The facts of the SKA lowering ``name``: declared in ``ska/*.py`` (read without importing torch) or,
+    when the package is already imported, registered at run time; :class:`UsageError` listing the choices."""
+    facts = lowering_facts()
+    ska = sys.modules.get(f"{__package__}.ska")  # registered at run time: the package is imported already
+    registered = dict(getattr(ska, "LOWERINGS", {}))
+    if name in facts:
+        return facts[name]
+    if name in registered:
+        return {"name": name, **{attr: getattr(registered[name], attr) for attr in _FACTS}}
+    choices = sorted(set(facts) | set(registered))
+    raise UsageError(f"unknown SKA lowering {name!r}; choose one of: {', '.join(choices)}")
+
+
+def check_opset(opset: int | None, name: str, exporter: str) -> int:
+    """``opset`` (or the exporter's default) if the exporter and the lowering ``name`` support it;
+    :class:`UsageError` otherwise."""
+    opset = DEFAULT_OPSET[exporter] if opset is None else opset
+    low = max(MIN_OPSET[exporter], lowering(name)["min_opset"])
+    if not low <= opset <= MAX_OPSET:
+        using = "" if exporter == DEFAULT_EXPORTER else f" with --exporter {exporter}"
+        raise UsageError(f"--opset {opset} is out of range for --ska {name}{using}: use {low}..{MAX_OPSET}")
+    return opset
+
+
+def partner_paths(target: str, output: Path) -> list[Path]:
+    """The files written beside ``output`` by ``target`` (an IR's ``.bin``, an engine's sidecar), from the
+    target's declared ``partners`` templates (``{stem}``, ``{name}``: of ``output``)."""
+    output = Path(output)
+    return [output.with_name(t.format(stem=output.stem, name=output.name)) for t in TARGETS[target].partners]
+
+
+def check_artifact_paths(target: str, output: Path, overwrite: bool, what: str = "") -> list[Path]:
+    """``output`` and its partner files: :class:`OutputError` unless they can be written (checked first, as
+    any output), :class:`UsageError` unless ``output`` has one of the target's suffixes."""
+    output = Path(output)
+    check_output(output, overwrite)
+    check_suffix(output, TARGETS[target].suffixes, what or f"--target {target} output")
+    return check_outputs(output, *partner_paths(target, output), overwrite=overwrite)
+
+
+def preflight(options: ExportOptions) -> None:
+    """Every check of ``options`` that needs no model and no heavy import: the lowering, the opset, int8's
+    lowering, the output path and its partners."""
+    facts = lowering(options.lowering)
+    check_opset(options.opset, options.lowering, options.exporter)
+    if options.target == "onnx" and options.int8 and not facts["int8_ok"]:
+        raise UsageError(f"--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), "
+                         f"not {options.lowering}")
+    if options.output is not None:  # before any work: a typo costs milliseconds, not an export
+        check_artifact_paths(options.target, options.output, options.overwrite)
+
+
+__all__ = ["check_artifact_paths", "check_opset", "lowering", "partner_paths", "preflight"]
