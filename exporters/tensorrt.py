@@ -390,14 +390,14 @@ def check_engine_path(output: Path, overwrite: bool) -> None:
 
 
 def check(options: ExportOptions) -> None:
-    """Before the model loads: ONNX-stage options, the engine path and its sidecar, then TensorRT, cuda-python
-    and a GPU."""
+    """Before the model loads: ONNX-stage options, the engine path and its sidecar, then TensorRT, cuda-python,
+    a GPU, and a build path for the precision on this TensorRT."""
     from . import onnx
 
     onnx.check(options)
     if options.output is not None:
         check_engine_path(Path(options.output), options.overwrite)
-    import_tensorrt()
+    build_plan(options, detect(import_tensorrt()))  # a path this TensorRT lacks (DLA or the calibrator on 11)
 
 
 def export(source: Source, options: ExportOptions) -> ExportResult:

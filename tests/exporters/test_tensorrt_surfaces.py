@@ -14,6 +14,8 @@ import pytest
 from fake_trt import SURFACES
 from helpers import classifier_onnx, onnx_logits, stage_options
 
+from lsnet_deploy.cli import run
+from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.exporters.tensorrt import build_engine
 from lsnet_deploy.runtime import load
 from lsnet_deploy.validate import parity_inputs
@@ -49,3 +51,77 @@ def test_every_precision_builds_strongly_typed_on_10_and_11(install_trt, tmp_pat
         x = parity_inputs(6, 32)
         cosine = np.dot(engine(x).ravel(), onnx_logits(tmp_path / "m.onnx")(x).ravel())
         assert engine.precision == precision and engine.max_batch == 4 and cosine > 0
+
+
+@pytest.mark.parametrize("precision, flags, calibrated", [
+    ("fp16", {"FP16", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"}, False),
+    ("int8", {"INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"}, True),
+])
+def test_dla_builds_take_the_weak_path_on_10(install_trt, tmp_path, precision, flags, calibrated):
+    trt = install_trt("10.9.0")
+    result = build(tmp_path, precision, dla_core=1)
+    built = trt.builds[-1]
+    assert not built["network"].strongly_typed and built["flags"] == flags and built["error"] is None
+    assert (built["config"].int8_calibrator is not None) == calibrated
+    assert built["config"].default_device_type == trt.DeviceType.DLA and built["config"].DLA_core == 1
+    assert built["network"].get_layer(2).precision == trt.float32  # GroupNorm pinned
+    assert "--useDLACore=1" in result.details.trtexec and f"--{precision}" in result.details.trtexec
+    assert result.details.onnx is None and json.loads((tmp_path / "m.engine.json").read_text())["typing"] == "weak"
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_tensorrt_8_builds_weakly_typed_with_explicit_batch(install_trt, tmp_path, precision):
+    trt = install_trt("8.5.2")
+    result = build(tmp_path, precision)
+    built = trt.builds[-1]
+    assert built["error"] is None and not built["network"].strongly_typed
+    assert built["network"].get_flag(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    assert result.metadata.quantization == ("entropy calibrator" if precision == "int8" else "")
+    with load(tmp_path / "m.engine", device="cuda") as engine:
+        assert engine.device_memory == 2 << 20  # 8.x: device_memory_size (no _v2)
+
+
+@pytest.mark.parametrize("config, match", [({"dla_core": 0}, "DLA core"), ({"int8_mode": "calibrator"}, "calibrator")])
+def test_tensorrt_11_refuses_dla_and_calibration_before_building(install_trt, tmp_path, config, match):
+    trt = install_trt("11.4.0")
+    source = classifier_onnx(tmp_path / "m.onnx")
+    with pytest.raises(UsageError, match=match):
+        build_engine(source, tmp_path / "m.engine", None, stage_options("tensorrt", "int8", **config))
+    assert trt.builds == [] and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    code = run(["export", "-t", "tensorrt", "--int8", "--dla", "0", "-o", str(tmp_path / "x.engine")])
+    assert code == UsageError.exit_code  # refused before the model loads
+
+
+def test_static_batch_onnx_builds_its_one_batch(install_trt, tmp_path):
+    trt = install_trt("11.4.0")
+    source = classifier_onnx(tmp_path / "s.onnx", batch=2)
+    build_engine(source, tmp_path / "s.engine", onnx_logits(source),
+                 stage_options("tensorrt", "fp16", batch=2, parity_size=2))
+    assert trt.builds[-1]["config"].profiles[0].shapes["images"] == ((2, 3, 32, 32),) * 3
+
+
+def test_an_engine_of_another_major_version_is_refused_in_one_line(install_trt, tmp_path, capsys):
+    install_trt("10.9.0")
+    build(tmp_path, "fp32")
+    install_trt("11.4.0")
+    with pytest.raises(InputError, match=r"m.engine was built by TensorRT 10.9.0 and this is TensorRT 11.4.0"):
+        load(tmp_path / "m.engine", device="cuda")
+    assert run(["verify", str(tmp_path / "m.engine"), "--device", "cuda"]) == InputError.exit_code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "10.9.0" in err[0] and "11.4.0" in err[0]
+
+
+def test_same_major_other_build_is_refused_by_tensorrt_with_both_versions(install_trt, tmp_path):
+    install_trt("10.3.0")  # JetPack 6's TensorRT; engines are tied to the exact version
+    build(tmp_path, "fp32")
+    install_trt("10.9.0")
+    with pytest.raises(InputError, match=r"TensorRT 10.9.0: .*m.engine \(built by TensorRT 10.3.0\)"):
+        load(tmp_path / "m.engine", device="cuda")
+
+
+@pytest.mark.parametrize("version, expected", [("10.9.0", 3 << 20), ("11.4.0", 3 << 20)])
+def test_device_memory_prefers_the_v2_query(install_trt, tmp_path, version, expected):
+    install_trt(version)
+    build(tmp_path, "fp32")
+    with load(tmp_path / "m.engine", device="cuda") as engine:
+        assert engine.device_memory == expected
