@@ -8,9 +8,14 @@ from types import SimpleNamespace
 import pytest
 from fake_trt import ALL_SURFACES, make_trt
 
+from lsnet_deploy import doctor
+from lsnet_deploy.cli import run
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.runtime.trt_support import (NEWEST, build_paths, check_engine_version, detect, device_memory_bytes,
                                               major, plan_build)
+
+
+ENVIRONMENT = doctor.collect_environment()
 
 
 @pytest.mark.parametrize("version, strong, weak, calibrator, dla, v2", [
@@ -88,3 +93,35 @@ def test_device_memory_uses_v2_where_the_engine_has_it(version, expected):
     trt = make_trt(version)
     assert device_memory_bytes(trt.ICudaEngine(trt, {})) == expected
     assert device_memory_bytes(object()) == 0
+
+
+@pytest.mark.parametrize("version, lines", [
+    ("11.4.0", ["TensorRT 11.4.0: strongly typed only", "tensorrt fp16 strongly typed, from the typed fp16 ONNX",
+                "tensorrt int8 strongly typed, from the s8 QDQ ONNX"]),
+    ("10.3.0", ["TensorRT 10.3.0: strongly typed; weakly typed for DLA and the int8 calibrator",
+                "tensorrt fp16 on DLA weakly typed (FP16 flags, norm layers pinned fp32), from the fp32 ONNX",
+                "tensorrt int8 on DLA weakly typed (INT8 + FP16 flags, entropy calibrator), from the fp32 ONNX"]),
+    ("8.5.2", ["TensorRT 8.5.2: weakly typed only"]),
+])
+def test_doctor_shows_the_tensorrt_version_and_each_precisions_path(install_trt, monkeypatch, capsys, version, lines):
+    install_trt(version)
+    info = doctor.tensorrt_info()
+    assert info["version"] == version and set(info["build_paths"]) == {"fp32", "fp16", "int8"}
+    monkeypatch.setattr(doctor, "collect_environment", lambda: {**ENVIRONMENT, "tensorrt": info})
+    monkeypatch.setenv("COLUMNS", "250")  # one table row per line
+    assert run(["doctor"]) == 0
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert all(line in out for line in lines), out
+
+
+def test_doctor_lists_the_providers_and_a_missing_tensorrt(monkeypatch, capsys):
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert doctor.provider_choices(gpu) == ["auto", "cpu", "cuda", "tensorrt"]
+    env = {**ENVIRONMENT, "onnxruntime_providers": gpu, "onnxruntime_provider_choices": doctor.provider_choices(gpu),
+           "tensorrt": None}
+    monkeypatch.setattr(doctor, "collect_environment", lambda: env)
+    monkeypatch.setenv("COLUMNS", "250")
+    assert run(["doctor"]) == 0
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "(--provider auto, cpu, cuda, tensorrt)" in out and "brings TensorRT 11.x" in out
+    assert run(["doctor", "--json"]) == 0 and '"tensorrt": null' in capsys.readouterr().out
