@@ -19,12 +19,13 @@ import onnx
 import torch
 
 from lsnet_deploy.artifacts import atomic_outputs
-from lsnet_deploy.errors import BackendMissingError, UsageError
+from lsnet_deploy.errors import BackendMissingError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import fuse_model
 from lsnet_deploy.validate import gate as parity_gate
 
-from . import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportOptions, ExportResult, Source, TargetConfig
+from . import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportOptions, ExportResult, Source, TargetConfig
+from .fp16 import to_fp16
 from .inputs import parity_images
 from .preflight import check_opset, preflight
 from .ska import Lowering, get_lowering, lowered
@@ -62,13 +63,12 @@ def default_path(meta: ArtifactMetadata) -> Path:
 
 
 def trace_onnx(model: torch.nn.Module, options: ExportOptions, opset: int) -> onnx.ModelProto:
-    """Fuse (optionally), cast, lower SKA and export a copy of ``model`` with ``options.exporter``."""
-    model = copy.deepcopy(model).eval()
+    """Fuse (optionally), lower SKA and export an fp32 copy of ``model`` with ``options.exporter`` (``--half``
+    types the fp32 graph afterwards: :func:`exporters.fp16.to_fp16`)."""
+    model = copy.deepcopy(model).eval().float()
     if options.fuse:
         fuse_model(model)
-    dtype = torch.float16 if options.half else torch.float32
-    model = model.to(dtype)
-    example = torch.zeros(options.batch, 3, model.img_size, model.img_size, dtype=dtype)
+    example = torch.zeros(options.batch, 3, model.img_size, model.img_size)
     lowering = get_lowering(options.lowering)
     with lowered(model, options.lowering), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and exporter chatter; parity is checked below
@@ -151,6 +151,8 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
         proto = trace_onnx(source.model, options, opset)
         if options.simplify:
             proto = simplify(proto, get_lowering(options.lowering))
+        if options.half:  # typed mixed precision: fp16 with GroupNorm/softmax/SKA/means in fp32, fp32 I/O
+            proto = to_fp16(proto)
         proto = stamp(cap_ir_version(proto), meta, golden.record(meta, reference).to_props())
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)

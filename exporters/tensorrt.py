@@ -1,17 +1,21 @@
-"""ONNX -> TensorRT engine (``.engine``) with a JSON metadata sidecar; fp32, fp16 or int8.
+"""ONNX -> TensorRT engine (``.engine``) with a JSON metadata sidecar; fp32, fp16 or int8, on TensorRT 8.x to 11.x.
 
-Build from an ONNX file made with the TensorRT-safe ``shift`` SKA lowering. The pieces that need
-no GPU are pure functions (:func:`builder_settings`, :func:`trtexec_command`, the calibrator's
-batching, :func:`write_sidecar`) and take a ``trt`` namespace where TensorRT types are needed,
-so tests pass a fake one. :func:`build_engine` imports TensorRT lazily and stops with one
-:class:`BackendMissingError` line when TensorRT or an NVIDIA GPU is missing.
+Build paths (:func:`~lsnet_deploy.runtime.trt_support.plan_build`, chosen from what the installed
+module offers, never from its version number):
 
-GroupNorm: the ONNX graph carries LSNet's GroupNorm as ``InstanceNormalization`` (+ reshape and
-affine), which TensorRT parses into normalization layers. In fp16 their variance overflows or
-loses precision, so every normalization layer is pinned to fp32 (``precision``,
-``compute_precision`` and output type, with ``PREFER_PRECISION_CONSTRAINTS``); the rest of the
-network runs in fp16. The cost is a few small layers; decomposing GroupNorm would cost more
-kernels and still needs an fp32 reduction.
+* strongly typed wherever the module has ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (10.x on
+  request, 11.x always): fp32 from the fp32 ONNX; fp16 from the typed mixed-precision ONNX that
+  :mod:`exporters.fp16` writes (gated in onnxruntime on the CPU first, kept as ``<engine>.fp16.onnx``);
+  int8 from the s8 QDQ ONNX (explicit quantization, kept as ``<engine>.qdq.onnx``). No precision flags.
+* weakly typed only where TensorRT still needs it: a DLA core, the entropy calibrator
+  (``int8_mode="calibrator"``), and TensorRT without strong typing (8.x, JetPack 5). There GroupNorm's
+  normalization layers are pinned to fp32 (``PREFER_PRECISION_CONSTRAINTS``), as the typed ONNX does
+  by construction.
+
+The pieces that need no GPU are pure functions (:func:`builder_settings`, :func:`configure`,
+:func:`trtexec_command`, :func:`write_sidecar`) taking a ``trt`` namespace, so tests pass the fake
+8.x/10.x/11.x modules of ``tests/fake_trt.py``. :func:`build_engine` imports TensorRT lazily and stops
+with one :class:`BackendMissingError` line when TensorRT or an NVIDIA GPU is missing.
 """
 
 from __future__ import annotations
@@ -28,15 +32,14 @@ from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
+from lsnet_deploy.runtime.trt_support import INT8_MODES, NEWEST, TrtSupport, detect, plan_build
 from lsnet_deploy.validate import Logits, gate
 
 from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import artifact_path, int8_images, parity_images, staged_onnx
 from .preflight import check_artifact_paths
+from .trt_calibrator import CalibrationBatches, calib_cache_path, make_calibrator
 
-#: how an int8 engine gets its scales: "qdq" (explicit quantization of a QDQ ONNX, TensorRT >= 10),
-#: "calibrator" (the implicit entropy calibrator, deprecated in 10.1: DLA and older TensorRT), "auto"
-INT8_MODES = ("auto", "qdq", "calibrator")
 NORM_ONNX_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalization")
 
 
@@ -86,6 +89,8 @@ class BuildFacts:
 
     sidecar: Path
     trtexec: str
+    build_path: str = ""  #: e.g. "strongly typed, from the typed fp16 ONNX" (:meth:`BuildPlan.describe`)
+    onnx: Path | None = None  #: the typed fp16 or QDQ ONNX the build wrote and kept beside the engine
 
 
 def input_profile(meta: ArtifactMetadata, options: ExportOptions) -> dict[str, tuple[int, ...]]:
@@ -98,37 +103,43 @@ def input_profile(meta: ArtifactMetadata, options: ExportOptions) -> dict[str, t
     return {k: (b, *chw) for k, b in zip(("min", "opt", "max"), profile)}
 
 
-def int8_mode(options: ExportOptions, trt_version: str | None = None) -> str | None:
-    """``"qdq"`` or ``"calibrator"`` for an int8 build (``None`` otherwise). ``auto``: explicit quantization,
-    except on a DLA core or before TensorRT 10 (``trt_version`` ``None``: the newest)."""
-    if options.precision != "int8":
-        return None
+def build_plan(options: ExportOptions, support: TrtSupport | None = None):
+    """The :class:`~lsnet_deploy.runtime.trt_support.BuildPlan` of ``options`` on ``support`` (``None``: the newest
+    TensorRT, 11.x: strongly typed only)."""
     config = options.target_config()
-    if config.int8_mode != "auto":
-        return config.int8_mode
-    old = trt_version is not None and int(str(trt_version).split(".")[0]) < 10
-    return "calibrator" if old or config.dla_core is not None else "qdq"
+    return plan_build(options.precision, support or NEWEST, config.dla_core, config.int8_mode)
 
 
-def builder_settings(meta: ArtifactMetadata, options: ExportOptions, trt_version: str | None = None) -> dict:
-    """Everything the builder config gets, as plain data (applied by :func:`configure`)."""
-    config = options.target_config()
-    flags = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"]}[options.precision]
-    if options.precision != "fp32":
-        flags = [*flags, "PREFER_PRECISION_CONSTRAINTS"]
-    if config.dla_core is not None:
-        flags = [*flags, "GPU_FALLBACK"]
-    return {"flags": flags, "workspace_bytes": int(config.workspace_gib * (1 << 30)),
-            "profile": input_profile(meta, options), "dla_core": config.dla_core,
-            "timing_cache": str(config.timing_cache) if config.timing_cache else None,
-            "pin_norm_fp32": options.precision != "fp32", "int8_mode": int8_mode(options, trt_version)}
+def int8_mode(options: ExportOptions, support: TrtSupport | None = None) -> str | None:
+    """``"qdq"`` or ``"calibrator"`` for an int8 build (``None`` otherwise): explicit quantization, except the
+    weakly typed paths that calibrate (a DLA core, TensorRT without strong typing, ``int8_mode="calibrator"``)."""
+    return build_plan(options, support).int8_mode
+
+
+def builder_settings(meta: ArtifactMetadata, options: ExportOptions, support: TrtSupport | None = None) -> dict:
+    """Everything the network and builder config get, as plain data (applied by :func:`configure`)."""
+    config, plan = options.target_config(), build_plan(options, support)
+    return {"typing": plan.typing, "source": plan.source, "build_path": plan.describe(),
+            "network_flags": list(plan.network_flags), "flags": list(plan.flags), "clear_flags": list(plan.clear_flags),
+            "workspace_bytes": int(config.workspace_gib * (1 << 30)), "profile": input_profile(meta, options),
+            "dla_core": config.dla_core, "timing_cache": str(config.timing_cache) if config.timing_cache else None,
+            "pin_norm_fp32": plan.pin_norm_fp32, "int8_mode": plan.int8_mode,
+            "tensorrt_version": (support or NEWEST).version}
+
+
+def network_flags(trt, settings: dict) -> int:
+    """The ``create_network`` bit mask of ``settings["network_flags"]``."""
+    return sum(1 << int(getattr(trt.NetworkDefinitionCreationFlag, name)) for name in settings["network_flags"])
 
 
 def configure(trt, builder, network, settings: dict, calibrator=None, timing_cache: bytes = b""):
-    """A builder config from :func:`builder_settings`'s dict (``trt`` may be a test double)."""
+    """A builder config from :func:`builder_settings`'s dict (``trt`` may be a test double). Only the weakly
+    typed paths touch precision flags, the calibrator or layer precisions (APIs TensorRT 11 removed)."""
     config = builder.create_builder_config()
     for flag in settings["flags"]:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    for flag in settings["clear_flags"]:
+        config.clear_flag(getattr(trt.BuilderFlag, flag))
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings["workspace_bytes"])
     profile = builder.create_optimization_profile()
     name = network.get_input(0).name
@@ -148,7 +159,7 @@ def configure(trt, builder, network, settings: dict, calibrator=None, timing_cac
 
 
 def pin_norm_layers(trt, network) -> list[str]:
-    """Run every normalization layer (GroupNorm's core) in fp32; returns their names."""
+    """Weakly typed fp16/int8: run every normalization layer (GroupNorm's core) in fp32; returns their names."""
     pinned = []
     for i in range(network.num_layers):
         layer = network.get_layer(i)
@@ -162,17 +173,20 @@ def pin_norm_layers(trt, network) -> list[str]:
 
 
 def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, options: ExportOptions,
-                    trt_version: str | None = None) -> str:
-    """The ``trtexec`` line that builds the same engine from ``onnx_path`` (the QDQ file for ``qdq``)."""
-    settings, config = builder_settings(facts.metadata, options, trt_version), options.target_config()
+                    support: TrtSupport | None = None) -> str:
+    """The ``trtexec`` line of ``support``'s TensorRT that builds the same engine from ``onnx_path`` (the typed
+    fp16 or QDQ file where the build takes one). Strongly typed: ``--stronglyTyped`` where it is an option
+    (10.x), nothing on 11.x (always on, and ``--fp16``/``--int8`` are gone); weakly typed: the precision
+    switches, the calibration cache and the fp32 norm layers."""
+    settings, config = builder_settings(facts.metadata, options, support), options.target_config()
     shape = {k: "x".join(map(str, v)) for k, v in settings["profile"].items()}
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
             f"--memPoolSize=workspace:{settings['workspace_bytes'] >> 20}M",
             *(f"--{k}Shapes={facts.input_name}:{shape[k]}" for k in ("min", "opt", "max"))]
-    if options.precision != "fp32":
-        args.append("--fp16")
-    if options.precision == "int8":
-        args.append("--int8")
+    if settings["typing"] == "strong" and (support or NEWEST).weak_precision:
+        args.append("--stronglyTyped")
+    args += [f"--{flag.lower()}" for flag in settings["flags"] if flag in ("FP16", "INT8")]
+    args += ["--noTF32"] if "TF32" in settings["clear_flags"] else []
     if settings["int8_mode"] == "calibrator":
         args.append(f"--calib={calib_cache_path(engine_path, config)}")
     if settings["pin_norm_fp32"] and facts.norm_nodes:
@@ -185,59 +199,6 @@ def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, option
     return shlex.join(args)
 
 
-def calib_cache_path(engine_path: Path, config: TensorRTConfig) -> Path:
-    return Path(config.calib_cache) if config.calib_cache else Path(engine_path).with_suffix(".calib")
-
-
-class CalibrationBatches:
-    """Fixed-size float32 batches over an (N, 3, H, W) array; a short last batch is dropped."""
-
-    def __init__(self, images: np.ndarray, batch_size: int):
-        if images.ndim != 4 or len(images) == 0:
-            raise InputError(f"calibration images must be a non-empty (N, 3, H, W) array, got {images.shape}")
-        self.batch_size = min(batch_size, len(images))
-        self.images = np.ascontiguousarray(images, dtype=np.float32)
-        self.position = 0
-
-    def __len__(self) -> int:
-        return len(self.images) // self.batch_size
-
-    def next(self) -> np.ndarray | None:
-        """The next batch, or ``None`` when no full batch is left."""
-        end = self.position + self.batch_size
-        if end > len(self.images):
-            return None
-        self.position = end
-        return self.images[end - self.batch_size:end]
-
-
-def make_calibrator(trt, batches: CalibrationBatches, cache: Path, upload):
-    """An ``IInt8EntropyCalibrator2`` over ``batches``; ``upload(array) -> device pointer``.
-
-    The cache file is read when present (calibration is skipped) and written after calibrating.
-    """
-
-    class Int8Calibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self):
-            super().__init__()
-            self.batches, self.cache = batches, Path(cache)
-
-        def get_batch_size(self) -> int:
-            return self.batches.batch_size
-
-        def get_batch(self, names, *_):
-            batch = self.batches.next()
-            return None if batch is None else [int(upload(batch))]
-
-        def read_calibration_cache(self):
-            return self.cache.read_bytes() if self.cache.is_file() else None
-
-        def write_calibration_cache(self, data) -> None:
-            write_bytes(self.cache, bytes(data))
-
-    return Int8Calibrator()
-
-
 def write_sidecar(path: Path, meta: ArtifactMetadata, settings: dict, precision: str, trt_version: str,
                   gpu: str, trtexec: str, extra: dict[str, str] | None = None) -> Path:
     """Write ``<engine>.json``: input profile, precision, TensorRT version, GPU, artifact metadata and
@@ -245,7 +206,8 @@ def write_sidecar(path: Path, meta: ArtifactMetadata, settings: dict, precision:
     doc = {"format": "lsnet-deploy tensorrt sidecar 1", "precision": precision, "tensorrt_version": trt_version,
            "gpu": gpu, "input": {k: list(v) for k, v in settings["profile"].items()},
            "dla_core": settings["dla_core"], "norm_layers_fp32": settings["pin_norm_fp32"],
-           "int8_mode": settings.get("int8_mode"),
+           "int8_mode": settings.get("int8_mode"), "typing": settings.get("typing"),
+           "build_path": settings.get("build_path"),
            "trtexec": trtexec, "metadata": {**meta.to_props(), **(extra or {})}}
     Path(path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return Path(path)
@@ -296,7 +258,7 @@ def build_serialized(trt, onnx_path: Path, settings: dict, config: TensorRTConfi
     """Parse ``onnx_path`` and build the engine bytes; reads and updates the timing cache."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(network_flags(trt, settings))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -331,9 +293,43 @@ def needs_quantizing(facts: OnnxFacts) -> bool:
     return not scheme.startswith("qdq")
 
 
+def derives_onnx(facts: OnnxFacts, settings: dict, precision: str) -> bool:
+    """Whether the build writes the ONNX it takes first: the s8 QDQ copy (``qdq``) or the typed fp16 copy
+    (``fp16``) of an fp32 file. :class:`UsageError` for a file of another precision than the build's."""
+    if settings["source"] == "qdq":
+        return needs_quantizing(facts)
+    have = facts.metadata.precision
+    if have not in ("fp32", precision):
+        raise UsageError(f"the ONNX file is {have}: build {have} from it, or build {precision} from the fp32 ONNX")
+    return settings["source"] == "fp16" and have == "fp32"
+
+
+def derived_path(engine_path: Path, source: str) -> Path:
+    """Where a build keeps the ONNX it derived (``trtexec`` and other GPUs rebuild from it):
+    ``<engine>.qdq.onnx`` or ``<engine>.fp16.onnx``."""
+    return Path(engine_path).with_suffix(f".{source}.onnx")
+
+
 def qdq_path(engine_path: Path) -> Path:
-    """Where a ``qdq`` build keeps the QDQ ONNX it quantized (``trtexec`` and other GPUs rebuild from it)."""
-    return Path(engine_path).with_suffix(".qdq.onnx")
+    """Where a ``qdq`` build keeps the QDQ ONNX it quantized."""
+    return derived_path(engine_path, "qdq")
+
+
+def derive_onnx(onnx_path: Path, dest: Path, meta: ArtifactMetadata, settings: dict, options: ExportOptions,
+                images, checked: np.ndarray, reference: Logits | None) -> tuple[ArtifactMetadata, tuple[str, ...]]:
+    """Write the ONNX the build takes to ``dest``: the s8 QDQ copy, or the typed fp16 copy gated in onnxruntime
+    on the CPU against ``reference`` before TensorRT sees it. Returns the engine's metadata and notes."""
+    from .fp16 import write_fp16
+    from .quantize import quantize_onnx
+
+    if settings["source"] == "qdq":
+        result = quantize_onnx(onnx_path, dest, images.calibration, "s8", meta.batch, options.keep_float,
+                               min_macs=0)  # TensorRT fuses Q/DQ into its kernels
+        return replace(meta, quantization=result.scheme, float_ops=result.float_ops), ()
+    parity = write_fp16(onnx_path, dest, meta, reference, checked, options.gate(),
+                        f"typed fp16 ONNX {dest.name} (onnxruntime CPU)")
+    return meta, (f"typed fp16 ONNX vs PyTorch in onnxruntime on the CPU: cosine {parity.cosine:.6f}, "
+                  f"max-rel {parity.max_rel:.3g}",) if parity else ()
 
 
 def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | None = None,
@@ -341,48 +337,50 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
     """Build ``output`` (``.engine``/``.plan``) + sidecar from ``onnx_path`` in ``options.precision``, gated
     against ``reference`` (``None``: no gate); ``details`` is a :class:`BuildFacts`.
 
-    int8 (:func:`int8_mode`): ``qdq`` quantizes an fp32 ONNX (``s8``, kept as ``<engine>.qdq.onnx``)
-    and builds without a calibrator; ``calibrator`` calibrates the fp32 network. Either way the gate
-    runs on held-out images, never the calibration ones.
+    The path (:func:`builder_settings`) follows the installed TensorRT: strongly typed fp16 builds from the
+    typed fp16 copy (``<engine>.fp16.onnx``, gated on the CPU first), strongly typed int8 from the s8 QDQ copy
+    (``<engine>.qdq.onnx``); the weakly typed paths build the fp32 file with flags (and calibrate for
+    ``calibrator``). The engine's gate runs on held-out images, never the calibration ones.
     """
-    from .quantize import quantize_onnx
-
     options = options or ExportOptions(target="tensorrt")
     config = options.target_config()
     onnx_path, output = Path(onnx_path), Path(output)
     check_engine_path(output, options.overwrite)  # fail before the build
     facts = inspect_onnx(onnx_path)
     trt = import_tensorrt()
-    settings = builder_settings(facts.metadata, options, trt.__version__)
+    support = detect(trt)
+    settings = builder_settings(facts.metadata, options, support)
     mode, meta = settings["int8_mode"], replace(facts.metadata, precision=options.precision)
-    quantize = mode == "qdq" and needs_quantizing(facts)
-    finals = [output, sidecar_path(output)] + ([qdq_path(output)] if quantize else [])
-    if quantize:
+    derive = derives_onnx(facts, settings, options.precision)
+    finals = [output, sidecar_path(output)] + ([derived_path(output, settings["source"])] if derive else [])
+    if derive:
         check_output(finals[2], options.overwrite)
     images = int8_images(options.data, options.calib_size, meta, options.parity_size) if mode else None
     checked = images.held_out if images else parity_images(options.data, meta, options.parity_size)
+    notes: tuple[str, ...] = ()
     with atomic_outputs(*finals, overwrite=options.overwrite) as temps:
         build_from = onnx_path
-        if quantize:
-            result = quantize_onnx(onnx_path, temps[2], images.calibration, "s8", meta.batch,
-                                   options.keep_float, min_macs=0)  # TensorRT fuses Q/DQ into its kernels
-            meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops)
+        if derive:
+            meta, notes = derive_onnx(onnx_path, temps[2], meta, settings, options, images, checked, reference)
             onnx_path, build_from = finals[2], temps[2]
         elif mode == "calibrator":
             meta = replace(meta, quantization="entropy calibrator")
-        command = trtexec_command(onnx_path, output, replace(facts, metadata=meta), options, trt.__version__)
+        command = trtexec_command(onnx_path, output, replace(facts, metadata=meta), options, support)
         temps[0].write_bytes(build_serialized(trt, build_from, settings, config, output,
                                               images.calibration if mode == "calibrator" else None))
-        write_sidecar(temps[1], meta, settings, options.precision, trt.__version__, gpu_name(cuda_runtime()), command,
-                      facts.golden)
+        write_sidecar(temps[1], meta, settings, options.precision, support.version, gpu_name(cuda_runtime()),
+                      command, facts.golden)
         parity = None
         if reference is not None:
             with TensorRTEngine(temps[0], device="jetson" if config.dla_core is not None else "cuda") as engine:
                 parity = gate(engine, reference, checked, options.gate(),
                               f"TensorRT {options.precision} engine {output.name}")
     return ExportResult(output, meta, parity, gate=options.gate() if parity else None,
-                        size_bytes=output.stat().st_size, notes=(f"equivalent trtexec command: {command}",),
-                        details=BuildFacts(sidecar_path(output), command))
+                        size_bytes=output.stat().st_size,
+                        notes=(*notes, f"TensorRT {support.version}: {settings['build_path']}",
+                               f"equivalent trtexec command: {command}"),
+                        details=BuildFacts(sidecar_path(output), command, settings["build_path"],
+                                           finals[2] if derive else None))
 
 
 def check_engine_path(output: Path, overwrite: bool) -> None:
@@ -392,12 +390,12 @@ def check_engine_path(output: Path, overwrite: bool) -> None:
 
 
 def check(options: ExportOptions) -> None:
-    """Before the model loads: ONNX-stage options, the engine path and its sidecar, then TensorRT, cuda-python
-    and a GPU."""
+    """Before the model loads: ONNX-stage options, the engine path and its sidecar, then TensorRT, cuda-python,
+    a GPU, and a build path for the precision on this TensorRT."""
     from . import onnx
 
     onnx.check(options)  # the engine path and its sidecar too (preflight)
-    import_tensorrt()
+    build_plan(options, detect(import_tensorrt()))  # a path this TensorRT lacks (DLA or the calibrator on 11)
 
 
 def export(source: Source, options: ExportOptions) -> ExportResult:

@@ -82,6 +82,35 @@ def onnxruntime_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
+#: ``--provider`` names and the onnxruntime execution providers they run
+PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                  "tensorrt": "TensorrtExecutionProvider"}
+
+
+def provider_choices(providers: list[str]) -> list[str]:
+    """The ``--provider`` values this onnxruntime build offers (``auto`` always)."""
+    return ["auto", *(name for name, ep in PROVIDER_NAMES.items() if ep in providers)]
+
+
+def tensorrt_info() -> dict[str, object] | None:
+    """The installed TensorRT: version, typing it offers, and the build path each precision takes (on the GPU
+    and, where it has DLA, on a DLA core); ``None`` when not installed. Imports ``tensorrt``, never a GPU."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return None
+    try:
+        import tensorrt
+    except Exception as e:  # noqa: BLE001 - a broken install (missing CUDA libraries) is reported, not raised
+        return {"version": None, "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+    from lsnet_deploy.runtime.trt_support import build_paths, detect
+
+    support = detect(tensorrt)
+    return {"version": support.version, "strongly_typed": support.strongly_typed,
+            "weak_typing": support.weak_precision, "dla": support.dla, "build_paths": build_paths(support),
+            "dla_build_paths": build_paths(support, dla_core=0) if support.dla else None}
+
+
 def openvino_devices() -> list[str]:
     try:
         import openvino
@@ -125,5 +154,7 @@ def collect_environment() -> dict[str, object]:
     return {"python": platform.python_version(), "platform": platform.platform(),
             "packages": package_versions(), "backends": backends(), "cpu": cpu_info(), "cpu_bf16": cpu_has_bf16(),
             "int8_isa": int8_isa(), "int8_vnni": has_vnni(),
-            "onnxruntime_providers": onnxruntime_providers(), "openvino_devices": openvino_devices(),
+            "onnxruntime_providers": onnxruntime_providers(),
+            "onnxruntime_provider_choices": provider_choices(onnxruntime_providers()),
+            "openvino_devices": openvino_devices(), "tensorrt": tensorrt_info(),
             "cuda_gpu": cuda_gpu(), "jetson": jetson_release()}

@@ -28,7 +28,7 @@ from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.validate import GATES, Parity, gate, parity_inputs
 
 from . import jetson
-from .engine import BACKENDS, Engine, backend_for, is_artifact, load, suffix_backends
+from .engine import BACKENDS, Engine, backend_for, check_provider, is_artifact, load, suffix_backends
 from .memory import peak_rss_mb, reset_peak_rss
 from .footprint import warn_if_short
 from .preprocess import require_metadata
@@ -56,6 +56,7 @@ class BenchOptions:
     iters: int | None = None  # default DEFAULT_ITERS unless ``seconds`` is given
     seconds: float | None = None
     threads: int | None = None
+    provider: str = "auto"  # onnxruntime's execution provider (``--provider``); the other backends have none
     weights: str | None = None  # checkpoint of the artifact, for the torch baseline
     imgsz: int = 224  # sweep mode: export size
     seed: int = 0  # of the random input batches
@@ -64,10 +65,12 @@ class BenchOptions:
     def __post_init__(self) -> None:  # names are case-insensitive: --device GPU, --backend OpenVINO
         object.__setattr__(self, "device", self.device.lower())
         object.__setattr__(self, "backends", tuple(b.lower() for b in self.backends))
+        object.__setattr__(self, "provider", (self.provider or "auto").lower())
 
     def check(self) -> None:
         if self.device not in BENCH_DEVICES:
             raise UsageError(f"unknown device {self.device!r}; choose one of: {', '.join(BENCH_DEVICES)}")
+        check_provider(self.provider)
         unknown = [b for b in self.backends if b != TORCH and b not in BACKENDS]
         if unknown:
             raise UsageError(f"unknown backend {unknown[0]!r}; choose from: {', '.join([*BACKENDS, TORCH])}")
@@ -159,7 +162,8 @@ def engine_factories(opts: BenchOptions, artifacts: dict[str, Path], model, meta
             report.skipped.append(Skipped(backend, None, f"{backend} needs a {BACKENDS[backend].suffixes[0]} artifact, "
                                           f"not {path.name} (export it, or bench a checkpoint)"))
             continue
-        out.append((backend, lambda b=backend, p=path: load(p, b, opts.device, opts.threads)))
+        provider = opts.provider if backend == "onnxruntime" else "auto"
+        out.append((backend, lambda b=backend, p=path, e=provider: load(p, b, opts.device, opts.threads, e)))
     return out
 
 
@@ -287,4 +291,4 @@ def config_dict(opts: BenchOptions) -> dict[str, object]:
     """The run's settings as recorded in the JSON report."""
     return {"model": opts.model, "device": opts.device, "backends": list(opts.backends) or "default",
             "batches": list(opts.batches), "warmup": opts.warmup, "iters": opts.iters, "seconds": opts.seconds,
-            "threads": opts.threads, "weights": opts.weights, "input": f"standard normal NCHW, seed {opts.seed}"}
+            "threads": opts.threads, "provider": opts.provider, "weights": opts.weights, "input": f"standard normal NCHW, seed {opts.seed}"}

@@ -69,6 +69,16 @@ def is_artifact(path: str | Path) -> bool:
 
 
 DEVICES = ("cpu", "cuda", "jetson", "gpu", "npu")
+#: onnxruntime execution providers by short name (``--provider``); ``auto`` picks them from the device
+PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
+
+
+def check_provider(provider: str | None) -> str:
+    """``provider`` in lower case (``None``: ``auto``); :class:`UsageError` unless it is one of :data:`PROVIDERS`."""
+    provider = (provider or "auto").lower()
+    if provider not in PROVIDERS:
+        raise UsageError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
+    return provider
 
 
 class Engine:
@@ -194,17 +204,21 @@ def backend_for(path: Path, backend: str = "auto") -> str:
     return picked
 
 
-def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> Engine:
+def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None,
+         provider: str | None = "auto") -> Engine:
     """Load an exported artifact into an :class:`Engine` (backend picked from the file when ``auto``).
 
-    Backend and device names are case-insensitive (``GPU`` = ``gpu``).
+    Backend, device and provider names are case-insensitive (``GPU`` = ``gpu``). ``provider`` picks
+    onnxruntime's execution provider (:data:`PROVIDERS`; ``auto``: from the device); other backends have none.
     """
-    path, device = Path(path), device.lower()
+    path, device, provider = Path(path), device.lower(), check_provider(provider)
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be >= 1, got {threads}")
     name = backend_for(path, backend)
+    if provider != "auto" and name != "onnxruntime":
+        raise UsageError(f"--provider picks onnxruntime's execution provider; the {name} backend has none")
     if not path.is_file():
         raise InputError(f"artifact not found: {path}")
     spec = BACKENDS[name]
@@ -212,4 +226,4 @@ def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: 
         engine_cls = getattr(importlib.import_module(spec.module), spec.cls)
     except ImportError as e:
         raise BackendMissingError(f"backend {name} is not installed ({e.name or e}): pip install {spec.extra}") from e
-    return engine_cls(path, device=device, threads=threads)
+    return engine_cls(path, device=device, threads=threads, **({"provider": provider} if provider != "auto" else {}))

@@ -1,4 +1,10 @@
-"""ONNX Runtime engine: CPU, plus the CUDA and TensorRT execution providers when present."""
+"""ONNX Runtime engine: CPU, plus the CUDA and TensorRT execution providers of onnxruntime-gpu when present.
+
+``--device cuda`` runs the CUDA provider; ``--provider tensorrt`` (with a GPU device) TensorRT's, which
+builds its engine from the ONNX file at session start (the typed fp16 file of ``export --half`` keeps its
+precision there, as in the native TensorRT build). A provider that onnxruntime lists but cannot start
+(no GPU, no CUDA/TensorRT libraries) is reported, never silently replaced by the CPU.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from lsnet_deploy.errors import BackendMissingError, InputError, reason
+from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
 
 from .engine import Backend, Engine
 
@@ -20,7 +26,15 @@ _PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "jetson": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+#: ``--provider`` -> execution providers, the chosen one first (its fallbacks after it)
+_BY_PROVIDER = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+GPU_HINT = {"CUDAExecutionProvider": "pip install onnxruntime-gpu",
+            "TensorrtExecutionProvider": "pip install onnxruntime-gpu tensorrt (onnxruntime 1.27+ for TensorRT 11)"}
 
 
 def session_options(threads: int | None) -> ort.SessionOptions:
@@ -34,15 +48,30 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     return so
 
 
-def providers_for(device: str, available: list[str]) -> list[str]:
-    """Execution providers for ``device`` that this build has; the device's main provider must be one."""
-    wanted = _PROVIDERS.get(device)
+def main_provider(device: str, provider: str = "auto") -> str:
+    """The execution provider that must run the session: the chosen one, else the device's."""
+    if provider != "auto":
+        return _BY_PROVIDER[provider][0]
+    return "CPUExecutionProvider" if device == "cpu" else "CUDAExecutionProvider"
+
+
+def providers_for(device: str, available: list[str], provider: str = "auto") -> list[str]:
+    """Execution providers for ``device`` (and ``--provider``) that this build has; the main one must be there.
+
+    ``auto``: CPU on ``cpu``, CUDA on ``cuda``/``gpu``, TensorRT then CUDA on ``jetson``. ``cpu`` needs
+    ``--device cpu``; ``cuda`` and ``tensorrt`` need a GPU device.
+    """
+    wanted = _PROVIDERS.get(device) if provider == "auto" else _BY_PROVIDER[provider]
     if wanted is None:
         raise BackendMissingError(f"onnxruntime does not run on device {device!r} (use {', '.join(_PROVIDERS)})")
-    main = wanted[-1] if device == "cpu" else "CUDAExecutionProvider"
+    if provider != "auto" and (provider == "cpu") != (device == "cpu"):
+        fix = "--device cpu" if provider == "cpu" else "--device cuda (or jetson)"
+        raise UsageError(f"--provider {provider} runs on {'the CPU' if provider == 'cpu' else 'the GPU'}: "
+                         f"use {fix}, not --device {device}")
+    main = main_provider(device, provider)
     if main not in available:
         raise BackendMissingError(f"onnxruntime on {device} needs {main}, this build has: {', '.join(available)} "
-                                  "(pip install onnxruntime-gpu)")
+                                  f"({GPU_HINT.get(main, 'pip install onnxruntime')})")
     return [p for p in wanted if p in available]
 
 
@@ -50,16 +79,17 @@ class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
     concurrent = True  # InferenceSession.run is thread-safe
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None, provider: str = "auto"):
         super().__init__(path, device, threads)
-        providers = providers_for(device, ort.get_available_providers())
+        providers = providers_for(device, ort.get_available_providers(), provider)
         try:
             self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises bare RuntimeError subclasses for bad files
             raise InputError(f"not a loadable ONNX model: {path} ({reason(e)})") from e
-        if device != "cpu" and "CUDAExecutionProvider" not in self.session.get_providers():  # ORT falls back
-            raise BackendMissingError(f"onnxruntime could not start CUDAExecutionProvider on device {device!r} "
-                                      "(is a GPU present and CUDA installed?)")
+        main = main_provider(device, provider)
+        if main not in self.session.get_providers():  # ORT falls back silently
+            raise BackendMissingError(f"onnxruntime could not start {main} on device {device!r} "
+                                      "(is a GPU present, and CUDA/TensorRT installed?)")
         self.providers = self.session.get_providers()
         inp = self.session.get_inputs()[0]
         if inp.type not in _DTYPES:

@@ -2,7 +2,11 @@
 
 Both are imported lazily; without them, or without an NVIDIA GPU, loading stops with one
 :class:`BackendMissingError` line. The engine's metadata comes from the JSON sidecar written by
-the exporter (``model.engine.json`` beside ``model.engine``).
+the exporter (``model.engine.json`` beside ``model.engine``), which also names the TensorRT that
+built it: an engine of another major version is refused in one line naming both (exit 3), before
+TensorRT's own refusal. Only the APIs that TensorRT 8.5 through 11.x share are used (I/O tensors
+by name, ``execute_async_v3``); the device-memory query takes ``device_memory_size_v2`` where the
+module has it (:func:`~lsnet_deploy.runtime.trt_support.device_memory_bytes`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.untrusted import MAX_BATCH, check_sidecar
 
 from .engine import Backend, Engine
+from .trt_support import check_engine_version, device_memory_bytes
 
 BACKEND = Backend(name="tensorrt", cls="TensorRTEngine", extra="lsnet-deploy[tensorrt]",
                   suffixes=(".engine", ".plan"), requires=("tensorrt", "cuda"))
@@ -131,9 +136,14 @@ class TensorRTEngine(Engine):
             raise UsageError(f"TensorRT engines run on the GPU: use device cuda or jetson, not {device!r}")
         self.cudart = cuda_runtime()
         self.buffers: list[DeviceBuffer] = []
+        sidecar = read_sidecar(path)
+        built = sidecar.get("tensorrt_version") if sidecar else None
+        check_engine_version(built, trt.__version__, self.path)  # before TensorRT's own, less clear, refusal
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
-            raise InputError(f"not a TensorRT engine for this GPU and TensorRT version: {path}")
+            origin = f" (built by TensorRT {built})" if built else ""
+            raise InputError(f"not a TensorRT engine for this GPU and TensorRT {trt.__version__}: {path}{origin}")
+        self.device_memory = device_memory_bytes(self.engine)  #: bytes an execution context needs on the GPU
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]

@@ -29,6 +29,15 @@ def image_batch():
 
 
 @pytest.fixture
+def install_trt(monkeypatch):
+    """``install_trt("11.4.0")`` -> a fake ``tensorrt`` of that version's API surface (8.x, 10.x or 11.x) and a fake
+    cuda-python runtime, in ``sys.modules`` for this test (see ``tests/fake_trt.py``)."""
+    import fake_trt
+
+    return lambda version: fake_trt.install(monkeypatch, version)
+
+
+@pytest.fixture
 def onnx_artifact(tmp_path_factory):
     """``onnx_artifact(**helpers.write_onnx kwargs)`` -> path of an artifact cached for the session."""
 

@@ -101,6 +101,48 @@ def write_onnx(path: Path, num_classes: int = 10, img_size: int = 64, batch: int
     return path
 
 
+def classifier_onnx(path: Path, batch: int | str = "batch", classes: int = 5, size: int = 32,
+                    ska: str = "shift", seed: int = 0) -> Path:
+    """A small lsnet-deploy-stamped classifier with LSNet's sensitive parts, named as the TorchScript exporter
+    names them: Conv -> Relu -> GroupNorm (``/lkp/norm/InstanceNormalization``) -> an SKA-scoped Mul -> SE
+    (``ReduceMean``, Sigmoid, Mul) -> GlobalAveragePool -> Gemm -> Softmax-free logits. Builds in fake TensorRT
+    and runs in onnxruntime in milliseconds."""
+    rng = np.random.default_rng(seed)
+
+    def w(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["images", "w1", "b1"], ["c"], name="/stem/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="/stem/Relu"),
+             helper.make_node("InstanceNormalization", ["r", "gs", "gb"], ["n"], name="/lkp/norm/InstanceNormalization"),
+             helper.make_node("Mul", ["n", "r"], ["k"], name="/mixer/ska/Mul"),
+             helper.make_node("ReduceMean", ["k"], ["m"], name="/se/ReduceMean", axes=[2, 3], keepdims=1),
+             helper.make_node("Sigmoid", ["m"], ["g"], name="/se/Sigmoid"),
+             helper.make_node("Mul", ["k", "g"], ["s"], name="/se/Mul"),
+             helper.make_node("GlobalAveragePool", ["s"], ["p"], name="/GlobalAveragePool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="/Flatten"),
+             helper.make_node("Gemm", ["f", "wh", "bh"], ["logits"], name="/head/Gemm", transB=1)]
+    inits = [w("w1", 8, 3, 3, 3), w("b1", 8), numpy_helper.from_array(np.ones(8, np.float32), "gs"),
+             numpy_helper.from_array(np.zeros(8, np.float32), "gb"), w("wh", classes, 8), w("bh", classes)]
+    graph = helper.make_graph(nodes, "classifier",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, size, size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    meta = ArtifactMetadata("lsnet_t", classes, img_size=size, batch=None if isinstance(batch, str) else batch,
+                            ska=ska)
+    helper.set_model_props(model, meta.to_props())
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+def onnx_logits(path: Path):
+    """``batch -> logits`` of the ONNX file at ``path`` in onnxruntime (CPU): a reference for the gates."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {session.get_inputs()[0].name: np.asarray(x, np.float32)})[0]
+
+
 def graph_model(node: onnx.NodeProto, initializers=(), domains=()) -> onnx.ModelProto:
     """A one-node float model ``x (1,3,64,64) -> y``: valid ONNX, not an lsnet-deploy export."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])

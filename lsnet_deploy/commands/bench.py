@@ -11,6 +11,9 @@ from lsnet_deploy.errors import UsageError
 from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
 
 _SUFFIXES = "/".join(suffix_backends())
+#: ``--provider`` help, shared by bench, verify and eval
+PROVIDER_HELP = ("onnxruntime execution provider: auto (from --device), cpu, cuda or tensorrt (onnxruntime-gpu; "
+                 "cuda and tensorrt need --device cuda).")
 
 
 def split_list(text: Optional[str], option: str, cast=str) -> tuple:
@@ -33,6 +36,7 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
           iters: Optional[int] = typer.Option(None, "--iters", help="Timed calls per row (default 100)."),
           seconds: Optional[float] = typer.Option(None, "--seconds", help="Time each row for this long instead."),
           threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per backend (default: theirs)."),
+          provider: str = typer.Option("auto", "--provider", help=PROVIDER_HELP),
           weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint the artifact was exported "
                                              "from (for the PyTorch baseline and parity vs PyTorch; without it parity "
                                              "uses the artifact's golden data)."),
@@ -71,7 +75,7 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
 
     opts = BenchOptions(model=model, device=device, backends=split_list(backend, "--backend"),
                         batches=split_list(batch, "--batch", int), warmup=warmup, iters=iters, seconds=seconds,
-                        threads=threads, weights=weights, imgsz=imgsz, progress=True)
+                        threads=threads, provider=provider, weights=weights, imgsz=imgsz, progress=True)
     paths = {"json_path": json_path, "csv_path": csv_path, "md_path": md_path, "plot_path": plot_path}
     check_report_paths(**paths)
     with save_partial(lambda partial: show(partial, paths, notes=False) if partial.rows else []):

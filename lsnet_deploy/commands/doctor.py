@@ -36,11 +36,30 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     table.add_row("int8 dot products", env["int8_isa"] + (
         ": exact 32-bit accumulation" if env["int8_vnni"] else
         ": no VNNI, 16-bit saturating u8*s8 pairs (int8 files use 7-bit weights: docs/precision.md)"))
-    table.add_row("onnxruntime providers", ", ".join(env["onnxruntime_providers"]) or "-")
+    table.add_row("onnxruntime providers", (", ".join(env["onnxruntime_providers"]) or "-")
+                  + f"  (--provider {', '.join(env['onnxruntime_provider_choices'])})")
     table.add_row("openvino devices", ", ".join(env["openvino_devices"]) or "-")
+    for item, value in tensorrt_rows(env["tensorrt"]):
+        table.add_row(item, escape(value))
     table.add_row("cuda gpu", env["cuda_gpu"] or "none")
     table.add_row("jetson", env["jetson"] or "no")
     Console().print(table)
+
+
+def tensorrt_rows(info: dict | None) -> list[tuple[str, str]]:
+    """``doctor``'s TensorRT rows: the version, what typing it offers, the build path of each precision."""
+    if info is None:
+        return [("tensorrt build paths", "not installed (pip install lsnet-deploy[tensorrt] brings TensorRT 11.x: "
+                                          "strongly typed only, no DLA)")]
+    if info["version"] is None:
+        return [("tensorrt build paths", f"tensorrt does not import: {info['error']}")]
+    typing = ("strongly typed only" if not info["weak_typing"] else "weakly typed only" if not info["strongly_typed"]
+              else "strongly typed; weakly typed for DLA and the int8 calibrator")
+    rows = [("tensorrt build paths", f"TensorRT {info['version']}: {typing}")]
+    rows += [(f"tensorrt {precision}", path) for precision, path in info["build_paths"].items()]
+    if info["dla_build_paths"]:
+        rows += [(f"tensorrt {precision} on DLA", path) for precision, path in info["dla_build_paths"].items()]
+    return rows
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from lsnet_deploy.commands.bench import split_list
+from lsnet_deploy.commands.bench import PROVIDER_HELP, split_list
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.metadata import CROP_MODES, IMAGENET_MEAN, IMAGENET_STD, default_crop_pct
 
@@ -43,6 +43,7 @@ def eval_command(
     backend: str = typer.Option("auto", "--backend", "-b", help="Backend for artifacts (auto: from the suffix)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda, jetson (or an OpenVINO device)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the backend's)."),
+    provider: str = typer.Option("auto", "--provider", help=PROVIDER_HELP + " Applies to .onnx artifacts."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Foreign models: input size (default: the model's "
                                         "fixed size, else 224). Checkpoints: the size to run at."),
     crop_pct: Optional[float] = typer.Option(None, "--crop-pct", help="Foreign models: resize to imgsz/crop-pct "
@@ -73,7 +74,7 @@ def eval_command(
     from lsnet_deploy.evaluate import EvalOptions, evaluate
     from lsnet_deploy.evaluate.report import check_report_paths, print_tables, write_reports
 
-    options = EvalOptions(batch=batch, backend=backend, device=device, threads=threads, limit=limit,
+    options = EvalOptions(batch=batch, backend=backend, device=device, threads=threads, provider=provider, limit=limit,
                           preprocessing=flag_preprocessing(imgsz, crop_pct, crop_mode, interpolation, mean, std),
                           positive=positive, threshold=threshold, target_recall=target_recall,
                           target_class=target_class, progress=True)

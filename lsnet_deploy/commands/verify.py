@@ -7,12 +7,15 @@ from typing import Optional
 
 import typer
 
+from lsnet_deploy.commands.bench import PROVIDER_HELP
+
 
 def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engine) exported by lsnet-deploy."),
            device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda, jetson (or an OpenVINO device)."),
            backend: str = typer.Option("auto", "--backend", "-b", help="auto (from the file), onnxruntime, "
                                        "openvino or tensorrt."),
            threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the backend's)."),
+           provider: str = typer.Option("auto", "--provider", help=PROVIDER_HELP),
            ) -> None:
     """Run the golden frames stored in the artifact through this runtime; compare with the PyTorch logits
     stored beside them under the artifact's precision gate. Exit 0 on pass, 5 on failure."""
@@ -23,9 +26,10 @@ def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engi
     from lsnet_deploy.errors import ParityError
     from lsnet_deploy.golden import self_test
 
-    with runtime.load(artifact, backend, device, threads) as engine:
+    with runtime.load(artifact, backend, device, threads, provider) as engine:
         verdict = self_test(engine)
-        where = f"{engine.backend}/{engine.device}, {engine.precision}"
+        ep = getattr(engine, "providers", [""])[0].replace("ExecutionProvider", "")
+        where = f"{engine.backend}/{engine.device}{f' ({ep})' if ep else ''}, {engine.precision}"
     Console().print(parity_table([(f"{verdict.frames} golden frames", verdict.parity)], verdict.gate,
                                  title=f"golden self-test: {artifact.name} ({where}) vs stored PyTorch fp32 logits"))
     if not verdict.passed:

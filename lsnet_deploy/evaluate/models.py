@@ -13,7 +13,7 @@ import numpy as np
 
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.metadata import Preprocessing
-from lsnet_deploy.runtime.engine import Engine, is_artifact
+from lsnet_deploy.runtime.engine import Engine, backend_for, is_artifact
 
 
 @dataclass
@@ -43,11 +43,13 @@ def foreign_preprocessing(engine: Engine, flags: Preprocessing | None) -> Prepro
 
 
 def open_artifact(spec: str, flags: Preprocessing | None, backend: str, device: str,
-                  threads: int | None) -> EvalModel:
-    """An lsnet-deploy artifact (preprocessing and classes from its metadata) or a foreign classifier."""
+                  threads: int | None, provider: str = "auto") -> EvalModel:
+    """An lsnet-deploy artifact (preprocessing and classes from its metadata) or a foreign classifier;
+    ``provider`` applies where onnxruntime runs it."""
     from lsnet_deploy import runtime
 
-    engine = runtime.load(spec, backend, device, threads)
+    ort = backend_for(Path(spec), backend) == "onnxruntime"
+    engine = runtime.load(spec, backend, device, threads, provider if ort else "auto")
     try:
         meta = engine.metadata
         if meta is not None:
@@ -79,8 +81,8 @@ def open_pytorch(spec: str, img_size: int | None, device: str, threads: int | No
 
 
 def open_model(spec: str, flags: Preprocessing | None, backend: str = "auto", device: str = "cpu",
-               threads: int | None = None) -> EvalModel:
+               threads: int | None = None, provider: str = "auto") -> EvalModel:
     """Open ``spec``: a file with an artifact suffix through the runtime, anything else through PyTorch."""
     if is_artifact(spec):
-        return open_artifact(spec, flags, backend, device, threads)
+        return open_artifact(spec, flags, backend, device, threads, provider)
     return open_pytorch(spec, flags.img_size if flags else None, device, threads)

@@ -14,6 +14,7 @@ import numpy as np
 
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.metadata import Preprocessing
+from lsnet_deploy.runtime.engine import check_provider
 from lsnet_deploy.runtime.preprocess import preprocess, softmax
 
 from . import metrics
@@ -32,6 +33,7 @@ class EvalOptions:
     backend: str = "auto"
     device: str = "cpu"
     threads: int | None = None
+    provider: str = "auto"  #: onnxruntime's execution provider for .onnx artifacts (``--provider``)
     preprocessing: Preprocessing | None = None  #: foreign models (and checkpoints' size); None: ImageNet defaults
     positive: str | None = None  #: positive class of the binary report; None: the second of two classes
     threshold: float | None = None  #: report at this threshold (default 0.5)
@@ -41,6 +43,7 @@ class EvalOptions:
     progress: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "provider", check_provider(self.provider))
         if self.batch < 1:
             raise UsageError(f"--batch must be >= 1, got {self.batch}")
         if self.limit is not None and self.limit < 1:
@@ -158,7 +161,8 @@ def evaluate(models: list[str], data: str | Path, options: EvalOptions | None = 
     with ExitStack() as stack:
         opened = []
         for spec in models:
-            model = open_model(spec, options.preprocessing, options.backend, options.device, options.threads)
+            model = open_model(spec, options.preprocessing, options.backend, options.device, options.threads,
+                               options.provider)
             stack.callback(model.engine.close)
             opened.append(model)
         _label_duplicates(opened)

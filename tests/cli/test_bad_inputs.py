@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 from PIL import Image
 from helpers import escaping_external_data, gradient_image, graph_model, write_onnx
 

@@ -85,10 +85,10 @@ def test_fp16_export(small_model, small_exports, tmp_path):
     result = export(small_model, ExportOptions(imgsz=SMALL, half=True, output=tmp_path / "h.onnx"))
     assert result.metadata.precision == "fp16" and result.parity.cosine >= 0.999
     assert result.gate.rtol is None and result.gate.min_cosine == 0.999
-    with runtime.load(result.path) as engine:
-        assert engine.input_dtype == np.float16 and engine.input_shape == (1, 3, SMALL, SMALL)
+    with runtime.load(result.path) as engine:  # typed mixed precision (#22): fp32 input and output
+        assert engine.input_dtype == np.float32 and engine.input_shape == (1, 3, SMALL, SMALL)
         x = parity_inputs(1, SMALL)
-        got, ref = engine(x.astype(np.float16)), torch_logits(small_model, x)
+        got, ref = engine(x), torch_logits(small_model, x)
     cos = float((got.ravel() @ ref.ravel()) / np.linalg.norm(got) / np.linalg.norm(ref))
     assert cos > 0.999 and result.size_bytes < 0.6 * small_exports["shift"].size_bytes
 

@@ -1,5 +1,6 @@
-"""TensorRT export without a GPU: builder settings, config assembly on a fake ``trt``, calibrator
-batching, sidecar, trtexec line, and the one-line error when TensorRT or a GPU is missing."""
+"""TensorRT export without a GPU: builder settings per API surface (8.x, 10.x, 11.x fakes), config assembly,
+calibrator batching, sidecar, each version's trtexec line, and the one-line error when TensorRT or a GPU is
+missing."""
 
 from __future__ import annotations
 
@@ -7,22 +8,25 @@ import importlib.util
 import json
 import shlex
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+import fake_trt
+from fake_trt import ALL_SURFACES, make_trt
 from helpers import stage_options
 
-from lsnet_deploy.exporters.tensorrt import (CalibrationBatches, build_engine, builder_settings, configure,
-                                             inspect_onnx, make_calibrator, pin_norm_layers, trtexec_command,
-                                             write_sidecar)
+from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+
+from lsnet_deploy.exporters.tensorrt import (build_engine, builder_settings, configure, inspect_onnx, network_flags,
+                                             pin_norm_layers, trtexec_command, write_sidecar)
+from lsnet_deploy.exporters.trt_calibrator import CalibrationBatches, make_calibrator
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.tensorrt import INSTALL_HINT, read_sidecar, sidecar_metadata
+from lsnet_deploy.runtime.trt_support import detect
 
 
 def _has_gpu_tensorrt() -> bool:
@@ -38,11 +42,6 @@ def _has_gpu_tensorrt() -> bool:
 
 
 HAS_TRT = _has_gpu_tensorrt()
-FAKE_TRT = SimpleNamespace(
-    BuilderFlag=SimpleNamespace(FP16="FP16", INT8="INT8", PREFER_PRECISION_CONSTRAINTS="PREFER", GPU_FALLBACK="GPU_FB"),
-    MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"), DeviceType=SimpleNamespace(DLA="DLA"),
-    LayerType=SimpleNamespace(NORMALIZATION="NORM", CONVOLUTION="CONV"), float32="f32",
-    IInt8EntropyCalibrator2=object)
 
 
 def tiny_onnx(path: Path, batch="batch", ska="shift") -> Path:
@@ -63,34 +62,49 @@ def tiny_onnx(path: Path, batch="batch", ska="shift") -> Path:
 META = ArtifactMetadata("lsnet_t", 1000, batch=None, ska="shift")
 
 
-class Recorder:
-    """Records attribute sets and method calls (a builder, config, profile or layer double)."""
-
-    def __init__(self, **attrs):
-        self.calls: list[tuple] = []
-        self.__dict__.update(attrs)
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return lambda *args: self.calls.append((name, *args)) or Recorder()
-
-
 def trt_options(precision="fp32", batch=None, **options):
     """ExportOptions for a TensorRT build; ``batch``: the (min, opt, max) profile."""
     return stage_options("tensorrt", precision, profile=batch, **options)
 
 
-def test_builder_settings_per_precision_and_dla():
-    fp32 = builder_settings(META, trt_options())
-    assert fp32["flags"] == [] and fp32["workspace_bytes"] == 4 << 30 and not fp32["pin_norm_fp32"]
-    assert fp32["profile"] == {k: (1, 3, 224, 224) for k in ("min", "opt", "max")}
-    fp16 = builder_settings(META, trt_options("fp16", batch=(1, 4, 8), workspace_gib=0.5))
-    assert fp16["flags"] == ["FP16", "PREFER_PRECISION_CONSTRAINTS"] and fp16["pin_norm_fp32"]
-    assert fp16["profile"]["max"] == (8, 3, 224, 224) and fp16["workspace_bytes"] == 1 << 29
-    int8 = builder_settings(META, trt_options("int8", dla_core=1))
-    assert int8["flags"] == ["INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"]
-    assert int8["dla_core"] == 1
+@pytest.mark.parametrize("version, precision, dla, expected", [
+    # strongly typed wherever the module has STRONGLY_TYPED: no precision flags, the ONNX carries the types
+    ("11.4.0", "fp32", None, ("strong", "onnx", [], ["STRONGLY_TYPED"], False)),
+    ("11.4.0", "fp16", None, ("strong", "fp16", [], ["STRONGLY_TYPED"], False)),
+    ("11.4.0", "int8", None, ("strong", "qdq", [], ["STRONGLY_TYPED"], False)),
+    ("10.9.0", "fp16", None, ("strong", "fp16", [], ["STRONGLY_TYPED"], False)),
+    ("10.9.0", "int8", None, ("strong", "qdq", [], ["STRONGLY_TYPED"], False)),
+    # weakly typed where TensorRT still needs it: DLA on 10.x, and 8.x (no strong typing; EXPLICIT_BATCH)
+    ("10.9.0", "fp16", 1, ("weak", "onnx", ["FP16", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"], [], True)),
+    ("10.9.0", "int8", 0, ("weak", "onnx", ["INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"], [],
+                           True)),
+    ("8.5.2", "fp32", None, ("weak", "onnx", [], ["EXPLICIT_BATCH"], False)),
+    ("8.5.2", "fp16", None, ("weak", "onnx", ["FP16", "PREFER_PRECISION_CONSTRAINTS"], ["EXPLICIT_BATCH"], True)),
+])
+def test_builder_settings_follow_what_the_module_offers(version, precision, dla, expected):
+    settings = builder_settings(META, trt_options(precision, batch=(1, 4, 8), workspace_gib=0.5, dla_core=dla),
+                                detect(make_trt(version)))
+    got = (settings["typing"], settings["source"], settings["flags"], settings["network_flags"],
+           settings["pin_norm_fp32"])
+    assert got == expected
+    assert settings["clear_flags"] == (["TF32"] if precision == "fp32" else [])
+    assert settings["profile"]["max"] == (8, 3, 224, 224) and settings["workspace_bytes"] == 1 << 29
+    assert settings["dla_core"] == dla and settings["tensorrt_version"] == version
+
+
+def test_no_version_means_the_newest_tensorrt():
+    settings = builder_settings(META, trt_options("fp16"))
+    assert (settings["typing"], settings["flags"], settings["tensorrt_version"]) == ("strong", [], "11")
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"dla_core": 0}, "cannot build for a DLA core .* TensorRT 10.x"),
+    ({"int8_mode": "calibrator"}, "has no int8 calibrator"),
+])
+def test_tensorrt_11_refuses_dla_and_the_calibrator_in_one_line(config, match):
+    with pytest.raises(UsageError, match=match) as err:
+        builder_settings(META, trt_options("int8", **config), detect(make_trt("11.4.0")))
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("options, match", [
@@ -109,41 +123,74 @@ def test_static_batch_onnx_cannot_take_a_dynamic_profile():
         builder_settings(ArtifactMetadata("lsnet_t", 1000, batch=1), trt_options(batch=(1, 4, 8)))
 
 
-def test_configure_applies_every_setting_to_the_builder_config():
-    config, profile = Recorder(), Recorder()
-    builder = Recorder(create_builder_config=lambda: config, create_optimization_profile=lambda: profile)
-    norm, conv = Recorder(type="NORM", name="/norm"), Recorder(type="CONV", name="/conv")
-    network = Recorder(num_layers=2, get_layer=[norm, conv].__getitem__,
-                       get_input=lambda i: SimpleNamespace(name="images"))
-    settings = builder_settings(META, trt_options("int8", batch=(1, 2, 4), dla_core=0, timing_cache=Path("t")))
-    configure(FAKE_TRT, builder, network, settings, calibrator="CAL", timing_cache=b"cache")
-    names = [c[0] for c in config.calls]
-    assert [c[1] for c in config.calls if c[0] == "set_flag"] == ["INT8", "FP16", "PREFER", "GPU_FB"]
-    assert ("set_memory_pool_limit", "WORKSPACE", 4 << 30) in config.calls
-    assert profile.calls == [("set_shape", "images", (1, 3, 224, 224), (2, 3, 224, 224), (4, 3, 224, 224))]
-    assert {"add_optimization_profile", "set_calibration_profile", "set_timing_cache"} <= set(names)
-    assert ("create_timing_cache", b"cache") in config.calls
-    assert (config.int8_calibrator, config.default_device_type, config.DLA_core) == ("CAL", "DLA", 0)
-    assert (norm.precision, norm.compute_precision) == ("f32", "f32") and ("set_output_type", 0, "f32") in norm.calls
-    assert "precision" not in vars(conv)
+def parsed(trt, settings, onnx_path):
+    builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+    network = builder.create_network(network_flags(trt, settings))
+    assert trt.OnnxParser(network, None).parse_from_file(str(onnx_path))
+    return builder, network
 
 
-def test_pin_norm_layers_returns_only_normalization_layers():
-    layers = [Recorder(type="CONV", name="c"), Recorder(type="NORM", name="n1"), Recorder(type="NORM", name="n2")]
-    network = Recorder(num_layers=3, get_layer=layers.__getitem__)
-    assert pin_norm_layers(FAKE_TRT, network) == ["n1", "n2"]
+@pytest.mark.parametrize("version", ALL_SURFACES)
+def test_configure_applies_every_setting_on_each_surface(version, tmp_path):
+    trt = make_trt(version)
+    dla = 0 if version != "11.4.0" else None
+    precision = "fp16" if dla is None else "int8"
+    options = trt_options(precision, batch=(1, 2, 4), dla_core=dla, timing_cache=Path("t"))
+    settings = builder_settings(META, options, detect(trt))
+    builder, network = parsed(trt, settings, tiny_onnx(tmp_path / "m.onnx"))
+    calibrator = "CAL" if settings["int8_mode"] == "calibrator" else None
+    config = configure(trt, builder, network, settings, calibrator, timing_cache=b"cache")
+    assert config.flag_names() == set(settings["flags"]) and config.pools == {trt.MemoryPoolType.WORKSPACE: 4 << 30}
+    assert config.profiles[0].shapes == {"images": ((1, 3, 224, 224), (2, 3, 224, 224), (4, 3, 224, 224))}
+    assert config.get_timing_cache().data == b"cache"
+    norm = network.get_layer(0)
+    if version == "11.4.0":  # strongly typed: no precision flags, no pinned layers, no DLA, no calibrator
+        assert network.strongly_typed and not config.flags and norm.precision is None
+        assert config.default_device_type == trt.DeviceType.GPU
+    else:
+        assert (config.int8_calibrator, config.get_calibration_profile()) == ("CAL", config.profiles[0])
+        assert (config.default_device_type, config.DLA_core) == (trt.DeviceType.DLA, 0)
+        assert (norm.precision, norm.compute_precision, norm.output_types) == (trt.float32,) * 2 + ({0: trt.float32},)
 
 
-def test_trtexec_command_matches_the_options(tmp_path):
+def test_weak_settings_cannot_reach_tensorrt_11(tmp_path):
+    """What 10.x accepts (precision flags, a calibrator) is an AttributeError on 11.x, as for real."""
+    trt10, trt11 = make_trt("10.9.0"), make_trt("11.4.0")
+    weak = builder_settings(META, trt_options("int8", dla_core=0, batch=(1, 1, 1)), detect(trt10))
+    builder, network = parsed(trt11, builder_settings(META, trt_options(), detect(trt11)), tiny_onnx(tmp_path / "m.onnx"))
+    with pytest.raises(AttributeError, match="INT8"):
+        configure(trt11, builder, network, weak)
+    with pytest.raises(AttributeError):
+        configure(trt11, builder, network, {**weak, "flags": [], "dla_core": None}, calibrator="CAL")
+
+
+def test_pin_norm_layers_returns_only_normalization_layers(tmp_path):
+    trt = make_trt("10.9.0")
+    _, network = parsed(trt, builder_settings(META, trt_options("fp16", dla_core=0), detect(trt)),
+                        tiny_onnx(tmp_path / "m.onnx"))
+    network.layers.append(fake_trt.Layer("/conv", trt.LayerType.CONVOLUTION))
+    assert pin_norm_layers(trt, network) == ["/norm/InstanceNorm"] and network.get_layer(1).precision is None
+
+
+@pytest.mark.parametrize("version, precision, dla, present, absent", [
+    ("11.4.0", "fp16", None, set(), {"--fp16", "--int8", "--stronglyTyped", "--best", "--noTF32"}),
+    ("11.4.0", "int8", None, set(), {"--fp16", "--int8", "--stronglyTyped", "--calib"}),
+    ("11.4.0", "fp32", None, {"--noTF32"}, {"--fp16", "--stronglyTyped"}),
+    ("10.9.0", "fp16", None, {"--stronglyTyped"}, {"--fp16", "--int8", "--precisionConstraints=prefer"}),
+    ("10.9.0", "int8", None, {"--stronglyTyped"}, {"--fp16", "--int8", "--calib"}),
+    ("10.9.0", "int8", 0, {"--int8", "--fp16", "--useDLACore=0", "--allowGPUFallback", "--precisionConstraints=prefer",
+                           "--layerPrecisions=/norm/InstanceNorm:fp32", "--calib=m.calib"}, {"--stronglyTyped"}),
+    ("8.5.2", "fp16", None, {"--fp16", "--precisionConstraints=prefer", "--layerPrecisions=/norm/InstanceNorm:fp32"},
+     {"--stronglyTyped", "--int8"}),
+])
+def test_trtexec_line_uses_each_versions_flags(tmp_path, version, precision, dla, present, absent):
     facts = inspect_onnx(tiny_onnx(tmp_path / "m.onnx"))
-    options = trt_options("int8", batch=(1, 2, 4), workspace_gib=2, dla_core=0, timing_cache=tmp_path / "t.cache")
-    args = shlex.split(trtexec_command(tmp_path / "m.onnx", tmp_path / "m.engine", facts, options))
-    assert args[0] == "trtexec" and f"--onnx={tmp_path / 'm.onnx'}" in args
-    assert {"--fp16", "--int8", "--memPoolSize=workspace:2048M", "--minShapes=images:1x3x32x32",
-            "--maxShapes=images:4x3x32x32", "--useDLACore=0", "--allowGPUFallback", "--precisionConstraints=prefer",
-            "--layerPrecisions=/norm/InstanceNorm:fp32", f"--calib={tmp_path / 'm.calib'}"} <= set(args)
-    fp32 = trtexec_command(Path("m.onnx"), Path("m.engine"), facts, trt_options())
-    assert "--fp16" not in fp32 and "layerPrecisions" not in fp32
+    options = trt_options(precision, batch=(1, 2, 4), workspace_gib=2, dla_core=dla, timing_cache=Path("t.cache"))
+    args = shlex.split(trtexec_command(Path("m.onnx"), Path("m.engine"), facts, options, detect(make_trt(version))))
+    assert args[:3] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine"]
+    assert {"--memPoolSize=workspace:2048M", "--minShapes=images:1x3x32x32", "--maxShapes=images:4x3x32x32",
+            "--timingCacheFile=t.cache"} <= set(args)
+    assert present <= set(args) and not absent & {a.split("=")[0] if a.startswith("--calib") else a for a in args}
 
 
 def test_inspect_onnx_reads_metadata_and_rejects_what_tensorrt_cannot_build(tmp_path):
@@ -174,7 +221,7 @@ def test_calibration_batches_are_fixed_size_and_drop_the_remainder():
 def test_calibrator_uploads_batches_and_round_trips_its_cache(tmp_path):
     uploaded = []
     cache = tmp_path / "m.calib"
-    calibrator = make_calibrator(FAKE_TRT, CalibrationBatches(np.ones((5, 3, 2, 2)), 2), cache,
+    calibrator = make_calibrator(make_trt("10.9.0"), CalibrationBatches(np.ones((5, 3, 2, 2)), 2), cache,
                                  lambda a: uploaded.append(a.copy()) or 1000 + len(uploaded))
     assert calibrator.get_batch_size() == 2
     assert calibrator.get_batch(["images"]) == [1001] and calibrator.get_batch(["images"]) == [1002]
@@ -186,12 +233,13 @@ def test_calibrator_uploads_batches_and_round_trips_its_cache(tmp_path):
 
 def test_sidecar_round_trips_through_the_runtime(tmp_path):
     engine = tmp_path / "m.engine"
-    settings = builder_settings(META, trt_options("fp16", batch=(1, 2, 8)))
+    settings = builder_settings(META, trt_options("fp16", batch=(1, 2, 8)), detect(make_trt("10.9.0")))
     write_sidecar(tmp_path / "m.engine.json", META, settings, "fp16", "10.9.0", "Orin", "trtexec --onnx=m.onnx")
     doc = read_sidecar(engine)
     assert (doc["precision"], doc["tensorrt_version"], doc["gpu"]) == ("fp16", "10.9.0", "Orin")
     assert doc["input"] == {"min": [1, 3, 224, 224], "opt": [2, 3, 224, 224], "max": [8, 3, 224, 224]}
-    assert sidecar_metadata(doc) == META and doc["norm_layers_fp32"] is True
+    assert sidecar_metadata(doc) == META and doc["norm_layers_fp32"] is False
+    assert (doc["typing"], doc["build_path"]) == ("strong", "strongly typed, from the typed fp16 ONNX")
     (tmp_path / "bad.engine.json").write_text("{")
     with pytest.raises(InputError, match="sidecar"):
         read_sidecar(tmp_path / "bad.engine")

@@ -1,12 +1,12 @@
-"""TensorRT int8 by explicit quantization (QDQ ONNX) by default; the entropy calibrator only for DLA and
-TensorRT < 10. Builder logic against a fake ``trt`` (no GPU needed)."""
+"""TensorRT int8 by explicit quantization (QDQ ONNX, strongly typed) by default; the entropy calibrator only where
+the module still has it and the build needs it (DLA, TensorRT without strong typing). Builder logic against the
+fake ``trt`` modules of ``tests/fake_trt.py`` (no GPU needed)."""
 
 from __future__ import annotations
 
 import json
 import shlex
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -18,16 +18,19 @@ from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters import tensorrt as trt_export
 from lsnet_deploy.exporters.quantize import int8_nodes
 from lsnet_deploy.exporters.tensorrt import (TensorRTConfig, build_engine, builder_settings, configure, inspect_onnx,
-                                             int8_mode, trtexec_command)
+                                             int8_mode, network_flags, trtexec_command)
 from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.runtime.trt_support import detect
 
-from test_export_tensorrt import FAKE_TRT as BASE_TRT  # noqa: E402 - same folder, on sys.path under pytest
-from test_export_tensorrt import Recorder  # noqa: E402
-
+from fake_trt import make_trt
 from helpers import stage_options
 
 META = ArtifactMetadata("lsnet_t", 1000, batch=None, ska="shift")
-FAKE_TRT = SimpleNamespace(**vars(BASE_TRT), __version__="10.9.0")
+FAKE_TRT = make_trt("10.9.0")
+
+
+def support(version):
+    return None if version is None else detect(make_trt(version))
 
 
 def conv_onnx(path: Path, quantization: str = "") -> Path:
@@ -45,36 +48,35 @@ def conv_onnx(path: Path, quantization: str = "") -> Path:
 
 
 @pytest.mark.parametrize("version,dla,mode", [("10.9.0", None, "qdq"), ("10.0.1", None, "qdq"),
-                                              ("8.6.1", None, "calibrator"), ("10.9.0", 0, "calibrator"),
-                                              (None, None, "qdq")])
+                                              ("11.4.0", None, "qdq"), ("8.6.1", None, "calibrator"),
+                                              ("10.9.0", 0, "calibrator"), (None, None, "qdq")])
 def test_auto_int8_mode_is_explicit_quantization_except_dla_and_old_tensorrt(version, dla, mode):
-    assert int8_mode(stage_options("tensorrt", "int8", dla_core=dla), version) == mode
-    assert builder_settings(META, stage_options("tensorrt", "int8", dla_core=dla), version)["int8_mode"] == mode
-    assert int8_mode(stage_options("tensorrt", "fp16"), version) is None
-    assert int8_mode(stage_options("tensorrt", "int8", int8_mode="calibrator"), "10.9.0") == "calibrator"
+    assert int8_mode(stage_options("tensorrt", "int8", dla_core=dla), support(version)) == mode
+    assert builder_settings(META, stage_options("tensorrt", "int8", dla_core=dla), support(version))["int8_mode"] == mode
+    assert int8_mode(stage_options("tensorrt", "fp16"), support(version)) is None
+    assert int8_mode(stage_options("tensorrt", "int8", int8_mode="calibrator"), support("10.9.0")) == "calibrator"
     with pytest.raises(UsageError, match="int8 mode"):
         TensorRTConfig(int8_mode="implicit").check()
 
 
-def test_qdq_config_sets_int8_and_fp16_without_a_calibrator():
-    config, profile = Recorder(), Recorder()
-    builder = Recorder(create_builder_config=lambda: config, create_optimization_profile=lambda: profile)
-    network = Recorder(num_layers=0, get_input=lambda i: SimpleNamespace(name="images"))
-    settings = builder_settings(META, stage_options("tensorrt", "int8"), "10.9.0")
-    configure(FAKE_TRT, builder, network, settings, calibrator=None)
-    assert [c[1] for c in config.calls if c[0] == "set_flag"] == ["INT8", "FP16", "PREFER"]
-    assert "int8_calibrator" not in vars(config)
-    assert "set_calibration_profile" not in [c[0] for c in config.calls]
+def test_qdq_config_is_strongly_typed_without_flags_or_calibrator(tmp_path):
+    settings = builder_settings(META, stage_options("tensorrt", "int8"), detect(FAKE_TRT))
+    builder = FAKE_TRT.Builder(None)
+    network = builder.create_network(network_flags(FAKE_TRT, settings))
+    assert FAKE_TRT.OnnxParser(network, None).parse_from_file(str(conv_onnx(tmp_path / "m.onnx")))
+    config = configure(FAKE_TRT, builder, network, settings, calibrator=None)
+    assert network.strongly_typed and config.flag_names() == set()
+    assert config.int8_calibrator is None and config.get_calibration_profile() is None
 
 
 def test_trtexec_for_qdq_has_no_calibration_cache_but_the_calibrator_path_does(tmp_path):
     facts = inspect_onnx(conv_onnx(tmp_path / "m.onnx"))
     qdq = shlex.split(trtexec_command(tmp_path / "m.qdq.onnx", tmp_path / "m.engine", facts,
-                                      stage_options("tensorrt", "int8"),
-                                      "10.9.0"))
-    assert {"--int8", "--fp16", f"--onnx={tmp_path / 'm.qdq.onnx'}"} <= set(qdq)
+                                      stage_options("tensorrt", "int8"), support("10.9.0")))
+    assert {"--stronglyTyped", f"--onnx={tmp_path / 'm.qdq.onnx'}"} <= set(qdq) and "--int8" not in qdq
     assert not any(a.startswith("--calib") for a in qdq)
-    old = trtexec_command(tmp_path / "m.onnx", tmp_path / "m.engine", facts, stage_options("tensorrt", "int8"), "8.6.1")
+    old = trtexec_command(tmp_path / "m.onnx", tmp_path / "m.engine", facts, stage_options("tensorrt", "int8"),
+                          support("8.6.1"))
     assert f"--calib={tmp_path / 'm.calib'}" in shlex.split(old)
 
 
