@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lsnet_deploy.artifacts import check_output, check_outputs, check_suffix
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.errors import InputError, UsageError
 
 from . import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, TARGETS, ExportOptions, lowering_facts
 
@@ -65,12 +65,14 @@ def check_artifact_paths(target: str, output: Path, overwrite: bool, what: str =
 
 def preflight(options: ExportOptions) -> None:
     """Every check of ``options`` that needs no model and no heavy import: the lowering, the opset, int8's
-    lowering, the output path and its partners."""
+    lowering, the image folder, the output path and its partners."""
     facts = lowering(options.lowering)
     check_opset(options.opset, options.lowering, options.exporter)
     if options.target == "onnx" and options.int8 and not facts["int8_ok"]:
         raise UsageError(f"--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), "
                          f"not {options.lowering}")
+    if options.data is not None and not Path(options.data).is_dir():
+        raise InputError(f"calibration data folder not found: {options.data}")
     if options.output is not None:  # before any work: a typo costs milliseconds, not an export
         check_artifact_paths(options.target, options.output, options.overwrite)
 
