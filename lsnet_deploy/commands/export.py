@@ -85,11 +85,12 @@ def export(
     opset: Optional[int] = typer.Option(None, "--opset", help=_OPSET_HELP),
     exporter: str = typer.Option(DEFAULT_EXPORTER, "--exporter", help=f"torch.onnx exporter: {', '.join(EXPORTERS)} "
                                  "(dynamo: torch.export-based, needs onnxscript; see docs/onnx_export.md)."),
-    half: bool = typer.Option(False, "--half", help="fp16 weights (ONNX: also fp16 input/output; OpenVINO: "
-                              "compressed weights, f32 compute on CPU; TensorRT: fp16 engine)."),
+    half: bool = typer.Option(False, "--half", help="fp16 (ONNX: typed mixed precision, GroupNorm/softmax/SKA "
+                              "in fp32, fp32 input/output; OpenVINO: compressed weights, f32 compute on CPU; "
+                              "TensorRT: strongly typed engine from that ONNX)."),
     int8: bool = typer.Option(False, "--int8", help=f"int8 post-training quantization calibrated on --data, gated "
                               f"on held-out images (--target {_INT8_TARGETS}; onnx: QDQ; openvino: NNCF; tensorrt: "
-                              "QDQ, or the entropy calibrator on DLA / TensorRT < 10)."),
+                              "s8 QDQ, strongly typed; the entropy calibrator on DLA / TensorRT 8)."),
     bf16: bool = typer.Option(False, "--bf16", help="openvino: bf16 compute (needs AVX512-BF16 or AMX; "
                               "see `doctor`), gated at cosine 0.999 and top-1 agreement."),
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "

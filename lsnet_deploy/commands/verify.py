@@ -28,9 +28,8 @@ def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engi
 
     with runtime.load(artifact, backend, device, threads, provider) as engine:
         verdict = self_test(engine)
-        ep = getattr(engine, "providers", [""])[0].replace("ExecutionProvider", "")  # named where not implied
-        where = f"{engine.backend}/{engine.device}{f' ({ep})' if ep.lower() not in ('', engine.device) else ''}, " \
-                f"{engine.precision}"
+        ep = getattr(engine, "providers", ["CPU"])[0].replace("ExecutionProvider", "")  # a GPU provider is named
+        where = f"{engine.backend}/{engine.device}{f' ({ep})' if ep != 'CPU' else ''}, {engine.precision}"
     Console().print(parity_table([(f"{verdict.frames} golden frames", verdict.parity)], verdict.gate,
                                  title=f"golden self-test: {artifact.name} ({where}) vs stored PyTorch fp32 logits"))
     if not verdict.passed:
