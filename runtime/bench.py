@@ -291,4 +291,5 @@ def config_dict(opts: BenchOptions) -> dict[str, object]:
     """The run's settings as recorded in the JSON report."""
     return {"model": opts.model, "device": opts.device, "backends": list(opts.backends) or "default",
             "batches": list(opts.batches), "warmup": opts.warmup, "iters": opts.iters, "seconds": opts.seconds,
-            "threads": opts.threads, "provider": opts.provider, "weights": opts.weights, "input": f"standard normal NCHW, seed {opts.seed}"}
+            "threads": opts.threads, "provider": opts.provider, "weights": opts.weights,
+            "input": f"standard normal NCHW, seed {opts.seed}"}

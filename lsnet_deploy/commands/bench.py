@@ -55,9 +55,8 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
                                      "default 20).")) -> None:
     """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory.
 
-    Parity per row is vs PyTorch when torch and the weights are here, else vs the golden data stored in the
-    artifact. Exits 5 (after writing the reports) when any row fails its precision's gate.
-    Ctrl-C or SIGTERM: the rows finished so far are shown and written (marked partial), exit 130.
+    Parity per row is vs PyTorch when torch and the weights are here, else vs the artifact's golden data. Exits 5
+    (after writing the reports) when a row fails its gate; Ctrl-C or SIGTERM: finished rows shown, written, 130.
     """
     if precision is not None:
         from lsnet_deploy.ladder import LadderOptions

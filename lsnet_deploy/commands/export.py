@@ -85,9 +85,8 @@ def export(
     opset: Optional[int] = typer.Option(None, "--opset", help=_OPSET_HELP),
     exporter: str = typer.Option(DEFAULT_EXPORTER, "--exporter", help=f"torch.onnx exporter: {', '.join(EXPORTERS)} "
                                  "(dynamo: torch.export-based, needs onnxscript; see docs/onnx_export.md)."),
-    half: bool = typer.Option(False, "--half", help="fp16 (ONNX: typed mixed precision, GroupNorm/softmax/SKA "
-                              "in fp32, fp32 input/output; OpenVINO: compressed weights, f32 compute on CPU; "
-                              "TensorRT: strongly typed engine from that ONNX)."),
+    half: bool = typer.Option(False, "--half", help="fp16 (ONNX: typed, GroupNorm/softmax/SKA fp32, fp32 I/O; "
+                              "OpenVINO: compressed weights, f32 compute on CPU; TensorRT: built from that ONNX)."),
     int8: bool = typer.Option(False, "--int8", help=f"int8 post-training quantization calibrated on --data, gated "
                               f"on held-out images (--target {_INT8_TARGETS}; onnx: QDQ; openvino: NNCF; tensorrt: "
                               "s8 QDQ, strongly typed; the entropy calibrator on DLA / TensorRT 8)."),
