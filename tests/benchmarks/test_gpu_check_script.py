@@ -61,7 +61,7 @@ def test_the_whole_check_on_a_fake_tensorrt(gpu_check, install_trt, monkeypatch,
     assert doc["environment"]["tensorrt"] == version and doc["errors"] == [] and doc["skipped"] == []
     runs = {r["precision"]: r for r in doc["runs"]}
     assert list(runs) == ["fp16", "fp32", "int8"]
-    for precision, run in runs.items():
+    for run in runs.values():
         assert run["golden"]["passed"] and run["build_path"].startswith("strongly typed"), run["golden"]
         assert set(run["throughput"]) == {"1", "2", "4"} and run["latency_b1_ms"]["median"] > 0
         assert run["vs_paper_a100"] > 0 and run["engine_device_memory_mb"] > 0
