@@ -37,7 +37,7 @@ def test_targets_read_from_source_equal_the_config_classes():
 
 def test_lowering_facts_read_from_source_equal_the_registered_lowerings():
     facts = lowering_facts()
-    assert sorted(facts) == sorted(LOWERINGS) == ["custom", "dwconv", "shift", "unfold"]
+    assert sorted(facts) == sorted(LOWERINGS) == ["custom", "dwconv", "planar", "shift", "unfold"]
     for name, cls in LOWERINGS.items():
         assert (facts[name]["summary"], facts[name]["min_opset"], facts[name]["tensorrt_ok"]) == \
             (cls.summary, cls.min_opset, cls.tensorrt_ok)
