@@ -19,7 +19,7 @@ from lsnet_deploy.errors import UsageError
 from . import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, TARGETS, ExportOptions, lowering_facts
 
 #: the facts a lowering registered at run time (a plugin, a test) is asked for
-_FACTS = ("min_opset", "tensorrt_ok", "int8_ok", "summary")
+_FACTS = ("min_opset", "tensorrt_ok", "int8_ok", "ncnn_ok", "summary")
 
 
 def lowering(name: str) -> dict[str, Any]:

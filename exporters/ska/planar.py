@@ -23,6 +23,7 @@ K = 3
 class PlanarSKA(Lowering):
     name = "planar"
     summary = "Pad + 9 shifted Slices over (N, G, C/G, H*W) views, multiply-accumulate; at most 4-D (ncnn)"
+    ncnn_ok = True
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         n, c, h, width = x.shape
