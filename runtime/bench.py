@@ -48,7 +48,7 @@ PARITY_SOURCES = {"torch": "PyTorch on the same inputs", "golden": "the golden P
 class BenchOptions:
     """What ``lsnet-deploy bench`` was asked; :meth:`check` raises :class:`UsageError` for bad values."""
 
-    model: str  # artifact (.onnx/.xml/.engine), checkpoint, hf:repo or model name
+    model: str  # artifact (.onnx/.xml/.engine/.param), checkpoint, hf:repo or model name
     device: str = "cpu"
     backends: tuple[str, ...] = ()  # empty: the artifact's backend + torch
     batches: tuple[int, ...] = (1,)

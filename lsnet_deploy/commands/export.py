@@ -114,7 +114,7 @@ def export(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Text file with one class name per line."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
-    """Export LSNet (ONNX, OpenVINO IR, TensorRT engine), with SKA lowered to standard ops, and check it
+    """Export LSNet (ONNX, OpenVINO IR, TensorRT engine, ncnn), with SKA lowered to standard ops, and check it
     against PyTorch."""
     _export(**locals())
 
@@ -154,7 +154,7 @@ def show(result, console: Console, err: Console) -> None:
     meta = result.metadata
     console.print(f"[bold]{result.path}[/]  {result.size_bytes / 1e6:.1f} MB  {meta.variant} "
                   f"{meta.num_classes} classes  {meta.img_size}px  batch {meta.batch or 'dynamic'}  "
-                  f"{meta.precision}  ska={meta.ska}  opset {meta.opset}  "
+                  f"{meta.precision}  ska={meta.ska}  {'' if meta.opset is None else f'opset {meta.opset}  '}"
                   f"weights={weights_label(meta)}  {result.seconds:.1f}s")
     console.print(f"preprocessing: {meta.preprocessing.describe()}")
     for note in result.notes:

@@ -10,7 +10,7 @@ import typer
 from lsnet_deploy.commands.bench import PROVIDER_HELP
 
 
-def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engine) exported by lsnet-deploy."),
+def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engine/.param) exported by lsnet-deploy."),
            device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda, jetson (or an OpenVINO device)."),
            backend: str = typer.Option("auto", "--backend", "-b", help="auto (from the file), onnxruntime, "
                                        "openvino or tensorrt."),
