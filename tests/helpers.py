@@ -270,6 +270,12 @@ def tiny_tflite(path: Path, classes: int = 2, size: int = 64, batch: int = 1, se
     graph.operators = [op(0, [0, 1], [2], fb.BuiltinOptions.ReducerOptions, fb.ReducerOptionsT()),
                        op(1, [2, 3, 4], [5], fb.BuiltinOptions.FullyConnectedOptions, fb.FullyConnectedOptionsT())]
     model.subgraphs = [graph]
+    signature = fb.SignatureDefT()  # as litert-torch writes it (ai-edge-quantizer calibrates through it)
+    signature.signatureKey, signature.subgraphIndex, signature.inputs, signature.outputs = "serving_default", 0, \
+        [fb.TensorMapT()], [fb.TensorMapT()]
+    signature.inputs[0].name, signature.inputs[0].tensorIndex = "args_0", 0
+    signature.outputs[0].name, signature.outputs[0].tensorIndex = "output_0", 5
+    model.signatureDefs = [signature]
     meta = ArtifactMetadata("lsnet_t", classes, size, batch=batch, ska="shift", checkpoint_sha256=FOREIGN_CHECKPOINT,
                             class_names=tuple(f"label{i}" for i in range(classes)))
     frames = golden.make_frames(size)

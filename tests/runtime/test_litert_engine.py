@@ -129,3 +129,18 @@ print(json.dumps({"shape": list(logits.shape), "passed": self_test(engine).passe
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"shape": [3, 2], "passed": True, "torch": False, "models": False,
                                        "exporters": False}
+
+
+def test_an_int8_io_file_takes_float_batches(tiny, tmp_path):
+    pytest.importorskip("ai_edge_quantizer")
+    from lsnet_deploy.exporters.litert import quantize_int8, with_metadata
+
+    x = np.random.default_rng(0).standard_normal((16, 3, 64, 64)).astype(np.float32)
+    flat, scheme, count, candidates = quantize_int8(tiny.read_bytes(), x, 1, int8_io=True)
+    assert "full-integer, int8 I/O" in scheme and (count, candidates) == (1, 1)
+    path = tmp_path / "int8.tflite"
+    path.write_bytes(with_metadata(flat, {**read_props(tiny), "lsnet.precision": "int8"}))
+    with LiteRTEngine(path, threads=1) as engine:
+        assert engine._in["dtype"] == np.int8 and engine._out["dtype"] == np.int8  # noqa: SLF001
+        assert engine.input_dtype == np.float32 and engine.precision == "int8" and engine.delegation.complete
+        np.testing.assert_allclose(engine.run_batched(x[:4]), reference(tiny, x[:4]), atol=0.02)
