@@ -267,7 +267,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
         flat = convert(source.model, options)
         if options.int8:
             images = int8_images(options.data, options.calib_size, meta, options.parity_size)
-            fp32_logits = _logits(flat, images.held_out, config.threads)
+            fp32_logits = _logits(flat, images.held_out, config.threads) if options.validate else None
             flat, scheme, count, candidates = quantize_int8(flat, images.calibration, options.batch, config.int8_io)
             meta = replace(meta, quantization=scheme)
             checked = images.held_out
