@@ -202,6 +202,27 @@ def _png_header(data: bytes, index: int, meta: Optional[ArtifactMetadata]) -> No
                                   f"{'x'.join(map(str, want)) if want else 'a square input size'}")
 
 
+#: the stored ``lsnet.*`` properties of a file format without native string properties (LiteRT's metadata entry):
+#: 1000 class names of 256 characters and the golden frames at the largest input fit easily
+MAX_PROPS_CHARS = 64 << 20
+
+
+def check_props(doc: Any, where: str) -> Dict[str, str]:
+    """``lsnet.*`` properties stored as one JSON object (a LiteRT file's ``lsnet`` metadata entry): ``doc`` if it
+    maps at most 256 short string keys to strings of bounded total size; :class:`InputError` otherwise. The values
+    are checked by :func:`read_metadata` and :func:`check_golden` (``Engine.adopt``)."""
+    if not isinstance(doc, dict) or len(doc) > 256:
+        raise bad(where, "is not a JSON object of at most 256 properties")
+    total = 0
+    for key, value in doc.items():
+        if not (isinstance(key, str) and len(key) <= MAX_NAME_CHARS and isinstance(value, str)):
+            raise bad(where, f"must map short strings to strings, got {_show(key)}: {_show(value)}")
+        total += len(value)
+    if total > MAX_PROPS_CHARS:
+        raise bad(where, f"holds {total} characters (at most {MAX_PROPS_CHARS})")
+    return doc
+
+
 #: the TensorRT sidecar's fields: key -> (types, required)
 SIDECAR_FIELDS = {"format": ((str,), True), "precision": ((str,), True), "metadata": ((dict,), True),
                   "tensorrt_version": ((str,), False), "gpu": ((str,), False), "input": ((dict,), False),

@@ -218,3 +218,70 @@ def synthetic_frames(tmp_path_factory, count: int, seed: int, size: int) -> Path
     folder = tmp_path_factory.mktemp("frames")
     write_folder(folder, count, seed=seed, size=size)
     return folder
+
+
+#: a checkpoint hash for artifacts that are not LSNet: bench and eval then take parity from the golden data
+FOREIGN_CHECKPOINT = "f0" * 32
+
+
+def tiny_tflite(path: Path, classes: int = 2, size: int = 64, batch: int = 1, seed: int = 0,
+                golden_logits: bool = True) -> Path:
+    """A hand-built LiteRT flatbuffer in milliseconds (no converter, no torch): NCHW images -> MEAN over H, W ->
+    FULLY_CONNECTED -> logits, stamped with lsnet-deploy metadata (``FOREIGN_CHECKPOINT``) and golden data
+    computed in numpy (``golden_logits=False``: logits of other weights, so its self-test fails)."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from lsnet_deploy import golden
+    from lsnet_deploy.exporters.litert import with_metadata
+
+    rng = np.random.default_rng(seed)
+    w, b = rng.standard_normal((classes, 3)).astype(np.float32), rng.standard_normal(classes).astype(np.float32)
+
+    def buffer(array=None):
+        buf = fb.BufferT()
+        if array is not None:
+            buf.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8)
+        return buf
+
+    def tensor(shape, index, name, kind=fb.TensorType.FLOAT32):
+        t = fb.TensorT()
+        t.shape, t.type, t.buffer, t.name = list(shape), kind, index, name
+        return t
+
+    def op(code, inputs, outputs, options_type, options):
+        o = fb.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs, o.builtinOptionsType, o.builtinOptions = code, inputs, outputs, \
+            options_type, options
+        return o
+
+    model = fb.ModelT()
+    model.version, model.description, model.operatorCodes = 3, "tiny", []
+    for code in (fb.BuiltinOperator.MEAN, fb.BuiltinOperator.FULLY_CONNECTED):
+        entry = fb.OperatorCodeT()
+        entry.builtinCode = entry.deprecatedBuiltinCode = code
+        entry.version = 1
+        model.operatorCodes.append(entry)
+    model.buffers = [buffer(), buffer(), buffer(np.array([2, 3], np.int32)), buffer(), buffer(w), buffer(b), buffer()]
+    graph = fb.SubGraphT()
+    graph.tensors = [tensor((batch, 3, size, size), 1, "images"), tensor((2,), 2, "axes", fb.TensorType.INT32),
+                     tensor((batch, 3), 3, "pooled"), tensor((classes, 3), 4, "w"), tensor((classes,), 5, "b"),
+                     tensor((batch, classes), 6, "logits")]
+    graph.inputs, graph.outputs, graph.name = [0], [5], "main"
+    graph.operators = [op(0, [0, 1], [2], fb.BuiltinOptions.ReducerOptions, fb.ReducerOptionsT()),
+                       op(1, [2, 3, 4], [5], fb.BuiltinOptions.FullyConnectedOptions, fb.FullyConnectedOptionsT())]
+    model.subgraphs = [graph]
+    signature = fb.SignatureDefT()  # as litert-torch writes it (ai-edge-quantizer calibrates through it)
+    signature.signatureKey, signature.subgraphIndex, signature.inputs, signature.outputs = "serving_default", 0, \
+        [fb.TensorMapT()], [fb.TensorMapT()]
+    signature.inputs[0].name, signature.inputs[0].tensorIndex = "args_0", 0
+    signature.outputs[0].name, signature.outputs[0].tensorIndex = "output_0", 5
+    model.signatureDefs = [signature]
+    meta = ArtifactMetadata("lsnet_t", classes, size, batch=batch, ska="shift", checkpoint_sha256=FOREIGN_CHECKPOINT,
+                            class_names=tuple(f"label{i}" for i in range(classes)))
+    frames = golden.make_frames(size)
+    logits = golden.preprocess_frames(frames, meta).mean(axis=(2, 3)) @ w.T + b
+    record = golden.Golden(frames, logits if golden_logits else -logits)
+    flat = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    Path(path).write_bytes(with_metadata(flat, {**meta.to_props(), **record.to_props()}))
+    return Path(path)

@@ -26,7 +26,8 @@ _INT8_TARGETS = " or ".join(name for name, t in TARGETS.items() if "int8" in t.p
 
 
 #: target-only CLI flags: config field -> flag
-_FLAGS = {"workspace_gib": "--workspace", "timing_cache": "--timing-cache", "dla_core": "--dla"}
+_FLAGS = {"workspace_gib": "--workspace", "timing_cache": "--timing-cache", "dla_core": "--dla",
+          "int8_io": "--int8-io"}
 
 
 def target_config(target: str, **flags):
@@ -103,6 +104,8 @@ def export(
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="TensorRT timing cache file "
                                              "(read if present, written after the build)."),
     dla: Optional[int] = typer.Option(None, "--dla", help="TensorRT: build for this Jetson DLA core."),
+    int8_io: Optional[bool] = typer.Option(None, "--int8-io", help="litert --int8: int8 input and output (NPUs, "
+                                           "the Edge TPU); default float, quantized inside the file."),
     simplify: bool = typer.Option(False, "--simplify", help="Simplify the graph with onnxslim."),
     fuse: bool = typer.Option(True, "--fuse/--no-fuse", help="Reparameterize (fold BN and branches) first."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Parity gate vs PyTorch (on by default; "
@@ -121,7 +124,7 @@ def export(
 
 def _export(model: Optional[str], weights: Optional[str], num_classes: Optional[int], target: str,
             labels: Optional[Path], keep_float: Optional[List[str]], workspace: Optional[float],
-            timing_cache: Optional[Path], dla: Optional[int], **shared) -> None:
+            timing_cache: Optional[Path], dla: Optional[int], int8_io: Optional[bool], **shared) -> None:
     """The command's work: ``shared`` are the flags named as :class:`ExportOptions` fields."""
     from dataclasses import replace
 
@@ -133,7 +136,8 @@ def _export(model: Optional[str], weights: Optional[str], num_classes: Optional[
     options = ExportOptions(target=target, class_names=_labels(labels), keep_float=tuple(keep_float or ()),
                             **shared)
     preflight(options)  # before the target's config (its module imports torch): a typo costs milliseconds
-    config = target_config(target, workspace_gib=workspace, timing_cache=timing_cache, dla_core=dla)
+    config = target_config(target, workspace_gib=workspace, timing_cache=timing_cache, dla_core=dla,
+                           int8_io=int8_io)
     options = replace(options, config=config)
     console, err = Console(), Console(stderr=True)
     if not options.validate:
@@ -154,7 +158,7 @@ def show(result, console: Console, err: Console) -> None:
     meta = result.metadata
     console.print(f"[bold]{result.path}[/]  {result.size_bytes / 1e6:.1f} MB  {meta.variant} "
                   f"{meta.num_classes} classes  {meta.img_size}px  batch {meta.batch or 'dynamic'}  "
-                  f"{meta.precision}  ska={meta.ska}  {'' if meta.opset is None else f'opset {meta.opset}  '}"
+                  f"{meta.precision}  ska={meta.ska}{f'  opset {meta.opset}' if meta.opset else ''}  "
                   f"weights={weights_label(meta)}  {result.seconds:.1f}s")
     console.print(f"preprocessing: {meta.preprocessing.describe()}")
     for note in result.notes:

@@ -17,7 +17,7 @@ from lsnet_deploy.runtime.engine import BACKENDS, Backend
 
 
 def test_backends_read_from_source_equal_the_imported_declarations():
-    assert list(BACKENDS) == ["ncnn", "onnxruntime", "openvino", "tensorrt"]
+    assert list(BACKENDS) == ["litert", "ncnn", "onnxruntime", "openvino", "tensorrt"]
     for name, backend in BACKENDS.items():
         module = importlib.import_module(backend.module)
         assert module.BACKEND == Backend(**{f.name: getattr(backend, f.name) for f in fields(Backend)
@@ -26,7 +26,7 @@ def test_backends_read_from_source_equal_the_imported_declarations():
 
 
 def test_targets_read_from_source_equal_the_config_classes():
-    assert list(TARGETS) == ["ncnn", "onnx", "openvino", "tensorrt"]
+    assert list(TARGETS) == ["litert", "ncnn", "onnx", "openvino", "tensorrt"]
     for name, target in TARGETS.items():
         cls = target.config_class()
         assert issubclass(cls, TargetConfig) and cls.name == name

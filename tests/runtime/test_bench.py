@@ -86,7 +86,7 @@ def test_cli_writes_every_report(onnx_artifact, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, code, message", [
-    (["--backend", "tflite"], 2, "unknown backend 'tflite'"),
+    (["--backend", "caffe2"], 2, "unknown backend 'caffe2'"),
     (["--device", "tpu"], 2, "unknown device 'tpu'; choose one of: cpu, cuda, jetson"),
     (["--iters", "5", "--seconds", "1"], 2, "give --iters or --seconds, not both"),
     (["--batch", "1,x"], 2, "--batch: expected a comma-separated list, got '1,x'"),

@@ -92,7 +92,7 @@ def test_predict_cli_prints_topk(onnx_artifact, tmp_path, capsys):
     (["{missing}"], 3, "image not found"),
     (["{txt}"], 3, "cannot read image"),
     (["{img}", "--labels", "{txt}"], 3, "has 1 names, the model has 10 classes"),
-    (["{img}", "--backend", "tflite"], 2, "unknown backend 'tflite'"),
+    (["{img}", "--backend", "caffe2"], 2, "unknown backend 'caffe2'"),
     (["{img}", "--device", "tpu"], 2, "unknown device 'tpu'"),
 ])
 def test_predict_errors(onnx_artifact, tmp_path, capsys, args, code, message):

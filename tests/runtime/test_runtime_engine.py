@@ -70,8 +70,8 @@ def test_load_errors(onnx_artifact, tmp_path):
         runtime.load(tmp_path / "missing.onnx")
     with pytest.raises(InputError, match="cannot tell the format"):
         runtime.load(tmp_path / "model.bin")
-    with pytest.raises(UsageError, match="unknown backend 'tflite'"):
-        runtime.load(path, backend="tflite")
+    with pytest.raises(UsageError, match="unknown backend 'caffe2'"):
+        runtime.load(path, backend="caffe2")
     with pytest.raises(UsageError, match="unknown device 'tpu'"):
         runtime.load(path, device="tpu")
     with pytest.raises(UsageError, match="threads must be >= 1"):
