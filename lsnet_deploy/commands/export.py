@@ -154,7 +154,7 @@ def show(result, console: Console, err: Console) -> None:
     meta = result.metadata
     console.print(f"[bold]{result.path}[/]  {result.size_bytes / 1e6:.1f} MB  {meta.variant} "
                   f"{meta.num_classes} classes  {meta.img_size}px  batch {meta.batch or 'dynamic'}  "
-                  f"{meta.precision}  ska={meta.ska}  opset {meta.opset}  "
+                  f"{meta.precision}  ska={meta.ska}  " + (f"opset {meta.opset}  " if meta.opset else "") +
                   f"weights={weights_label(meta)}  {result.seconds:.1f}s")
     console.print(f"preprocessing: {meta.preprocessing.describe()}")
     for note in result.notes:
