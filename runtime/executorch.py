@@ -19,10 +19,11 @@ The C++ runtime's log lines (stderr) are kept out of the output and name the cau
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -60,28 +61,40 @@ def import_runtime():
 
 @contextmanager
 def native_log(lines: List[str]) -> Iterator[None]:
-    """Collect into ``lines`` what the C++ runtime writes to stderr (fd 2) meanwhile, instead of showing it."""
+    """Collect into ``lines`` what the C++ runtime logs meanwhile (through ``sys.stderr`` when the bindings
+    route it there, else to file descriptor 2), instead of showing it."""
     sys.stderr.flush()
+    text = io.StringIO()
     try:
         saved = os.dup(2)
-    except OSError:  # no stderr to redirect
-        yield
-        return
-    with tempfile.TemporaryFile() as scratch:
-        os.dup2(scratch.fileno(), 2)
+    except OSError:  # no stderr descriptor to redirect
+        saved = None
+    with tempfile.TemporaryFile() as scratch, redirect_stderr(text):
+        if saved is not None:
+            os.dup2(scratch.fileno(), 2)
         try:
             yield
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
             scratch.seek(0)
-            lines.extend(line.strip() for line in scratch.read().decode("utf-8", "replace").splitlines()
-                         if line.strip())
+            logged = text.getvalue() + scratch.read().decode("utf-8", "replace")
+            lines.extend(line.strip() for line in logged.splitlines() if line.strip())
 
 
 def last_line(lines: List[str], error: BaseException) -> str:
     """The runtime's last log line (it names the cause), else the exception's text."""
     return lines[-1] if lines else reason(error)
+
+
+def check_identifier(data: bytes, path: Path) -> None:
+    """:class:`InputError` unless ``data`` carries an ExecuTorch file identifier (``ET`` and two digits at
+    bytes 4..8). The runtime logs a wrong identifier as raw bytes, and its bindings abort the process on
+    bytes that are not UTF-8: such a file never reaches it."""
+    ident = data[4:8]
+    if len(ident) < 4 or ident[:2] != b"ET" or not ident[2:].isdigit():
+        raise InputError(f"not a loadable ExecuTorch program: {path} (no ExecuTorch file identifier)")
 
 
 def read_props(program, names: set, what: str) -> dict:
@@ -111,6 +124,7 @@ class ExecuTorchEngine(Engine):
         if threads:
             runtime._unsafe_reset_threadpool(int(threads))  # process-wide: ExecuTorch has one thread pool
         self._data = Path(path).read_bytes()  # the program points into these bytes: kept alive with it
+        check_identifier(self._data, self.path)
         log: List[str] = []
         try:
             with native_log(log):
@@ -119,7 +133,7 @@ class ExecuTorchEngine(Engine):
                 names = {self.program.get_method_name(i) for i in range(self.program.num_methods())}
                 self._check_forward(names)
                 self.method = self.program.load_method("forward")
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:
             raise InputError(f"not a loadable ExecuTorch program: {path} ({last_line(log, e)})") from None
         self.adopt(read_props(self.program, names, self.path.name))
         self.batch = self.input_shape[0]
