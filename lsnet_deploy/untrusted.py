@@ -308,3 +308,25 @@ def ncnn_layers(data: bytes) -> List[Tuple[str, str]]:
                 len(parts) < 4 + int(parts[2]) + int(parts[3]):
             raise bad("the .param", f"layer line {i + 1} is malformed: {_show(' '.join(parts))}")
     return [(f[0], f[1]) for f in layers]
+
+
+MAX_PROPS = 64  #: properties in a stored property map (metadata fields plus the golden data)
+MAX_PROPS_CHARS = 1 << 26  #: the JSON text of a stored property map
+
+
+def check_props(text: Any, where: str) -> Dict[str, str]:
+    """A property map stored as JSON text (the ExecuTorch program's ``lsnet_props`` method): at most
+    :data:`MAX_PROPS` property names of :data:`MAX_NAME_CHARS` mapped to strings; :class:`InputError` naming
+    ``where`` otherwise. The values are checked by :func:`read_metadata` and :func:`check_golden`."""
+    if not isinstance(text, str) or len(text) > MAX_PROPS_CHARS:
+        raise bad(where, f"must be JSON text of at most {MAX_PROPS_CHARS} characters, got {_show(text)}")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise bad(where, f"is not JSON: {_show(text)}") from None
+    if not isinstance(doc, dict) or len(doc) > MAX_PROPS:
+        raise bad(where, f"must be a JSON object of at most {MAX_PROPS} properties")
+    for key, value in doc.items():
+        if len(key) > MAX_NAME_CHARS or not isinstance(value, str):
+            raise bad(where, f"must map property names to strings, got {_show(key)}: {_show(value)}")
+    return doc

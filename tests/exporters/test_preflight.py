@@ -73,7 +73,7 @@ def test_partner_files_are_the_ones_the_exporters_write(tmp_path):
 
 
 def test_the_library_runs_the_same_preflight(tmp_path):
-    with pytest.raises(UsageError, match="choose one of: custom, dwconv, planar, shift, unfold"):
+    with pytest.raises(UsageError, match="choose one of: custom, dwconv, planar, shift, shift4d, unfold"):
         preflight(ExportOptions(ska="winograd"))
     (tmp_path / "m.engine.json").write_text("{}")
     with pytest.raises(OutputError, match="output exists"):
