@@ -202,17 +202,18 @@ def _png_header(data: bytes, index: int, meta: Optional[ArtifactMetadata]) -> No
                                   f"{'x'.join(map(str, want)) if want else 'a square input size'}")
 
 
-#: the stored ``lsnet.*`` properties of a file format without native string properties (LiteRT's metadata entry):
-#: 1000 class names of 256 characters and the golden frames at the largest input fit easily
-MAX_PROPS_CHARS = 64 << 20
+#: the stored ``lsnet.*`` properties of a file format without native string properties (LiteRT's metadata entry,
+#: the ExecuTorch program's ``lsnet_props`` method): 1000 class names of 256 characters and the golden frames at the
+#: largest input fit easily
+MAX_PROPS, MAX_PROPS_CHARS = 256, 64 << 20
 
 
 def check_props(doc: Any, where: str) -> Dict[str, str]:
-    """``lsnet.*`` properties stored as one JSON object (a LiteRT file's ``lsnet`` metadata entry): ``doc`` if it
-    maps at most 256 short string keys to strings of bounded total size; :class:`InputError` otherwise. The values
-    are checked by :func:`read_metadata` and :func:`check_golden` (``Engine.adopt``)."""
-    if not isinstance(doc, dict) or len(doc) > 256:
-        raise bad(where, "is not a JSON object of at most 256 properties")
+    """``lsnet.*`` properties stored as one JSON object: ``doc`` if it maps at most :data:`MAX_PROPS` short string
+    keys to strings of bounded total size; :class:`InputError` naming ``where`` otherwise. The values are checked
+    by :func:`read_metadata` and :func:`check_golden` (``Engine.adopt``)."""
+    if not isinstance(doc, dict) or len(doc) > MAX_PROPS:
+        raise bad(where, f"is not a JSON object of at most {MAX_PROPS} properties")
     total = 0
     for key, value in doc.items():
         if not (isinstance(key, str) and len(key) <= MAX_NAME_CHARS and isinstance(value, str)):
@@ -221,6 +222,17 @@ def check_props(doc: Any, where: str) -> Dict[str, str]:
     if total > MAX_PROPS_CHARS:
         raise bad(where, f"holds {total} characters (at most {MAX_PROPS_CHARS})")
     return doc
+
+
+def check_props_text(text: Any, where: str) -> Dict[str, str]:
+    """The same properties stored as JSON text: bounded before it is parsed, then :func:`check_props`."""
+    if not isinstance(text, str) or len(text) > MAX_PROPS_CHARS:
+        raise bad(where, f"must be JSON text of at most {MAX_PROPS_CHARS} characters, got {_show(text)}")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise bad(where, f"is not JSON: {_show(text)}") from None
+    return check_props(doc, where)
 
 
 #: the TensorRT sidecar's fields: key -> (types, required)
@@ -308,25 +320,3 @@ def ncnn_layers(data: bytes) -> List[Tuple[str, str]]:
                 len(parts) < 4 + int(parts[2]) + int(parts[3]):
             raise bad("the .param", f"layer line {i + 1} is malformed: {_show(' '.join(parts))}")
     return [(f[0], f[1]) for f in layers]
-
-
-MAX_PROPS = 64  #: properties in a stored property map (metadata fields plus the golden data)
-MAX_PROPS_CHARS = 1 << 26  #: the JSON text of a stored property map
-
-
-def check_props(text: Any, where: str) -> Dict[str, str]:
-    """A property map stored as JSON text (the ExecuTorch program's ``lsnet_props`` method): at most
-    :data:`MAX_PROPS` property names of :data:`MAX_NAME_CHARS` mapped to strings; :class:`InputError` naming
-    ``where`` otherwise. The values are checked by :func:`read_metadata` and :func:`check_golden`."""
-    if not isinstance(text, str) or len(text) > MAX_PROPS_CHARS:
-        raise bad(where, f"must be JSON text of at most {MAX_PROPS_CHARS} characters, got {_show(text)}")
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        raise bad(where, f"is not JSON: {_show(text)}") from None
-    if not isinstance(doc, dict) or len(doc) > MAX_PROPS:
-        raise bad(where, f"must be a JSON object of at most {MAX_PROPS} properties")
-    for key, value in doc.items():
-        if len(key) > MAX_NAME_CHARS or not isinstance(value, str):
-            raise bad(where, f"must map property names to strings, got {_show(key)}: {_show(value)}")
-    return doc

@@ -11,7 +11,7 @@ loaded directly: ``import executorch.runtime`` first imports the whole ``exir`` 
 
 The program's metadata and golden self-test data are in the program itself: its ``lsnet_props``
 method returns them as JSON text (``{"lsnet.variant": ..., "lsnet.golden": ...}``), checked by
-:func:`lsnet_deploy.untrusted.check_props` and then as every artifact's properties. A program has a
+:func:`lsnet_deploy.untrusted.check_props_text` and then as every artifact's properties. A program has a
 static batch (its ``forward`` input shape); the engine runs any number of images in chunks of it.
 The C++ runtime's log lines (stderr) are kept out of the output and name the cause when a load fails.
 """
@@ -30,7 +30,7 @@ from typing import Iterator, List, Optional
 import numpy as np
 
 from lsnet_deploy.errors import BackendMissingError, InputError, reason
-from lsnet_deploy.untrusted import check_props
+from lsnet_deploy.untrusted import check_props_text
 
 from .engine import Backend, Engine
 
@@ -105,7 +105,7 @@ def read_props(program, names: set, what: str) -> dict:
         text = program.load_method(PROPS_METHOD)(())[0]
     except (RuntimeError, IndexError) as e:
         raise InputError(f"{what}: its {PROPS_METHOD} method does not run ({reason(e)})") from e
-    return check_props(text, f"{what}: {PROPS_METHOD}")
+    return check_props_text(text, f"{what}: {PROPS_METHOD}")
 
 
 class ExecuTorchEngine(Engine):
@@ -142,7 +142,8 @@ class ExecuTorchEngine(Engine):
     def _check_forward(self, names: set) -> None:
         """``forward``: one float32 NCHW input of 3 channels, one output; sets ``input_shape`` (batch first)."""
         if "forward" not in names:
-            raise InputError(f"{self.path.name}: the program has no forward method (it has: {', '.join(sorted(names))})")
+            raise InputError(f"{self.path.name}: the program has no forward method "
+                             f"(it has: {', '.join(sorted(names))})")
         meta = self.program.method_meta("forward")
         if meta.num_inputs() != 1 or meta.num_outputs() != 1:
             raise InputError(f"{self.path.name}: expected one input and one output, found {meta.num_inputs()} "

@@ -10,7 +10,8 @@ SMALL = ["--model", "lsnet_t", "--num-classes", "2", "--imgsz", "64"]
 
 
 @pytest.mark.parametrize("argv,code,message", [
-    (["--ska", "im2col"], 2, "unknown SKA lowering 'im2col'; choose one of: custom, dwconv, planar, shift, shift4d, unfold"),
+    (["--ska", "im2col"], 2,
+     "unknown SKA lowering 'im2col'; choose one of: custom, dwconv, planar, shift, shift4d, unfold"),
     (["--opset", "12"], 2, "--opset 12 is out of range for --ska unfold: use 13..20"),
     (["--opset", "14", "--ska", "custom"], 2, "--opset 14 is out of range for --ska custom: use 15..20"),
     (["--opset", "21"], 2, "--opset 21 is out of range"),

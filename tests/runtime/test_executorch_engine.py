@@ -17,7 +17,7 @@ from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.untrusted import MAX_PROPS, check_props
+from lsnet_deploy.untrusted import MAX_PROPS, check_props_text
 
 pytest.importorskip("executorch")
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,12 +57,12 @@ sys.exit(run(["verify", sys.argv[1]]))
 
 def test_stored_properties_are_checked_before_use():
     props = {"lsnet.variant": "lsnet_t", "lsnet.num_classes": "2"}
-    assert check_props(json.dumps(props), "p") == props
+    assert check_props_text(json.dumps(props), "p") == props
     for text, match in (("[1, 2]", "JSON object"), ("{", "not JSON"), (json.dumps({"lsnet.x": 3}), "to strings"),
                         (json.dumps({f"k{i}": "" for i in range(MAX_PROPS + 1)}), "at most"),
                         (7, "JSON text")):
         with pytest.raises(InputError, match=match):
-            check_props(text, "lsnet_props")
+            check_props_text(text, "lsnet_props")
 
 
 @pytest.mark.parametrize(("changes", "match"), [
