@@ -14,8 +14,8 @@ from lsnet_deploy.exporters import (DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS, 
 from lsnet_deploy.runtime.engine import BACKENDS
 
 _LOWERINGS = lowering_facts()
-_SKA_HELP = ("SKA lowering: " + "; ".join(f"{name}: {facts['summary']}" for name, facts in _LOWERINGS.items())
-             + ". Default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items()) + ".")
+_SKA_HELP = ("SKA lowering (default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items())
+             + "): " + "; ".join(f"{name}: {facts['summary']}" for name, facts in _LOWERINGS.items()) + ".")
 _LOW = MIN_OPSET[DEFAULT_EXPORTER]
 _OPSET_HELP = (f"ONNX opset, {_LOW}..{MAX_OPSET}"
                + "".join(f" ({name}: {f['min_opset']}..{MAX_OPSET})" for name, f in _LOWERINGS.items()
@@ -117,8 +117,8 @@ def export(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Text file with one class name per line."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
-    """Export LSNet (ONNX, OpenVINO IR, TensorRT engine, ncnn), with SKA lowered to standard ops, and check it
-    against PyTorch."""
+    """Export LSNet to an artifact (--target: ONNX, OpenVINO IR, TensorRT engine, ncnn, LiteRT, ExecuTorch),
+    with SKA lowered for that runtime, and check it against PyTorch."""
     _export(**locals())
 
 

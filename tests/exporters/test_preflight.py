@@ -57,7 +57,7 @@ def test_refused_before_torch_is_imported(tmp_path):
         lines = err.strip().splitlines()
         assert got == code and len(lines) == 1 and message in lines[0], (argv, got, err)
     assert report["heavy"] == [], f"imported before a refusal: {report['heavy']}"
-    assert report["s"] < 2.0, report["s"]  # all 12 and the CLI's imports: 0.3 s here; importing torch alone: 2-5 s
+    assert report["s"] < 5.0, report["s"]  # all 12 and the CLI's imports: 0.3 s quiet, 3 s on a loaded 2-core box
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.bin", "old.ncnn.bin"]  # nothing written
 
 
