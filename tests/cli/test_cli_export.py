@@ -46,7 +46,8 @@ def test_labels_must_match_classes(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_help_states_default_lowering_and_opset_range(capsys):
+def test_help_states_default_lowering_and_opset_range(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option: no frame between the words
     assert run(["export", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "onnx -> unfold" in out and "13..20" in out
