@@ -18,7 +18,7 @@ SMALL = ["--model", "lsnet_t", "--num-classes", "2", "--imgsz", "64"]
     (["--batch", "0"], 2, "--batch must be >= 1, got 0"),
     (["--rtol", "-1"], 2, "--rtol must be > 0"),
     (["--min-cosine", "2"], 2, "--min-cosine must be in [-1, 1]"),
-    (["--target", "tflite"], 2, "unknown target 'tflite'; choose one of: onnx"),
+    (["--target", "tflite"], 2, "unknown target 'tflite'; choose one of: ncnn, onnx"),
     (["--model", "lsnet_x"], 2, "unknown model 'lsnet_x'"),
     (["--weights", "nope.pth"], 3, "checkpoint not found: nope.pth"),
     (["--labels", "nope.txt"], 3, "labels file not found: nope.txt"),
