@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsnet_deploy.artifacts import atomic_outputs, file_sha256
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
 from lsnet_deploy.validate import gate
@@ -112,8 +112,12 @@ def run_pnnx(pt: Path, size: int, half: bool) -> tuple[Path, Path]:
                                                         "pnnxonnx", "ncnnpy")}
     command = [pnnx.EXEC_PATH, pt.name, f"inputshape=[1,3,{size},{size}]f32", f"fp16={int(half)}", "device=cpu",
                *(f"{key}={path.name}" for key, path in outputs.items())]
-    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, errors="replace", check=False)
-    log = [ln.strip() for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
+    try:
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, errors="replace", check=False)
+    except OSError as e:  # a wheel without its binary for this platform
+        raise BackendMissingError(f"cannot run pnnx's converter {pnnx.EXEC_PATH} ({e.strerror or e}): "
+                                  f"pip install {NcnnConfig.extra}") from e
+    log = [ln.strip()[:300] for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
     param = outputs["ncnnparam"]
     if done.returncode != 0 or not param.is_file():
         raise InputError(f"pnnx could not convert the model (exit {done.returncode}): {log[-1] if log else ''}")

@@ -60,6 +60,28 @@ def test_verify_round_trip_and_a_bench_row(ncnn_export, capsys, monkeypatch):
     assert row.parity_failures == [] and row.parity.max_rel < 1e-4 and row.latency.median > 0
 
 
+def test_without_the_extras_one_line_names_them(tmp_path):
+    """ncnn and pnnx missing (``sys.modules[name] = None``: not importable, not found): exit 4, the extra named."""
+    (tmp_path / "m.param").write_text("7767517\n")
+    code = """
+import contextlib, io, json, sys
+sys.modules["ncnn"] = sys.modules["pnnx"] = None
+from lsnet_deploy.cli import run
+got = []
+for argv in (["verify", sys.argv[1]], ["export", "-t", "ncnn", "-o", sys.argv[2]]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        got.append((run(argv), err.getvalue().strip().splitlines()))
+print(json.dumps(got))
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.param"), str(tmp_path / "new.param")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    (verify, verify_err), (export, export_err) = json.loads(done.stdout)
+    assert verify == 4 and len(verify_err) == 1 and 'pip install "lsnet-deploy[ncnn]"' in verify_err[0]
+    assert export == 4 and len(export_err) == 1 and 'pip install "lsnet-deploy[ncnn-export]"' in export_err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.param"]
+
+
 def test_cpu_only(ncnn_export):
     with pytest.raises(UsageError, match="the ncnn backend runs on the CPU here"):
         runtime.load(ncnn_export.path, device="gpu")
