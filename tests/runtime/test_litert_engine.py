@@ -144,3 +144,22 @@ def test_an_int8_io_file_takes_float_batches(tiny, tmp_path):
         assert engine._in["dtype"] == np.int8 and engine._out["dtype"] == np.int8  # noqa: SLF001
         assert engine.input_dtype == np.float32 and engine.precision == "int8" and engine.delegation.complete
         np.testing.assert_allclose(engine.run_batched(x[:4]), reference(tiny, x[:4]), atol=0.02)
+
+
+def test_an_eval_row(tiny, tmp_path, capsys):
+    from lsnet_deploy.synthetic import write_folder
+
+    write_folder(tmp_path / "frames", 6, seed=5, size=80)
+    named = hostile(tiny, tmp_path / "named.tflite", **{"lsnet.class_names": json.dumps(["clean", "dirty"])})
+    assert run(["eval", "-m", str(named), "--data", str(tmp_path / "frames"), "--json", str(tmp_path / "e.json")]) == 0
+    (row,) = json.loads((tmp_path / "e.json").read_text())["models"]
+    assert (row["backend"], row["precision"], row["images"], row["class_names"]) == \
+        ("litert", "fp32", 6, ["clean", "dirty"])
+
+
+def test_compare_takes_two_litert_files(tiny, tmp_path, capsys):
+    assert run(["compare", str(tiny), str(tiny), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "litert" in json.dumps(doc) and doc["parity"]["max_abs"] == 0
+    other = tiny_tflite(tmp_path / "other.tflite", seed=1)  # other weights: the gate fails, exit 5
+    assert run(["compare", str(other), str(tiny)]) == 5
