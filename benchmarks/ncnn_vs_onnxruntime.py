@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 import time
 from collections import defaultdict
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
 import ncnn
 import numpy as np
-from suite.report import save
 
 from lsnet_deploy import __version__
 from lsnet_deploy.doctor import cpu_info, package_versions
@@ -37,6 +36,8 @@ from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.ncnn import NcnnEngine
 from lsnet_deploy.runtime.timing import interleaved
 from lsnet_deploy.validate import compare_outputs, parity_inputs
+
+from suite.report import save
 
 RESULTS = Path(__file__).parent / "results"
 BASELINE = "onnxruntime fp32"

@@ -89,7 +89,7 @@ class Target:
     extra: str = TargetConfig.extra
     precisions: tuple[str, ...] = TargetConfig.precisions
     partners: tuple[str, ...] = TargetConfig.partners
-    unsupported: dict[str, str] = field(default_factory=dict)
+    unsupported: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def suffix(self) -> str:

@@ -12,7 +12,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import tame_model, torch_logits
 
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export
@@ -21,6 +20,8 @@ from lsnet_deploy.exporters.ska.shift import ShiftSKA
 from lsnet_deploy.models import ska
 from lsnet_deploy.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
 from lsnet_deploy.validate import GATES, gate, parity_inputs
+
+from helpers import tame_model, torch_logits
 
 ncnn_runtime = pytest.importorskip("lsnet_deploy.runtime.ncnn", reason="the ncnn extra is not installed")
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import BLOCK_TORCH
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.runtime import bench
 from lsnet_deploy.runtime.bench import BenchOptions, run_bench
+
+from helpers import BLOCK_TORCH
 
 ncnn_runtime = pytest.importorskip("lsnet_deploy.runtime.ncnn", reason="the ncnn extra is not installed")
 ROOT = Path(__file__).resolve().parents[2]
