@@ -5,8 +5,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,openvino,litert,litert-export
+EXTRAS ?= dev,openvino,ncnn,ncnn-export,litert,litert-export
 TORCH  ?= torch==2.13.0
+# pytest workers (pytest-xdist), one per core of a 2-core CI machine; a test file stays on one worker
+JOBS   ?= 2
 
 .PHONY: venv demo test test-all bench clean
 
@@ -23,10 +25,10 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(JOBS) --dist loadfile
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -128,7 +128,8 @@ def markdown(result: dict) -> str:
     t = result["torch"]
     m = result["machine"]
     return (f"# SKA lowerings: {result['variant']} on {m['model']} ({result['threads']} threads)\n\n"
-            f"Batch 1, 224 px, fp32, weights: {result['weights']}; median of {result['iters']} runs in {result['rounds']} interleaved rounds. "
+            f"Batch 1, 224 px, fp32, weights: {result['weights']}; median of {result['iters']} runs in "
+            f"{result['rounds']} interleaved rounds. "
             f"PyTorch eager (BN fused) in the same run: {t['median_ms']:.2f} ms median, {t['p90_ms']:.2f} ms p90; "
             "ratio = lowering / PyTorch (below 1 is faster). OpenVINO computes in f32.\n"
             "Regenerate with `.venv/bin/python benchmarks/ska_lowerings.py --sweep`.\n\n" + head + body)

@@ -62,6 +62,8 @@ class TargetConfig:
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
     #: files written beside the artifact, as templates on its name (``{stem}``, ``{name}``)
     partners: ClassVar[tuple[str, ...]] = ()
+    #: precision -> why this target has none (the one-line refusal of ``--int8`` etc. says it)
+    unsupported: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -87,6 +89,7 @@ class Target:
     extra: str = TargetConfig.extra
     precisions: tuple[str, ...] = TargetConfig.precisions
     partners: tuple[str, ...] = TargetConfig.partners
+    unsupported: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def suffix(self) -> str:
@@ -136,7 +139,7 @@ def lowering_facts() -> dict[str, dict[str, Any]]:
     """``{name: {summary, min_opset, tensorrt_ok, ...}}`` of the SKA lowerings, read from ``ska/*.py`` without
     importing torch (for ``--help`` and docs; the lowerings themselves: :data:`.ska.LOWERINGS`)."""
     found = class_attributes(Path(__file__).parent / "ska", "@register", decorator="register")
-    defaults = {"min_opset": MIN_OPSET[DEFAULT_EXPORTER], "tensorrt_ok": True, "int8_ok": True}
+    defaults = {"min_opset": MIN_OPSET[DEFAULT_EXPORTER], "tensorrt_ok": True, "int8_ok": True, "ncnn_ok": False}
     return {attrs["name"]: {**defaults, **attrs} for _, _, attrs in found}
 
 
@@ -197,8 +200,7 @@ class ExportOptions:
             (self.min_cosine is not None and not -1 <= self.min_cosine <= 1,
              f"--min-cosine must be in [-1, 1], got {self.min_cosine}"),
             (sum((self.int8, self.half, self.bf16)) > 1, "--int8, --half and --bf16 exclude each other"),
-            (self.precision not in TARGETS[self.target].precisions,
-             f"--{self.precision} needs --target {' or '.join(targets_for(self.precision))}"),
+            (self.precision not in TARGETS[self.target].precisions, self._no_precision()),
             (self.crop_mode is not None and self.crop_mode not in CROP_MODES,
              f"--crop-mode must be one of: {', '.join(CROP_MODES)}; got {self.crop_mode!r}"),
             (self.crop_pct is not None and not MIN_CROP_PCT <= self.crop_pct <= 1,
@@ -216,6 +218,14 @@ class ExportOptions:
         for name in ("output", "data"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
+
+    def _no_precision(self) -> str:
+        """Why the target has no ``precision``: its own reason (``TargetConfig.unsupported``), else the targets
+        that have it."""
+        why = TARGETS[self.target].unsupported.get(self.precision)
+        if why:
+            return f"--{self.precision} is not available for --target {self.target}: {why}"
+        return f"--{self.precision} needs --target {' or '.join(targets_for(self.precision))}"
 
     @property
     def precision(self) -> str:

@@ -55,11 +55,13 @@ def check(options: ExportOptions) -> None:
 
 
 def default_path(meta: ArtifactMetadata) -> Path:
-    """``lsnet_t_224_shift_b1_op17[_fp16|_int8].onnx``-style name (classes added when not 1000)."""
+    """``lsnet_t_224_shift_b1_op17[_fp16|_int8].onnx``-style name (classes added when not 1000; no opset part
+    when ``meta`` has none: an ncnn artifact's)."""
     classes = "" if meta.num_classes == 1000 else f"_{meta.num_classes}c"
     batch = "dyn" if meta.batch is None else f"b{meta.batch}"
+    opset = "" if meta.opset is None else f"_op{meta.opset}"
     half = f"_{meta.precision}" if meta.precision in ("fp16", "int8") else ""
-    return Path(f"{meta.variant}{classes}_{meta.img_size}_{meta.ska}_{batch}_op{meta.opset}{half}.onnx")
+    return Path(f"{meta.variant}{classes}_{meta.img_size}_{meta.ska}_{batch}{opset}{half}.onnx")
 
 
 def trace_onnx(model: torch.nn.Module, options: ExportOptions, opset: int) -> onnx.ModelProto:

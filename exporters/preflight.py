@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from lsnet_deploy.artifacts import check_output, check_outputs, check_suffix
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.errors import InputError, UsageError
 
 from . import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, TARGETS, ExportOptions, lowering_facts
 
 #: the facts a lowering registered at run time (a plugin, a test) is asked for
-_FACTS = ("min_opset", "tensorrt_ok", "int8_ok", "summary")
+_FACTS = ("min_opset", "tensorrt_ok", "int8_ok", "ncnn_ok", "summary")
 
 
 def lowering(name: str) -> dict[str, Any]:
@@ -63,16 +63,23 @@ def check_artifact_paths(target: str, output: Path, overwrite: bool, what: str =
     return check_outputs(output, *partner_paths(target, output), overwrite=overwrite)
 
 
+def int8_lowering_error(name: str) -> UsageError:
+    """The one refusal of QDQ int8 for a lowering that is not made of standard ops, naming those that are."""
+    standard = ", ".join(n for n, facts in lowering_facts().items() if facts["int8_ok"])
+    return UsageError(f"--int8 needs an SKA lowering made of standard ops ({standard}), not {name}")
+
+
 def preflight(options: ExportOptions) -> None:
     """Every check of ``options`` that needs no model and no heavy import: the lowering, the opset, int8's
-    lowering, the output path and its partners."""
+    lowering, the image folder, the output path and its partners."""
     facts = lowering(options.lowering)
     check_opset(options.opset, options.lowering, options.exporter)
     if options.target == "onnx" and options.int8 and not facts["int8_ok"]:
-        raise UsageError(f"--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), "
-                         f"not {options.lowering}")
+        raise int8_lowering_error(options.lowering)
+    if options.data is not None and not Path(options.data).is_dir():
+        raise InputError(f"calibration data folder not found: {options.data}")
     if options.output is not None:  # before any work: a typo costs milliseconds, not an export
         check_artifact_paths(options.target, options.output, options.overwrite)
 
 
-__all__ = ["check_artifact_paths", "check_opset", "lowering", "partner_paths", "preflight"]
+__all__ = ["check_artifact_paths", "check_opset", "int8_lowering_error", "lowering", "partner_paths", "preflight"]

@@ -37,6 +37,8 @@ import onnx
 
 from lsnet_deploy.errors import BackendMissingError, UsageError
 
+from .preflight import int8_lowering_error
+
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 #: nodes under these module scopes stay float whatever their op type (SKA, in every lowering)
 FLOAT_SCOPES = ("/ska/",)
@@ -226,7 +228,7 @@ def quantize_onnx(source: Path, output: Path, images: np.ndarray, encoding: str 
     reduce_range = encoding == "u8" if reduce_range is None else reduce_range
     model = onnx.load(str(source))
     if model.functions:
-        raise UsageError("--int8 needs an SKA lowering made of standard ops (unfold, shift, dwconv), not custom")
+        raise int8_lowering_error("custom")
     reader = _reader(images, model.graph.input[0].name, batch)
     float_scopes = FLOAT_SCOPES + tuple(module_scope(m) for m in keep_float)
     for module, scope in zip(keep_float, float_scopes[len(FLOAT_SCOPES):]):

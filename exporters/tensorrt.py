@@ -32,7 +32,7 @@ from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
-from lsnet_deploy.runtime.trt_support import INT8_MODES, NEWEST, TrtSupport, detect, plan_build
+from lsnet_deploy.runtime.trt_support import GENERATIONS, INT8_MODES, NEWEST, TrtSupport, detect, plan_build
 from lsnet_deploy.validate import Logits, gate
 
 from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
@@ -199,16 +199,35 @@ def trtexec_command(onnx_path: Path, engine_path: Path, facts: OnnxFacts, option
     return shlex.join(args)
 
 
+def trtexec_by_generation(onnx_path: Path, engine_path: Path, facts: OnnxFacts, options: ExportOptions,
+                          int8: str | None) -> dict[str, str]:
+    """The ``trtexec`` line of each TensorRT generation (:data:`GENERATIONS`: JetPack 5's 8.5, JetPack 6's 10.x,
+    11.x) that builds the engine from ``onnx_path``, the file this build took: a board rebuilds with its own
+    TensorRT. int8 keeps this build's mode (``int8``: a QDQ file builds explicitly everywhere); a generation
+    without a path says why."""
+    if int8 is not None:
+        options = replace(options, config=replace(options.target_config(), int8_mode=int8))
+    lines = {}
+    for name, support in GENERATIONS.items():
+        try:
+            lines[name] = trtexec_command(onnx_path, engine_path, facts, options, support)
+        except UsageError as e:
+            lines[name] = f"unavailable: {e}"
+    return lines
+
+
 def write_sidecar(path: Path, meta: ArtifactMetadata, settings: dict, precision: str, trt_version: str,
-                  gpu: str, trtexec: str, extra: dict[str, str] | None = None) -> Path:
-    """Write ``<engine>.json``: input profile, precision, TensorRT version, GPU, artifact metadata and
-    ``extra`` properties (the golden data) beside it."""
+                  gpu: str, trtexec: str, extra: dict[str, str] | None = None,
+                  trtexec_lines: dict[str, str] | None = None) -> Path:
+    """Write ``<engine>.json``: input profile, precision, TensorRT version, GPU, the ``trtexec`` line (of this
+    TensorRT, and of each generation), artifact metadata and ``extra`` properties (the golden data)."""
     doc = {"format": "lsnet-deploy tensorrt sidecar 1", "precision": precision, "tensorrt_version": trt_version,
            "gpu": gpu, "input": {k: list(v) for k, v in settings["profile"].items()},
            "dla_core": settings["dla_core"], "norm_layers_fp32": settings["pin_norm_fp32"],
            "int8_mode": settings.get("int8_mode"), "typing": settings.get("typing"),
            "build_path": settings.get("build_path"),
-           "trtexec": trtexec, "metadata": {**meta.to_props(), **(extra or {})}}
+           "trtexec": trtexec, "trtexec_by_version": trtexec_lines or {},
+           "metadata": {**meta.to_props(), **(extra or {})}}
     Path(path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return Path(path)
 
@@ -368,8 +387,9 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
         command = trtexec_command(onnx_path, output, replace(facts, metadata=meta), options, support)
         temps[0].write_bytes(build_serialized(trt, build_from, settings, config, output,
                                               images.calibration if mode == "calibrator" else None))
+        lines = trtexec_by_generation(onnx_path, output, replace(facts, metadata=meta), options, mode)
         write_sidecar(temps[1], meta, settings, options.precision, support.version, gpu_name(cuda_runtime()),
-                      command, facts.golden)
+                      command, facts.golden, lines)
         parity = None
         if reference is not None:
             with TensorRTEngine(temps[0], device="jetson" if config.dla_core is not None else "cuda") as engine:

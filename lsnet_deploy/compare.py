@@ -43,7 +43,8 @@ def torch_blocks(model, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def onnx_block_tensors(proto) -> dict[str, str]:
-    """``{block name: tensor}``: the last output, in graph order, of each ``/patch_embed/``, ``/blocksK/blocksK.i/`` scope."""
+    """``{block name: tensor}``: the last output, in graph order, of each ``/patch_embed/``,
+    ``/blocksK/blocksK.i/`` scope."""
     last: dict[str, str] = {}
     for node in proto.graph.node:
         m = _SCOPE.match(node.name)

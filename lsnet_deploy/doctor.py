@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 PACKAGES = ("lsnet-deploy", "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt",
-            "onnxslim", "onnxsim")
+            "onnxslim", "onnxsim", "ncnn", "pnnx")
 #: /proc/cpuinfo flags that change numerics or speed (OpenVINO runs bf16 by default where AMX/bf16 exist)
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
              "amx_int8", "asimd", "asimddp")

@@ -24,7 +24,7 @@ PRECISIONS = ("fp32", "bf16", "int8")
 #: (backend, precision) -> ExportOptions fields; ``openvino``/``int8-qdq`` runs the onnxruntime int8 file
 EXPORTS = {("onnxruntime", "fp32"): {"target": "onnx"}, ("onnxruntime", "int8"): {"target": "onnx", "int8": True},
            ("openvino", "fp32"): {"target": "openvino"}, ("openvino", "bf16"): {"target": "openvino", "bf16": True},
-           ("openvino", "int8"): {"target": "openvino", "int8": True},
+           ("openvino", "int8"): {"target": "openvino", "int8": True}, ("ncnn", "fp32"): {"target": "ncnn"},
            ("litert", "fp32"): {"target": "litert"}, ("litert", "int8"): {"target": "litert", "int8": True}}
 NO_KERNELS = "no bf16 CPU kernels for this model in onnxruntime (bf16 runs in OpenVINO)"
 
@@ -97,19 +97,28 @@ def held_out_images(options: LadderOptions, meta) -> tuple[np.ndarray, np.ndarra
     return load_files(held, meta), labels
 
 
+def skip_reason(backend: str, precision: str, fields: dict | None) -> str | None:
+    """Why the pair cannot be exported here (the target's own reason where it declares one); ``None``: it can."""
+    from lsnet_deploy import doctor
+    from lsnet_deploy.exporters import TARGETS
+
+    if fields is None:
+        refusal = next((t.unsupported.get(precision) for t in TARGETS.values() if t.backend == backend), None)
+        return refusal or (NO_KERNELS if precision == "bf16" else f"{backend} has no {precision} export here")
+    if precision == "bf16" and not doctor.cpu_has_bf16():
+        return "this CPU has no AVX512-BF16/AMX-BF16"
+    return None
+
+
 def export_all(options: LadderOptions, folder: Path, ladder: Ladder) -> dict[tuple[str, str], object]:
     """``{(backend, precision): ExportResult}`` for every pair asked for that can be made here."""
-    from lsnet_deploy import doctor
     from lsnet_deploy.exporters import TARGETS, ExportOptions, export
 
     results = {}
     for backend in options.backends:
         for precision in options.precisions:
             fields = EXPORTS.get((backend, precision))
-            reason = (NO_KERNELS if fields is None and precision == "bf16" else
-                      f"{backend} has no {precision} export here" if fields is None else
-                      "this CPU has no AVX512-BF16/AMX-BF16" if precision == "bf16" and not doctor.cpu_has_bf16()
-                      else None)
+            reason = skip_reason(backend, precision, fields)
             if reason is None:
                 out = folder / f"{backend}_{precision}{TARGETS[fields['target']].suffix}"
                 try:

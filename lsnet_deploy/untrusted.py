@@ -20,7 +20,7 @@ import json
 import math
 import struct
 from dataclasses import fields
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -202,17 +202,18 @@ def _png_header(data: bytes, index: int, meta: Optional[ArtifactMetadata]) -> No
                                   f"{'x'.join(map(str, want)) if want else 'a square input size'}")
 
 
-#: the stored ``lsnet.*`` properties of a file format without native string properties (LiteRT's metadata entry):
-#: 1000 class names of 256 characters and the golden frames at the largest input fit easily
-MAX_PROPS_CHARS = 64 << 20
+#: the stored ``lsnet.*`` properties of a file format without native string properties (LiteRT's metadata entry,
+#: the ExecuTorch program's ``lsnet_props`` method): 1000 class names of 256 characters and the golden frames at the
+#: largest input fit easily
+MAX_PROPS, MAX_PROPS_CHARS = 256, 64 << 20
 
 
 def check_props(doc: Any, where: str) -> Dict[str, str]:
-    """``lsnet.*`` properties stored as one JSON object (a LiteRT file's ``lsnet`` metadata entry): ``doc`` if it
-    maps at most 256 short string keys to strings of bounded total size; :class:`InputError` otherwise. The values
-    are checked by :func:`read_metadata` and :func:`check_golden` (``Engine.adopt``)."""
-    if not isinstance(doc, dict) or len(doc) > 256:
-        raise bad(where, "is not a JSON object of at most 256 properties")
+    """``lsnet.*`` properties stored as one JSON object: ``doc`` if it maps at most :data:`MAX_PROPS` short string
+    keys to strings of bounded total size; :class:`InputError` naming ``where`` otherwise. The values are checked
+    by :func:`read_metadata` and :func:`check_golden` (``Engine.adopt``)."""
+    if not isinstance(doc, dict) or len(doc) > MAX_PROPS:
+        raise bad(where, f"is not a JSON object of at most {MAX_PROPS} properties")
     total = 0
     for key, value in doc.items():
         if not (isinstance(key, str) and len(key) <= MAX_NAME_CHARS and isinstance(value, str)):
@@ -223,6 +224,17 @@ def check_props(doc: Any, where: str) -> Dict[str, str]:
     return doc
 
 
+def check_props_text(text: Any, where: str) -> Dict[str, str]:
+    """The same properties stored as JSON text: bounded before it is parsed, then :func:`check_props`."""
+    if not isinstance(text, str) or len(text) > MAX_PROPS_CHARS:
+        raise bad(where, f"must be JSON text of at most {MAX_PROPS_CHARS} characters, got {_show(text)}")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise bad(where, f"is not JSON: {_show(text)}") from None
+    return check_props(doc, where)
+
+
 #: the TensorRT sidecar's fields: key -> (types, required)
 SIDECAR_FIELDS = {"format": ((str,), True), "precision": ((str,), True), "metadata": ((dict,), True),
                   "tensorrt_version": ((str,), False), "gpu": ((str,), False), "input": ((dict,), False),
@@ -231,11 +243,13 @@ SIDECAR_FIELDS = {"format": ((str,), True), "precision": ((str,), True), "metada
 SIDECAR_FORMAT = "lsnet-deploy tensorrt sidecar 1"
 
 
-def check_sidecar(doc: Any) -> Dict[str, Any]:
-    """A TensorRT sidecar (parsed JSON), every field typed: ``doc``, or :class:`InputError` naming the field."""
+def check_sidecar(doc: Any, kinds: Mapping[str, Tuple[Tuple[type, ...], bool]] = SIDECAR_FIELDS,
+                  fmt: str = SIDECAR_FORMAT) -> Dict[str, Any]:
+    """A sidecar (parsed JSON: TensorRT's by default, ncnn's with :data:`NCNN_SIDECAR_FIELDS`), every field of
+    ``kinds`` typed: ``doc``, or :class:`InputError` naming the field."""
     if not isinstance(doc, dict):
         raise bad("the sidecar", "is not a JSON object")
-    for key, (types, required) in SIDECAR_FIELDS.items():
+    for key, (types, required) in kinds.items():
         if key not in doc:
             if required:
                 raise bad("the sidecar", f"has no {key!r}")
@@ -245,15 +259,64 @@ def check_sidecar(doc: Any) -> Dict[str, Any]:
             raise bad(f"the sidecar's {key!r}", f"must be {' or '.join(t.__name__ for t in types)}, got {_show(value)}")
         if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
             raise bad(f"the sidecar's {key!r}", f"is {len(value)} characters long (at most {MAX_TEXT_CHARS})")
-    if doc["format"] != SIDECAR_FORMAT:
-        raise bad("the sidecar", f"format is {_show(doc['format'])}, not {SIDECAR_FORMAT!r}")
+    if doc["format"] != fmt:
+        raise bad("the sidecar", f"format is {_show(doc['format'])}, not {fmt!r}")
     if doc["precision"] not in PRECISIONS:
         raise bad("the sidecar's 'precision'", f"is {_show(doc['precision'])}, not one of: {', '.join(PRECISIONS)}")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in doc["metadata"].items()):
         raise bad("the sidecar's 'metadata'", "must map strings to strings")
-    for name, dims in doc.get("input", {}).items():
+    for name, dims in (doc.get("input", {}) if "input" in kinds else {}).items():
         if not (isinstance(dims, list) and len(dims) == 4 and all(isinstance(d, int) and not isinstance(d, bool)
                                                                  and 1 <= d <= MAX_BATCH * MAX_IMG_SIZE for d in dims)):
             raise bad(f"the sidecar's input {name!r}", f"must be 4 positive integers, got {_show(dims)}")
     return doc
 
+
+
+#: the ncnn sidecar (``NAME.param.json``): metadata and golden data, the blob names, and the sha256 of the
+#: ``.param`` and its weights (``NAME.ncnn.bin``), which pin the three files to one export
+NCNN_SIDECAR_FIELDS = {"format": ((str,), True), "precision": ((str,), True), "metadata": ((dict,), True),
+                       "input_blob": ((str,), True), "output_blob": ((str,), True), "param_sha256": ((str,), True),
+                       "weights_sha256": ((str,), True), "ncnn_version": ((str,), False),
+                       "pnnx_version": ((str,), False)}
+NCNN_SIDECAR_FORMAT = "lsnet-deploy ncnn sidecar 1"
+NCNN_MAGIC = "7767517"  #: first line of an ncnn ``.param``
+MAX_PARAM_BYTES = 16 << 20  #: a ``.param`` file (LSNet-B: about 0.1 MB)
+MAX_LAYERS = 100_000  #: layers and blobs of a ``.param``
+
+
+def check_ncnn_sidecar(doc: Any) -> Dict[str, Any]:
+    """An ncnn sidecar (parsed JSON), every field typed, blob names short, digests 64 hex digits."""
+    doc = check_sidecar(doc, NCNN_SIDECAR_FIELDS, NCNN_SIDECAR_FORMAT)
+    for key in ("input_blob", "output_blob"):
+        if not 1 <= len(doc[key]) <= MAX_NAME_CHARS or any(c.isspace() for c in doc[key]):
+            raise bad(f"the sidecar's {key!r}", f"must be a blob name (1..{MAX_NAME_CHARS} characters, no spaces), "
+                                                f"got {_show(doc[key])}")
+    for key in ("param_sha256", "weights_sha256"):
+        if len(doc[key]) != 64 or any(c not in "0123456789abcdef" for c in doc[key]):
+            raise bad(f"the sidecar's {key!r}", f"must be 64 lowercase hex digits, got {_show(doc[key])}")
+    return doc
+
+
+def ncnn_layers(data: bytes) -> List[Tuple[str, str]]:
+    """``(type, name)`` of every layer of an ncnn ``.param`` (its text), once the header and each layer line are
+    well formed and within :data:`MAX_PARAM_BYTES` / :data:`MAX_LAYERS`; :class:`InputError` otherwise."""
+    if len(data) > MAX_PARAM_BYTES:
+        raise bad("the .param", f"is {len(data)} bytes (at most {MAX_PARAM_BYTES})")
+    try:
+        lines = [ln.split() for ln in data.decode("ascii").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise bad("the .param", "is not text (a binary .param is not supported)") from None
+    if not lines or lines[0] != [NCNN_MAGIC]:
+        raise bad("the .param", f"does not start with ncnn's magic number {NCNN_MAGIC}")
+    counts = lines[1] if len(lines) > 1 else []
+    if len(counts) != 2 or not all(c.isdigit() and 1 <= int(c) <= MAX_LAYERS for c in counts):
+        raise bad("the .param", f"line 2 must be the layer and blob counts (1..{MAX_LAYERS}), got {_show(counts)}")
+    layers = lines[2:]
+    if len(layers) != int(counts[0]):
+        raise bad("the .param", f"declares {counts[0]} layers and holds {len(layers)}")
+    for i, parts in enumerate(layers):
+        if len(parts) < 4 or not (parts[2].isdigit() and parts[3].isdigit()) or \
+                len(parts) < 4 + int(parts[2]) + int(parts[3]):
+            raise bad("the .param", f"layer line {i + 1} is malformed: {_show(' '.join(parts))}")
+    return [(f[0], f[1]) for f in layers]

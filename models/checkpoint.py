@@ -151,7 +151,8 @@ def infer_variant(sd: Mapping[str, torch.Tensor]) -> tuple[str, int]:
     head = sd.get("head.l.weight")
     if stem is None or head is None:
         first = ", ".join(list(sd)[:3])
-        raise InputError(f"not an LSNet checkpoint: no patch_embed.4.c.weight / head.l.weight tensors (first keys: {first})")
+        raise InputError("not an LSNet checkpoint: no patch_embed.4.c.weight / head.l.weight tensors "
+                         f"(first keys: {first})")
     name = variant_name(stem.shape[0], "head_dist.l.weight" in sd)
     if name is None:
         raise InputError(f"not a known LSNet variant: stem width {stem.shape[0]}")

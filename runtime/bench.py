@@ -48,7 +48,7 @@ PARITY_SOURCES = {"torch": "PyTorch on the same inputs", "golden": "the golden P
 class BenchOptions:
     """What ``lsnet-deploy bench`` was asked; :meth:`check` raises :class:`UsageError` for bad values."""
 
-    model: str  # artifact (.onnx/.xml/.engine), checkpoint, hf:repo or model name
+    model: str  # artifact (.onnx/.xml/.engine/.param), checkpoint, hf:repo or model name
     device: str = "cpu"
     backends: tuple[str, ...] = ()  # empty: the artifact's backend + torch
     batches: tuple[int, ...] = (1,)
@@ -291,4 +291,5 @@ def config_dict(opts: BenchOptions) -> dict[str, object]:
     """The run's settings as recorded in the JSON report."""
     return {"model": opts.model, "device": opts.device, "backends": list(opts.backends) or "default",
             "batches": list(opts.batches), "warmup": opts.warmup, "iters": opts.iters, "seconds": opts.seconds,
-            "threads": opts.threads, "provider": opts.provider, "weights": opts.weights, "input": f"standard normal NCHW, seed {opts.seed}"}
+            "threads": opts.threads, "provider": opts.provider, "weights": opts.weights,
+            "input": f"standard normal NCHW, seed {opts.seed}"}

@@ -82,6 +82,14 @@ def detect(trt) -> TrtSupport:
 
 #: what ``pip install tensorrt`` gives today (11.x): the surface assumed where no TensorRT is installed
 NEWEST = TrtSupport("11", strongly_typed=True, tf32=True, device_memory_v2=True)
+#: the surface of each TensorRT generation lsnet-deploy targets (for the per-generation ``trtexec`` lines)
+GENERATIONS = {
+    "8.5 (JetPack 5)": TrtSupport("8.5", weak_precision=True, precision_constraints=True, calibrator=True,
+                                  explicit_batch=True, dla=True, tf32=True),
+    "10.x (JetPack 6)": TrtSupport("10", strongly_typed=True, weak_precision=True, precision_constraints=True,
+                                   calibrator=True, dla=True, tf32=True, device_memory_v2=True),
+    "11.x": NEWEST,
+}
 
 
 @dataclass(frozen=True)

@@ -1,63 +1,59 @@
 #!/usr/bin/env bash
-# Issue #6/#16 GPU check: build fp32/fp16/int8 TensorRT engines for LSNet-T (deterministic weights, SKA
-# lowered as `shift`; int8 by explicit quantization of a QDQ ONNX on TensorRT >= 10), gate them against PyTorch, time them, and record everything in
-# docs/tensorrt_gpu_check.md. Needs an NVIDIA GPU with the [tensorrt] extra installed
-# (tensorrt + cuda-python). About 5 minutes on an H100; nothing here needs the network.
+# Issue #22 GPU check, one call on a lent NVIDIA GPU, 10 minutes at most (never run in CI or without a GPU).
 #
-#   scripts/gpu_check.sh            # PY=path/to/python to pick another interpreter
-set -euo pipefail
+# With whatever TensorRT is installed (10.x: strongly typed, weak only for DLA; 11.x: strongly typed only):
+# LSNet-T/S/B (deterministic weights, SKA lowered as `shift`) -> fp32 ONNX -> fp16 (typed ONNX), fp32 and int8
+# (s8 QDQ) engines with the batch profile 1/32/128; each gated against PyTorch and self-tested on its golden
+# frames; throughput at batch 1/32/128 (with host copies, and device only) and latency at batch 1. Results:
+# $OUT/gpu_check.json beside the paper's A100 figures (LSNet-T 14,708 img/s, S 9,023, B 3,996), plus the log.
+# New builds stop at BUDGET seconds (default 280); what did not fit is listed as skipped.
+#
+# The other TensorRT major version: set OTHER_TRT to what pip can install offline (a wheel path, or a
+# requirement where an index is reachable), e.g. OTHER_TRT=/wheels/tensorrt_cu12-10.3.0-*.whl; it goes into
+# a --target folder put first on PYTHONPATH and LSNet-T is built again ($OUT/gpu_check_other.json), time
+# permitting. Without OTHER_TRT that step is skipped (the lent machines reach no network).
+#
+#   OUT=/tmp/out scripts/gpu_check.sh        # PY=python to pick the interpreter (default .venv/bin/python)
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+OUT=${OUT:-$PWD/gpu_check_out}
+BUDGET=${BUDGET:-280}
+VARIANTS=${VARIANTS:-lsnet_t,lsnet_s,lsnet_b}
 WORK=$(mktemp -d)
-REPORT=docs/tensorrt_gpu_check.md
 trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
+START=$SECONDS
 
-run_check() {
-  echo "# TensorRT GPU check ($(date -u +%Y-%m-%dT%H:%MZ))"
-  echo '```'
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-  "$PY" -c "import tensorrt, torch; print('tensorrt', tensorrt.__version__, '| torch', torch.__version__)"
-  WORK="$WORK" timeout 480 "$PY" - <<'PY'
-import os
-from pathlib import Path
-
-import numpy as np
-
-from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.exporters.tensorrt import TensorRTConfig, build_engine
-from lsnet_deploy.runtime import load
-from lsnet_deploy.runtime.bench import time_engine
-from lsnet_deploy.runtime.stats import summarize
-from lsnet_deploy.runtime.tensorrt import TensorRTEngine
-from lsnet_deploy.runtime.torch import TorchEngine, random_weights_model
-
-work = Path(os.environ["WORK"])
-model = random_weights_model("lsnet_t")
-onnx_path = export(model, ExportOptions(ska="shift", dynamic=True, output=work / "lsnet_t.onnx")).path
-with TorchEngine(model, load(onnx_path).metadata) as ref:
-    x1 = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
-    torch_ms = summarize(time_engine(ref, x1, warmup=10, iters=100).samples_ms).median
-    print(f"PyTorch CPU fp32 batch 1: {torch_ms:.2f} ms")
-    for precision in ("fp32", "fp16", "int8"):  # int8: explicit quantization (QDQ ONNX) on TensorRT >= 10
-        engine_path = work / f"lsnet_t_{precision}.engine"
-        options = ExportOptions(target="tensorrt", half=precision == "fp16", int8=precision == "int8", calib_size=64,
-                                parity_size=32,
-                                config=TensorRTConfig(profile=(1, 8, 32), timing_cache=work / "timing.cache"))
-        result = build_engine(onnx_path, engine_path, ref, options)
-        p = result.parity
-        print(f"\n[{precision}] parity vs PyTorch: max-rel {p.max_rel:.3g}, cosine {p.cosine:.7f}, "
-              f"top-1 {p.top1_agreement:.1%}; engine {engine_path.stat().st_size / 1e6:.1f} MB"
-              + (f"; int8 via {result.metadata.quantization}" if precision == "int8" else ""))
-        print(f"[{precision}] trtexec: {result.details.trtexec}")
-        with TensorRTEngine(engine_path, device="cuda") as engine:
-            for batch in (1, 8, 32):
-                x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
-                stats = summarize(time_engine(engine, x, warmup=20, iters=200).samples_ms)
-                print(f"[{precision}] batch {batch:2d}: median {stats.median:.3f} ms, p90 {stats.p90:.3f} ms, "
-                      f"{batch / stats.median * 1e3:.0f} img/s (host copies included)")
+{
+  echo "# lsnet-deploy GPU check ($(date -u +%Y-%m-%dT%H:%MZ)), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi failed"
+  "$PY" - <<'PY' || true
+import importlib
+for name in ("tensorrt", "torch", "onnxruntime", "onnx", "cuda"):
+    try:
+        print(name, getattr(importlib.import_module(name), "__version__", "(no version)"))
+    except Exception as e:  # noqa: BLE001
+        print(name, "MISSING:", type(e).__name__, e)
 PY
-  timeout 240 "$PY" -m pytest -q -m gpu tests/test_tensorrt.py tests/exporters/test_tensorrt_qdq.py -p no:cacheprovider
-  echo '```'
-}
+  "$PY" -c "from lsnet_deploy.cli import run; run(['doctor'])" 2>&1 | tail -25 || true
+} 2>&1 | tee "$LOG"
 
-run_check 2>&1 | tee "$REPORT"
+# main run: ~280 s of builds, the last one finishing within the timeout
+timeout 380 "$PY" scripts/gpu_check.py --out "$OUT" --budget "$BUDGET" --variants "$VARIANTS" 2>&1 | tee -a "$LOG"
+echo "main run: exit ${PIPESTATUS[0]} after $((SECONDS - START)) s" | tee -a "$LOG"
+
+# the other TensorRT major version, when it can be installed and the time allows (<= 10 minutes in all)
+if [ -n "${OTHER_TRT:-}" ] && [ $((SECONDS - START)) -lt 420 ]; then
+  if timeout 45 "$PY" -m pip install -q --no-deps --target "$WORK/other_trt" $OTHER_TRT >>"$LOG" 2>&1; then
+    PYTHONPATH="$WORK/other_trt${PYTHONPATH:+:$PYTHONPATH}" timeout 110 "$PY" scripts/gpu_check.py --out "$OUT" \
+      --label other --variants lsnet_t --precisions fp16,int8,fp32 --budget 60 2>&1 | tee -a "$LOG"
+  else
+    echo "other TensorRT: pip install of $OTHER_TRT failed (see above)" | tee -a "$LOG"
+  fi
+else
+  echo "other TensorRT: skipped (OTHER_TRT unset, or no time left)" | tee -a "$LOG"
+fi
+echo "done after $((SECONDS - START)) s; results in $OUT" | tee -a "$LOG"

@@ -65,3 +65,16 @@ def small_export(tmp_path_factory):
         return done[lowering, exporter]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ncnn_export(tmp_path_factory):
+    """The gated fp32 ``ExportResult`` of a tame 2-class LSNet-T at 64 px as ncnn (``.param`` + ``.ncnn.bin`` +
+    ``.param.json``), exported once per session (needs the ``ncnn-export`` extra: skipped without it)."""
+    pytest.importorskip("pnnx")
+    pytest.importorskip("ncnn")
+    from lsnet_deploy.exporters import ExportOptions, export
+
+    options = ExportOptions(target="ncnn", imgsz=64, parity_size=4,
+                            output=tmp_path_factory.mktemp("ncnn") / "lsnet_t.param")
+    return export(helpers.tame_model("lsnet_t", 2, 64), options)

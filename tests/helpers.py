@@ -114,7 +114,8 @@ def classifier_onnx(path: Path, batch: int | str = "batch", classes: int = 5, si
 
     nodes = [helper.make_node("Conv", ["images", "w1", "b1"], ["c"], name="/stem/Conv", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c"], ["r"], name="/stem/Relu"),
-             helper.make_node("InstanceNormalization", ["r", "gs", "gb"], ["n"], name="/lkp/norm/InstanceNormalization"),
+             helper.make_node("InstanceNormalization", ["r", "gs", "gb"], ["n"],
+                              name="/lkp/norm/InstanceNormalization"),
              helper.make_node("Mul", ["n", "r"], ["k"], name="/mixer/ska/Mul"),
              helper.make_node("ReduceMean", ["k"], ["m"], name="/se/ReduceMean", axes=[2, 3], keepdims=1),
              helper.make_node("Sigmoid", ["m"], ["g"], name="/se/Sigmoid"),

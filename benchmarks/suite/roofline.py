@@ -2,7 +2,8 @@
 
 Counted per inference, fp32. A node's bytes are its inputs read plus its outputs written (Slice
 and Gather read only what they write); view ops (Reshape, Unsqueeze, ...) move nothing.
-FLOPs: Conv 2*out*(Cin/groups)*kh*kw, elementwise 1 per output, ReduceSum 1 per input. The ideal SKA reads x and w once and writes the output
+FLOPs: Conv 2*out*(Cin/groups)*kh*kw, elementwise 1 per output, ReduceSum 1 per input. The ideal SKA reads x
+and w once and writes the output
 once: bytes = 4 * (2 * |x| + |w|), FLOPs = 2 * 9 * |x|.
 """
 

@@ -37,6 +37,7 @@ class Lowering(nn.Module):
     summary = ""  #: one line for ``--help`` and the docs
     tensorrt_ok = True  #: TensorRT parses the exported graph with its stock ONNX parser
     int8_ok = True  #: made of standard ops that QDQ int8 quantization (``--target onnx --int8``) can wrap
+    ncnn_ok = False  #: every tensor at most 4-D with the batch axis untouched: pnnx maps it to native ncnn layers
 
     @classmethod
     def finalize(cls, model: onnx.ModelProto) -> onnx.ModelProto:

@@ -55,12 +55,9 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
                                      "default 20).")) -> None:
     """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory.
 
-    Parity per row is vs PyTorch when torch and the weights are here, else vs the golden data stored in the
-    artifact. Exits 5 (after writing the reports) when any row fails its precision's gate.
-    Ctrl-C or SIGTERM: the rows finished so far are shown and written (marked partial), exit 130.
+    Parity per row is vs PyTorch when torch and the weights are here, else vs the artifact's golden data. Exits 5
+    (after writing the reports) when a row fails its gate; Ctrl-C or SIGTERM: finished rows shown, written, 130.
     """
-    from lsnet_deploy.interrupt import save_partial
-
     if precision is not None:
         from lsnet_deploy.ladder import LadderOptions
 
@@ -70,13 +67,20 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
         return bench_ladder(ladder_opts, json_path, md_path)
 
     from lsnet_deploy.runtime.bench import BenchOptions
-    from lsnet_deploy.runtime.report import check_report_paths
-    from lsnet_deploy.sweep import bench as run_bench
 
     opts = BenchOptions(model=model, device=device, backends=split_list(backend, "--backend"),
                         batches=split_list(batch, "--batch", int), warmup=warmup, iters=iters, seconds=seconds,
                         threads=threads, provider=provider, weights=weights, imgsz=imgsz, progress=True)
-    paths = {"json_path": json_path, "csv_path": csv_path, "md_path": md_path, "plot_path": plot_path}
+    bench_rows(opts, {"json_path": json_path, "csv_path": csv_path, "md_path": md_path, "plot_path": plot_path})
+
+
+def bench_rows(opts, paths: dict) -> None:
+    """The bench run of ``opts``: rows shown and written to ``paths`` (partial ones on Ctrl-C); exit 5 after
+    writing when a row fails its gate."""
+    from lsnet_deploy.interrupt import save_partial
+    from lsnet_deploy.runtime.report import check_report_paths
+    from lsnet_deploy.sweep import bench as run_bench
+
     check_report_paths(**paths)
     with save_partial(lambda partial: show(partial, paths, notes=False) if partial.rows else []):
         report = run_bench(opts)

@@ -14,8 +14,8 @@ from lsnet_deploy.exporters import (DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS, 
 from lsnet_deploy.runtime.engine import BACKENDS
 
 _LOWERINGS = lowering_facts()
-_SKA_HELP = ("SKA lowering: " + "; ".join(f"{name}: {facts['summary']}" for name, facts in _LOWERINGS.items())
-             + ". Default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items()) + ".")
+_SKA_HELP = ("SKA lowering (default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items())
+             + "): " + "; ".join(f"{name}: {facts['summary']}" for name, facts in _LOWERINGS.items()) + ".")
 _LOW = MIN_OPSET[DEFAULT_EXPORTER]
 _OPSET_HELP = (f"ONNX opset, {_LOW}..{MAX_OPSET}"
                + "".join(f" ({name}: {f['min_opset']}..{MAX_OPSET})" for name, f in _LOWERINGS.items()
@@ -86,11 +86,11 @@ def export(
     opset: Optional[int] = typer.Option(None, "--opset", help=_OPSET_HELP),
     exporter: str = typer.Option(DEFAULT_EXPORTER, "--exporter", help=f"torch.onnx exporter: {', '.join(EXPORTERS)} "
                                  "(dynamo: torch.export-based, needs onnxscript; see docs/onnx_export.md)."),
-    half: bool = typer.Option(False, "--half", help="fp16 weights (ONNX: also fp16 input/output; OpenVINO: "
-                              "compressed weights, f32 compute on CPU; TensorRT: fp16 engine)."),
+    half: bool = typer.Option(False, "--half", help="fp16 (ONNX: typed, GroupNorm/softmax/SKA fp32, fp32 I/O; "
+                              "OpenVINO: compressed weights, f32 compute on CPU; TensorRT: built from that ONNX)."),
     int8: bool = typer.Option(False, "--int8", help=f"int8 post-training quantization calibrated on --data, gated "
                               f"on held-out images (--target {_INT8_TARGETS}; onnx: QDQ; openvino: NNCF; tensorrt: "
-                              "QDQ, or the entropy calibrator on DLA / TensorRT < 10)."),
+                              "s8 QDQ, strongly typed; the entropy calibrator on DLA / TensorRT 8)."),
     bf16: bool = typer.Option(False, "--bf16", help="openvino: bf16 compute (needs AVX512-BF16 or AMX; "
                               "see `doctor`), gated at cosine 0.999 and top-1 agreement."),
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
@@ -117,8 +117,8 @@ def export(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Text file with one class name per line."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
-    """Export LSNet (ONNX, OpenVINO IR, TensorRT engine), with SKA lowered to standard ops, and check it
-    against PyTorch."""
+    """Export LSNet to an artifact (--target: ONNX, OpenVINO IR, TensorRT engine, ncnn, LiteRT, ExecuTorch),
+    with SKA lowered for that runtime, and check it against PyTorch."""
     _export(**locals())
 
 

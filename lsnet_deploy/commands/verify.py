@@ -10,7 +10,7 @@ import typer
 from lsnet_deploy.commands.bench import PROVIDER_HELP
 
 
-def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engine) exported by lsnet-deploy."),
+def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engine/.param) exported by lsnet-deploy."),
            device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda, jetson (or an OpenVINO device)."),
            backend: str = typer.Option("auto", "--backend", "-b", help="auto (from the file), onnxruntime, "
                                        "openvino or tensorrt."),
@@ -28,9 +28,8 @@ def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engi
 
     with runtime.load(artifact, backend, device, threads, provider) as engine:
         verdict = self_test(engine)
-        ep = getattr(engine, "providers", [""])[0].replace("ExecutionProvider", "")  # named where not implied
-        where = f"{engine.backend}/{engine.device}{f' ({ep})' if ep.lower() not in ('', engine.device) else ''}, " \
-                f"{engine.precision}"
+        ep = getattr(engine, "providers", ["CPU"])[0].replace("ExecutionProvider", "")  # a GPU provider is named
+        where = f"{engine.backend}/{engine.device}{f' ({ep})' if ep != 'CPU' else ''}, {engine.precision}"
     Console().print(parity_table([(f"{verdict.frames} golden frames", verdict.parity)], verdict.gate,
                                  title=f"golden self-test: {artifact.name} ({where}) vs stored PyTorch fp32 logits"))
     if not verdict.passed:

@@ -10,7 +10,8 @@ SMALL = ["--model", "lsnet_t", "--num-classes", "2", "--imgsz", "64"]
 
 
 @pytest.mark.parametrize("argv,code,message", [
-    (["--ska", "im2col"], 2, "unknown SKA lowering 'im2col'; choose one of: custom, dwconv, shift, unfold"),
+    (["--ska", "im2col"], 2,
+     "unknown SKA lowering 'im2col'; choose one of: custom, dwconv, planar, shift, shift4d, unfold"),
     (["--opset", "12"], 2, "--opset 12 is out of range for --ska unfold: use 13..20"),
     (["--opset", "14", "--ska", "custom"], 2, "--opset 14 is out of range for --ska custom: use 15..20"),
     (["--opset", "21"], 2, "--opset 21 is out of range"),
@@ -45,7 +46,8 @@ def test_labels_must_match_classes(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_help_states_default_lowering_and_opset_range(capsys):
+def test_help_states_default_lowering_and_opset_range(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option: no frame between the words
     assert run(["export", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "onnx -> unfold" in out and "13..20" in out

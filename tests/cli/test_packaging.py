@@ -24,5 +24,6 @@ def test_core_dependencies_are_the_runtime_only():
     assert core == {"numpy", "pillow", "typer", "rich"}
     assert PROJECT["project"]["requires-python"] == ">=3.8"
     extras = PROJECT["project"]["optional-dependencies"]
-    assert {"export", "onnxruntime", "openvino", "tensorrt", "plot", "hub", "all", "dev"} <= set(extras)
+    assert {"export", "onnxruntime", "openvino", "tensorrt", "ncnn", "ncnn-export", "plot", "hub", "all", "dev"} <= \
+        set(extras)
     assert {"torch", "onnx", "safetensors", "onnxslim", "onnxscript"} <= {d.split(">")[0] for d in extras["export"]}

@@ -122,7 +122,7 @@ CASES = [
     # --- verify
     Case("verify-missing", ("verify", "{d}/nope.onnx"), 3, "artifact not found"),
     Case("verify-corrupt", ("verify", "{noise_onnx}"), 3, "noise.onnx"),
-    Case("verify-backend-unknown-any-case", ("verify", "{art}", "-b", "NCNN"), 2, "unknown backend 'ncnn'"),
+    Case("verify-backend-unknown-any-case", ("verify", "{art}", "-b", "CAFFE2"), 2, "unknown backend 'caffe2'"),
     Case("verify-interrupted", ("verify", "{art}"), 130, "interrupted", interrupt_at("lsnet_deploy.golden.self_test")),
     # --- eval
     Case("eval-model-not-given", ("eval", "--data", "{d}"), 2, "Missing option '--model'"),

@@ -47,7 +47,8 @@ def reference_predictions(frames, lsnet_onnx, foreign_onnx) -> tuple[dict, np.nd
 def test_lsnet_export_and_foreign_onnx_side_by_side(frames, lsnet_onnx, foreign_onnx, tmp_path, capsys):
     out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "md", "png")}
     code = run(["eval", "-m", str(lsnet_onnx), "-m", str(foreign_onnx), "--data", str(frames), "--batch", "5",
-                "--json", str(out["json"]), "--csv", str(out["csv"]), "--md", str(out["md"]), "--plot", str(out["png"])])
+                "--json", str(out["json"]), "--csv", str(out["csv"]), "--md", str(out["md"]),
+                "--plot", str(out["png"])])
     assert code == 0, capsys.readouterr().err
     doc = json.loads(out["json"].read_text())
     preds, labels = reference_predictions(frames, lsnet_onnx, foreign_onnx)

@@ -29,7 +29,7 @@ def test_precision_follows_flags():
 def test_cli_int8_with_the_custom_lowering_is_a_usage_error(capsys):
     assert run(["export", "--int8", "--ska", "custom"]) == 2
     assert capsys.readouterr().err.strip() == ("error: --int8 needs an SKA lowering made of standard ops "
-                                               "(unfold, shift, dwconv), not custom")
+                                               "(dwconv, planar, shift, shift4d, unfold), not custom")
 
 
 def test_cli_tensorrt_flags_without_gpu_stop_with_backend_missing(tmp_path: Path, capsys):

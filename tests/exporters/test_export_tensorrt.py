@@ -157,7 +157,8 @@ def test_weak_settings_cannot_reach_tensorrt_11(tmp_path):
     """What 10.x accepts (precision flags, a calibrator) is an AttributeError on 11.x, as for real."""
     trt10, trt11 = make_trt("10.9.0"), make_trt("11.4.0")
     weak = builder_settings(META, trt_options("int8", dla_core=0, batch=(1, 1, 1)), detect(trt10))
-    builder, network = parsed(trt11, builder_settings(META, trt_options(), detect(trt11)), tiny_onnx(tmp_path / "m.onnx"))
+    strong = builder_settings(META, trt_options(), detect(trt11))
+    builder, network = parsed(trt11, strong, tiny_onnx(tmp_path / "m.onnx"))
     with pytest.raises(AttributeError, match="INT8"):
         configure(trt11, builder, network, weak)
     with pytest.raises(AttributeError):

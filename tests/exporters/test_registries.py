@@ -17,7 +17,7 @@ from lsnet_deploy.runtime.engine import BACKENDS, Backend
 
 
 def test_backends_read_from_source_equal_the_imported_declarations():
-    assert list(BACKENDS) == ["litert", "onnxruntime", "openvino", "tensorrt"]
+    assert list(BACKENDS) == ["executorch", "litert", "ncnn", "onnxruntime", "openvino", "tensorrt"]
     for name, backend in BACKENDS.items():
         module = importlib.import_module(backend.module)
         assert module.BACKEND == Backend(**{f.name: getattr(backend, f.name) for f in fields(Backend)
@@ -26,22 +26,23 @@ def test_backends_read_from_source_equal_the_imported_declarations():
 
 
 def test_targets_read_from_source_equal_the_config_classes():
-    assert list(TARGETS) == ["litert", "onnx", "openvino", "tensorrt"]
+    assert list(TARGETS) == ["executorch", "litert", "ncnn", "onnx", "openvino", "tensorrt"]
     for name, target in TARGETS.items():
         cls = target.config_class()
         assert issubclass(cls, TargetConfig) and cls.name == name
-        for attr in ("backend", "default_ska", "requires", "extra", "precisions"):
+        for attr in ("backend", "default_ska", "requires", "extra", "precisions", "partners", "unsupported"):
             assert getattr(target, attr) == getattr(cls, attr), (name, attr)
         assert target.backend in BACKENDS and callable(target.load().check) and callable(target.load().export)
 
 
 def test_lowering_facts_read_from_source_equal_the_registered_lowerings():
     facts = lowering_facts()
-    assert sorted(facts) == sorted(LOWERINGS) == ["custom", "dwconv", "shift", "unfold"]
+    assert sorted(facts) == sorted(LOWERINGS) == ["custom", "dwconv", "planar", "shift", "shift4d", "unfold"]
     for name, cls in LOWERINGS.items():
-        assert (facts[name]["summary"], facts[name]["min_opset"], facts[name]["tensorrt_ok"]) == \
-            (cls.summary, cls.min_opset, cls.tensorrt_ok)
+        assert (facts[name]["summary"], facts[name]["min_opset"], facts[name]["tensorrt_ok"], facts[name]["ncnn_ok"]) \
+            == (cls.summary, cls.min_opset, cls.tensorrt_ok, cls.ncnn_ok)
     assert [n for n, c in LOWERINGS.items() if not c.tensorrt_ok] == ["custom"]
+    assert [n for n, c in LOWERINGS.items() if c.ncnn_ok] == ["planar"]
 
 
 def test_a_new_module_is_found_without_being_imported(tmp_path):

@@ -52,7 +52,8 @@ def conv_onnx(path: Path, quantization: str = "") -> Path:
                                               ("10.9.0", 0, "calibrator"), (None, None, "qdq")])
 def test_auto_int8_mode_is_explicit_quantization_except_dla_and_old_tensorrt(version, dla, mode):
     assert int8_mode(stage_options("tensorrt", "int8", dla_core=dla), support(version)) == mode
-    assert builder_settings(META, stage_options("tensorrt", "int8", dla_core=dla), support(version))["int8_mode"] == mode
+    settings = builder_settings(META, stage_options("tensorrt", "int8", dla_core=dla), support(version))
+    assert settings["int8_mode"] == mode
     assert int8_mode(stage_options("tensorrt", "fp16"), support(version)) is None
     assert int8_mode(stage_options("tensorrt", "int8", int8_mode="calibrator"), support("10.9.0")) == "calibrator"
     with pytest.raises(UsageError, match="int8 mode"):

@@ -46,6 +46,12 @@ def test_every_precision_builds_strongly_typed_on_10_and_11(install_trt, tmp_pat
     derived = {"fp32": None, "fp16": tmp_path / "m.fp16.onnx", "int8": tmp_path / "m.qdq.onnx"}[precision]
     assert result.details.onnx == derived and f"--onnx={derived or tmp_path / 'm.onnx'}" in result.details.trtexec
     assert ("--stronglyTyped" in result.details.trtexec) == version.startswith("10.")
+    lines = sidecar["trtexec_by_version"]  # what a Jetson with another TensorRT runs on the same file
+    assert set(lines) == {"8.5 (JetPack 5)", "10.x (JetPack 6)", "11.x"}
+    assert all(f"--onnx={derived or tmp_path / 'm.onnx'}" in line for line in lines.values())
+    assert "--stronglyTyped" in lines["10.x (JetPack 6)"] and "--fp16" not in lines["11.x"] + lines["10.x (JetPack 6)"]
+    weak = {"fp32": ["--noTF32"], "fp16": ["--fp16", "--layerPrecisions="], "int8": ["--int8", "--fp16"]}[precision]
+    assert all(flag in lines["8.5 (JetPack 5)"] for flag in weak) and "--calib" not in lines["8.5 (JetPack 5)"]
     with load(tmp_path / "m.engine", device="cuda") as engine:  # batch 6 > the profile's 4: split in two
         x = parity_inputs(6, 32)
         cosine = np.dot(engine(x).ravel(), onnx_logits(tmp_path / "m.onnx")(x).ravel())

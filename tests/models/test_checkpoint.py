@@ -82,7 +82,8 @@ class _Evil:
     (lambda t, sd: _write(t, "junk.safetensors", b"garbage" * 10), "not a readable safetensors file"),
     (lambda t, sd: _write(t, "list.pth", [1, 2, 3]), "holds no state dict"),
     (lambda t, sd: _write(t, "other.pth", {"fc.weight": torch.zeros(2, 2)}), "not an LSNet checkpoint"),
-    (lambda t, sd: _write(t, "partial.pth", {k: v for i, (k, v) in enumerate(sd.items()) if not 30 <= i < 35}), "does not fit lsnet_t strictly"),
+    (lambda t, sd: _write(t, "partial.pth", {k: v for i, (k, v) in enumerate(sd.items()) if not 30 <= i < 35}),
+     "does not fit lsnet_t strictly"),
     (lambda t, sd: _write(t, "shape.pth", {**sd, "blocks2.2.ffn.m.pw1.c.weight": torch.zeros(1, 1, 1, 1)}),
      r"shape \(1\): blocks2.2.ffn.m.pw1.c.weight"),
 ])

@@ -143,4 +143,4 @@ def test_bad_preprocessing_is_refused(kwargs, message):
     with pytest.raises(UsageError, match=message):
         Preprocessing(224, **kwargs)
     with pytest.raises(InputError, match="artifact metadata: " + message):
-        ArtifactMetadata("lsnet_t", 2, **kwargs).preprocessing
+        _ = ArtifactMetadata("lsnet_t", 2, **kwargs).preprocessing

@@ -1,0 +1,169 @@
+"""ncnn: ``NAME.param`` + ``NAME.ncnn.bin`` + ``NAME.param.json`` (the sidecar), converted by pnnx, fp32 or fp16.
+
+The fused model, its SKA lowered as ``planar`` (every tensor at most 4-D, the batch axis untouched: what
+ncnn's blobs can hold), is traced with ``torch.jit.trace`` at ``[1, 3, S, S]`` and handed to the ``pnnx``
+converter (``fp16=0`` for fp32 weights, ``fp16=1`` for fp16 weights: pnnx's Python ``export()`` defaults to
+fp16). The ``.param`` must hold only layers ncnn has: a pnnx placeholder (``Tensor.reshape``,
+``torch.unbind``: what pnnx leaves for ops it cannot map) is refused at export, since ncnn cannot load it.
+The weights are ``NAME.ncnn.bin``, never ``NAME.bin`` (an OpenVINO IR's of the same stem). Metadata, golden
+data, the blob names and the files' sha256 go into the sidecar (``runtime/ncnn.py``).
+
+Every artifact is gated through the runtime's :class:`~lsnet_deploy.runtime.ncnn.NcnnEngine` on held-out
+inputs: fp32 with fp16 packing/storage/arithmetic off, under the strict fp32 gate; fp16 with all three on
+(ncnn's ARM default), at cosine >= 0.999. int8 is refused: see :data:`NcnnConfig.unsupported` and docs/ncnn.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import json
+import shutil
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsnet_deploy.artifacts import atomic_outputs, file_sha256
+from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
+from lsnet_deploy.validate import gate
+
+from . import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
+from .inputs import artifact_path, image_files, parity_images
+from .preflight import check_artifact_paths, lowering, preflight
+
+if TYPE_CHECKING:
+    from torch import nn
+
+INPUT_BLOB, OUTPUT_BLOB = "in0", "out0"  #: pnnx's blob names for the one input and output
+#: pnnx lines that say why a layer was left as a placeholder (``binaryop tensor0 with rank 6 is not supported yet!``)
+_PNNX_REFUSALS = ("not supported", "unsupported")
+
+
+@dataclass(frozen=True)
+class NcnnConfig(TargetConfig):
+    """The ``ncnn`` target: ``.param`` + ``.ncnn.bin`` + ``.param.json``, fp32 or fp16 weights."""
+
+    name = "ncnn"
+    backend = "ncnn"
+    default_ska = "planar"
+    requires = ("pnnx", "ncnn")
+    extra = '"lsnet-deploy[ncnn-export]"'
+    precisions = ("fp32", "fp16")
+    partners = ("{stem}.ncnn.bin", "{name}.json")  #: the weights and the sidecar (``runtime/ncnn.py``)
+    unsupported = {"int8": "ncnn quantizes with its C++ tools ncnn2table and ncnn2int8, which the ncnn and pnnx "
+                           "wheels do not ship, and pnnx has no int8 path (docs/ncnn.md); for int8 use --target "
+                           "onnx or openvino"}
+
+    threads: int | None = None  #: CPU threads of the parity run (default: ncnn's, the big cores)
+
+    def check(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads must be >= 1, got {self.threads}")
+
+
+def check(options: ExportOptions) -> None:
+    """Before the model loads (and before torch is imported: this module imports it only to trace): the output
+    and its partner files, a lowering ncnn can hold, no ONNX-only option."""
+    preflight(options)
+    if not lowering(options.lowering)["ncnn_ok"]:
+        fit = ", ".join(name for name, facts in lowering_facts().items() if facts["ncnn_ok"])
+        raise UsageError(f"--target ncnn needs an SKA lowering whose tensors stay at most 4-D with the batch axis "
+                         f"untouched ({fit}); {options.lowering} is not one (ncnn blobs have at most 4 dimensions)")
+    for given, flag in ((options.opset is not None, "--opset"), (options.exporter != DEFAULT_EXPORTER, "--exporter"),
+                        (options.simplify, "--simplify")):
+        if given:
+            raise UsageError(f"{flag} is an ONNX option; --target ncnn converts a TorchScript trace with pnnx")
+    if options.data is not None:
+        image_files(options.data, 1)
+
+
+def trace(model: nn.Module, options: ExportOptions, size: int, path: Path) -> None:
+    """Save a TorchScript trace of ``model`` (fused unless ``--no-fuse``, SKA lowered) at ``[1, 3, size, size]``."""
+    import torch
+
+    from lsnet_deploy.models import fuse_model
+
+    from .ska import lowered
+
+    model = copy.deepcopy(model).eval().float()
+    if options.fuse:
+        fuse_model(model)
+    example = torch.zeros(1, 3, size, size)
+    with lowered(model, options.lowering), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter; parity is checked on the ncnn files
+        model(example)  # attention-bias tables gathered once: traced as constants (ncnn MemoryData)
+        torch.jit.trace(model, example, check_trace=False).save(str(path))
+
+
+def run_pnnx(pt: Path, size: int, half: bool) -> tuple[Path, Path]:
+    """pnnx on the trace at ``pt``, every output in its folder: ``(param, weights)``; :class:`InputError` when the
+    conversion fails or leaves a layer ncnn does not have."""
+    import pnnx
+
+    from lsnet_deploy.runtime.ncnn import unknown_layers
+
+    folder = pt.parent
+    outputs = {key: folder / f"model.{key}" for key in ("ncnnparam", "ncnnbin", "pnnxparam", "pnnxbin", "pnnxpy",
+                                                        "pnnxonnx", "ncnnpy")}
+    command = [pnnx.EXEC_PATH, pt.name, f"inputshape=[1,3,{size},{size}]f32", f"fp16={int(half)}", "device=cpu",
+               *(f"{key}={path.name}" for key, path in outputs.items())]
+    try:
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, errors="replace", check=False)
+    except OSError as e:  # a wheel without its binary for this platform
+        raise BackendMissingError(f"cannot run pnnx's converter {pnnx.EXEC_PATH} ({e.strerror or e}): "
+                                  f"pip install {NcnnConfig.extra}") from e
+    log = [ln.strip()[:300] for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
+    param = outputs["ncnnparam"]
+    if done.returncode != 0 or not param.is_file():
+        raise InputError(f"pnnx could not convert the model (exit {done.returncode}): {log[-1] if log else ''}")
+    unknown = unknown_layers(t for t, _ in ncnn_layers(param.read_bytes()))
+    if unknown:
+        why = next((ln for ln in log if any(r in ln for r in _PNNX_REFUSALS)), "")
+        raise InputError(f"pnnx left layers ncnn does not have: {', '.join(unknown)}" + (f" ({why})" if why else ""))
+    return param, outputs["ncnnbin"]
+
+
+def sidecar(meta: ArtifactMetadata, extra: dict[str, str], param: Path, weights: Path) -> dict:
+    """The sidecar document: metadata and ``extra`` (golden data), blob names, the files' digests, the stack."""
+    import ncnn
+
+    return {"format": NCNN_SIDECAR_FORMAT, "precision": meta.precision, "metadata": {**meta.to_props(), **extra},
+            "input_blob": INPUT_BLOB, "output_blob": OUTPUT_BLOB, "param_sha256": file_sha256(param),
+            "weights_sha256": file_sha256(weights), "ncnn_version": ncnn.__version__,
+            "pnnx_version": importlib.metadata.version("pnnx")}
+
+
+def export(source: Source, options: ExportOptions) -> ExportResult:
+    """Trace, convert with pnnx, write the three files atomically and gate them in ncnn unless ``validate`` is off."""
+    from lsnet_deploy import golden
+    from lsnet_deploy.runtime.ncnn import NcnnEngine, sidecar_path, weights_path
+
+    config = options.target_config()
+    meta = source.metadata(batch=None, precision=options.precision, ska=options.lowering, opset=None)
+    output = Path(options.output or artifact_path(meta, options.precision, ".param"))
+    finals = check_artifact_paths("ncnn", output, options.overwrite)
+    parity = None
+    with tempfile.TemporaryDirectory(prefix="lsnet-ncnn-") as tmp, source.reference() as reference:
+        trace(source.model, options, meta.img_size, Path(tmp) / "model.pt")
+        param, weights = run_pnnx(Path(tmp) / "model.pt", meta.img_size, options.half)
+        extra = golden.record(meta, reference).to_props()
+        with atomic_outputs(*finals, overwrite=options.overwrite) as (tmp_param, tmp_weights, tmp_sidecar):
+            if (weights_path(tmp_param), sidecar_path(tmp_param)) != (tmp_weights, tmp_sidecar):
+                raise RuntimeError(f"internal: temporary names {tmp_weights.name}, {tmp_sidecar.name} do not pair")
+            shutil.move(param, tmp_param)
+            shutil.move(weights, tmp_weights)
+            tmp_sidecar.write_text(json.dumps(sidecar(meta, extra, tmp_param, tmp_weights), indent=1), "utf-8")
+            if options.validate:
+                with NcnnEngine(tmp_param, threads=config.threads) as engine:
+                    parity = gate(engine, reference, parity_images(options.data, meta, options.parity_size),
+                                  options.gate(), f"ncnn {options.precision} {output.name}")
+    return ExportResult(output, meta, parity, gate=options.gate() if parity else None,
+                        size_bytes=sum(p.stat().st_size for p in finals[:2]))
+
+
+__all__ = ["NcnnConfig", "check", "export"]
