@@ -18,7 +18,6 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
 
 from suite.report import save
 from lsnet_deploy import __version__

@@ -292,5 +292,5 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
                         size_bytes=len(flat), notes=tuple(notes))
 
 
-__all__ = ["LiteRTConfig", "check", "convert", "default_path", "export", "fp16_weights", "litert_gate",
-           "with_metadata"]
+__all__ = ["LiteRTConfig", "check", "convert", "default_path", "export", "fp16_weights", "int8_scopes", "litert_gate",
+           "quantize_int8", "robust_ranges", "with_metadata"]

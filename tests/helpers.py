@@ -224,6 +224,16 @@ def synthetic_frames(tmp_path_factory, count: int, seed: int, size: int) -> Path
 FOREIGN_CHECKPOINT = "f0" * 32
 
 
+def _serving_signature(fb, input_index: int, output_index: int):
+    """The ``serving_default`` signature as litert-torch writes it (ai-edge-quantizer calibrates through it)."""
+    signature = fb.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex, signature.inputs, signature.outputs = "serving_default", 0, \
+        [fb.TensorMapT()], [fb.TensorMapT()]
+    signature.inputs[0].name, signature.inputs[0].tensorIndex = "args_0", input_index
+    signature.outputs[0].name, signature.outputs[0].tensorIndex = "output_0", output_index
+    return signature
+
+
 def tiny_tflite(path: Path, classes: int = 2, size: int = 64, batch: int = 1, seed: int = 0,
                 golden_logits: bool = True) -> Path:
     """A hand-built LiteRT flatbuffer in milliseconds (no converter, no torch): NCHW images -> MEAN over H, W ->
@@ -271,12 +281,7 @@ def tiny_tflite(path: Path, classes: int = 2, size: int = 64, batch: int = 1, se
     graph.operators = [op(0, [0, 1], [2], fb.BuiltinOptions.ReducerOptions, fb.ReducerOptionsT()),
                        op(1, [2, 3, 4], [5], fb.BuiltinOptions.FullyConnectedOptions, fb.FullyConnectedOptionsT())]
     model.subgraphs = [graph]
-    signature = fb.SignatureDefT()  # as litert-torch writes it (ai-edge-quantizer calibrates through it)
-    signature.signatureKey, signature.subgraphIndex, signature.inputs, signature.outputs = "serving_default", 0, \
-        [fb.TensorMapT()], [fb.TensorMapT()]
-    signature.inputs[0].name, signature.inputs[0].tensorIndex = "args_0", 0
-    signature.outputs[0].name, signature.outputs[0].tensorIndex = "output_0", 5
-    model.signatureDefs = [signature]
+    model.signatureDefs = [_serving_signature(fb, 0, 5)]
     meta = ArtifactMetadata("lsnet_t", classes, size, batch=batch, ska="shift", checkpoint_sha256=FOREIGN_CHECKPOINT,
                             class_names=tuple(f"label{i}" for i in range(classes)))
     frames = golden.make_frames(size)

@@ -122,7 +122,8 @@ engine = runtime.load(sys.argv[1], threads=1)
 logits = engine.run_batched(np.zeros((3, 3, 64, 64), np.float32))
 print(json.dumps({"shape": list(logits.shape), "passed": self_test(engine).passed,
                   "torch": any(m == "torch" or m.startswith("torch.") for m in sys.modules),
-                  "models": "lsnet_deploy.models" in sys.modules, "exporters": "lsnet_deploy.exporters" in sys.modules}))
+                  "models": "lsnet_deploy.models" in sys.modules,
+                  "exporters": "lsnet_deploy.exporters" in sys.modules}))
 """
     proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + code, str(tiny)], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
