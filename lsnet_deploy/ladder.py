@@ -24,7 +24,8 @@ PRECISIONS = ("fp32", "bf16", "int8")
 #: (backend, precision) -> ExportOptions fields; ``openvino``/``int8-qdq`` runs the onnxruntime int8 file
 EXPORTS = {("onnxruntime", "fp32"): {"target": "onnx"}, ("onnxruntime", "int8"): {"target": "onnx", "int8": True},
            ("openvino", "fp32"): {"target": "openvino"}, ("openvino", "bf16"): {"target": "openvino", "bf16": True},
-           ("openvino", "int8"): {"target": "openvino", "int8": True}}
+           ("openvino", "int8"): {"target": "openvino", "int8": True},
+           ("executorch", "fp32"): {"target": "executorch"}, ("executorch", "int8"): {"target": "executorch", "int8": True}}
 NO_KERNELS = "no bf16 CPU kernels for this model in onnxruntime (bf16 runs in OpenVINO)"
 
 
