@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,openvino
+EXTRAS ?= dev,openvino,executorch
 TORCH  ?= torch==2.13.0
 
 .PHONY: venv demo test test-all bench clean

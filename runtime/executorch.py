@@ -142,7 +142,8 @@ class ExecuTorchEngine(Engine):
     def _check_forward(self, names: set) -> None:
         """``forward``: one float32 NCHW input of 3 channels, one output; sets ``input_shape`` (batch first)."""
         if "forward" not in names:
-            raise InputError(f"{self.path.name}: the program has no forward method (it has: {', '.join(sorted(names))})")
+            raise InputError(f"{self.path.name}: the program has no forward method "
+                             f"(it has: {', '.join(sorted(names))})")
         meta = self.program.method_meta("forward")
         if meta.num_inputs() != 1 or meta.num_outputs() != 1:
             raise InputError(f"{self.path.name}: expected one input and one output, found {meta.num_inputs()} "
