@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,openvino,ncnn,ncnn-export,litert,litert-export
+EXTRAS ?= dev,openvino,ncnn,ncnn-export,litert,litert-export,executorch
 TORCH  ?= torch==2.13.0
 # pytest workers (pytest-xdist), one per core of a 2-core CI machine; a test file stays on one worker
 JOBS   ?= 2
