@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-from importlib.metadata import version
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from suite.report import save
 from lsnet_deploy import __version__
 from lsnet_deploy.doctor import cpu_info, package_versions
 from lsnet_deploy.exporters import ExportOptions, export
@@ -32,6 +31,8 @@ from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.timing import interleaved
 from lsnet_deploy.synthetic import write_folder
 from lsnet_deploy.validate import compare_outputs, parity_inputs
+
+from suite.report import save
 
 RESULTS = Path(__file__).parent / "results"
 STEM = "executorch_vs_onnxruntime"

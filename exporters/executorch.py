@@ -193,8 +193,10 @@ def prepared_model(source: Source, options: ExportOptions) -> nn.Module:
 def calibrated(exported, calibration: np.ndarray, float_types: tuple[type, ...] = ()):
     """PT2E int8: XNNPACK's symmetric per-channel quantizer, calibrated image by image, converted; the ops of
     modules of ``float_types`` stay in fp32."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                          get_symmetric_quantization_config)
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))

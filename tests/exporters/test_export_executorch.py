@@ -11,13 +11,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import gradient_image, synthetic_frames, tame_model, torch_logits
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import ParityError
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.validate import parity_inputs
+
+from helpers import gradient_image, synthetic_frames, tame_model, torch_logits
 
 pytest.importorskip("executorch")
 pytestmark = pytest.mark.slow
