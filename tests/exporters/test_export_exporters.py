@@ -17,7 +17,7 @@ from lsnet_deploy.validate import parity_inputs
 pytest.importorskip("onnxscript")
 
 SMALL = 64
-LOWERINGS = ("unfold", "shift", "dwconv", "custom")
+LOWERINGS = ("unfold", "shift", "dwconv", "custom", "shift4d")
 
 
 @pytest.fixture(scope="module")
