@@ -18,7 +18,7 @@ from helpers import tame_model, torch_logits
 pytest.importorskip("onnxscript")
 
 SMALL = 64
-LOWERINGS = ("unfold", "shift", "dwconv", "custom", "planar")
+LOWERINGS = ("unfold", "shift", "dwconv", "custom", "planar", "shift4d")
 
 
 @pytest.fixture(scope="module")
