@@ -5,12 +5,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,openvino,ncnn,ncnn-export,litert,litert-export
+EXTRAS ?= dev,openvino,ncnn,ncnn-export,litert,litert-export,executorch
 TORCH  ?= torch==2.13.0
 # pytest workers (pytest-xdist), one per core of a 2-core CI machine; a test file stays on one worker
 JOBS   ?= 2
 
-.PHONY: venv demo test test-all bench clean
+.PHONY: venv demo lint test test-all bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py $(if $(WEIGHTS),--weights $(WEIGHTS))
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" -n $(JOBS) --dist loadfile

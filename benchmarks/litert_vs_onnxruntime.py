@@ -18,8 +18,6 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-
-from suite.report import save
 from lsnet_deploy import __version__
 from lsnet_deploy.doctor import cpu_info, package_versions
 from lsnet_deploy.exporters import ExportOptions, export
@@ -29,6 +27,8 @@ from lsnet_deploy.runtime import onnxruntime as ort_engine
 from lsnet_deploy.runtime.timing import interleaved
 from lsnet_deploy.synthetic import write_folder
 from lsnet_deploy.validate import parity_inputs
+
+from suite.report import save
 
 RESULTS = Path(__file__).parent / "results"
 #: row -> (ExportOptions fields, file name)

@@ -30,8 +30,8 @@ from lsnet_deploy import __version__
 from lsnet_deploy.errors import BackendMissingError, DeployWarning, InputError, UsageError
 from lsnet_deploy.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata, default_crop_pct
 from lsnet_deploy.registry import class_attributes
-from lsnet_deploy.untrusted import MAX_IMG_SIZE, MIN_CROP_PCT
 from lsnet_deploy.runtime.engine import BACKENDS
+from lsnet_deploy.untrusted import MAX_IMG_SIZE, MIN_CROP_PCT
 from lsnet_deploy.validate import GATES, PARITY_IMAGES, Gate, Parity
 
 if TYPE_CHECKING:

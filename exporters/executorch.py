@@ -41,7 +41,7 @@ from lsnet_deploy.validate import gate
 from . import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import int8_images, parity_images
 from .preflight import check_artifact_paths
-from .ska import lowered
+from .ska import Lowering, lowered
 
 INSTALL_HINT = 'pip install "lsnet-deploy[executorch]"'
 PROPS_METHOD = "lsnet_props"  #: the program's method returning its properties (``runtime.executorch``)
@@ -190,13 +190,18 @@ def prepared_model(source: Source, options: ExportOptions) -> nn.Module:
     return fuse_model(model) if options.fuse else model
 
 
-def calibrated(exported, calibration: np.ndarray):
-    """PT2E int8: XNNPACK's symmetric per-channel quantizer, calibrated image by image, converted."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                          get_symmetric_quantization_config)
+def calibrated(exported, calibration: np.ndarray, float_types: tuple[type, ...] = ()):
+    """PT2E int8: XNNPACK's symmetric per-channel quantizer, calibrated image by image, converted; the ops of
+    modules of ``float_types`` stay in fp32."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    for kind in float_types:
+        quantizer.set_module_type(kind, None)
     prepared = prepare_pt2e(exported.module(), quantizer)
     with torch.no_grad():
         for image in calibration:
@@ -209,10 +214,10 @@ def lower(model: nn.Module, example: torch.Tensor, props: dict[str, str], calibr
     exir, partitioner, constant_prop_pass = import_stack()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.export and exir warn about internals on every export
-        exported = torch.export.export(model, (example,))
+        exported = constant_prop_pass(torch.export.export(model, (example,)))  # before int8: it folds dequantize
         if calibration is not None:
-            exported = torch.export.export(calibrated(exported, calibration), (example,))
-        exported = constant_prop_pass(exported)
+            float_types = (type(next(m for m in model.modules() if isinstance(m, Lowering))), GroupNorm4d)
+            exported = torch.export.export(calibrated(exported, calibration, float_types), (example,))
         edge = exir.to_edge_transform_and_lower(exported, transform_passes=[tidy_views],
                                                 partitioner=[partitioner()],
                                                 constant_methods={PROPS_METHOD: json.dumps(props)})

@@ -18,7 +18,8 @@ import numpy as np
 
 from .errors import InputError, UsageError
 from .runtime.engine import Engine, is_artifact
-from .validate import GATES, PARITY_IMAGES, Gate, Parity, compare_outputs, gate as parity_gate, parity_inputs
+from .validate import GATES, PARITY_IMAGES, Gate, Parity, compare_outputs, parity_inputs
+from .validate import gate as parity_gate
 
 _SCOPE = re.compile(r"^/(patch_embed|blocks\d)/(?:(blocks\d\.\d+)/)?")
 

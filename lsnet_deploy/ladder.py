@@ -25,7 +25,9 @@ PRECISIONS = ("fp32", "bf16", "int8")
 EXPORTS = {("onnxruntime", "fp32"): {"target": "onnx"}, ("onnxruntime", "int8"): {"target": "onnx", "int8": True},
            ("openvino", "fp32"): {"target": "openvino"}, ("openvino", "bf16"): {"target": "openvino", "bf16": True},
            ("openvino", "int8"): {"target": "openvino", "int8": True}, ("ncnn", "fp32"): {"target": "ncnn"},
-           ("litert", "fp32"): {"target": "litert"}, ("litert", "int8"): {"target": "litert", "int8": True}}
+           ("litert", "fp32"): {"target": "litert"}, ("litert", "int8"): {"target": "litert", "int8": True},
+           ("executorch", "fp32"): {"target": "executorch"},
+           ("executorch", "int8"): {"target": "executorch", "int8": True}}
 NO_KERNELS = "no bf16 CPU kernels for this model in onnxruntime (bf16 runs in OpenVINO)"
 
 

@@ -18,9 +18,9 @@ from typing import Any, ContextManager
 import torch
 from torch import nn
 
+from lsnet_deploy.artifacts import file_sha256
 from lsnet_deploy.errors import BackendMissingError, InputError
 from lsnet_deploy.errors import reason as error_text
-from lsnet_deploy.artifacts import file_sha256
 
 from .hub import offline_reason
 from .lsnet import attention_resolution, build_model, variant_name

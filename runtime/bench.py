@@ -22,15 +22,15 @@ import numpy as np
 
 from lsnet_deploy.doctor import collect_environment, cuda_gpu
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
-from lsnet_deploy.interrupt import keep_partial
 from lsnet_deploy.golden import golden_parity
+from lsnet_deploy.interrupt import keep_partial
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.validate import GATES, Parity, gate, parity_inputs
 
 from . import jetson
 from .engine import BACKENDS, Engine, backend_for, check_provider, is_artifact, load, suffix_backends
-from .memory import peak_rss_mb, reset_peak_rss
 from .footprint import warn_if_short
+from .memory import peak_rss_mb, reset_peak_rss
 from .preprocess import require_metadata
 from .results import BenchReport, BenchRow, Skipped
 from .stats import CV_WARN, summarize

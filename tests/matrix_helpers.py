@@ -21,7 +21,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.golden import KEY as GOLDEN, record
+from lsnet_deploy.golden import KEY as GOLDEN
+from lsnet_deploy.golden import record
 from lsnet_deploy.metadata import ArtifactMetadata
 
 

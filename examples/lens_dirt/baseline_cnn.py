@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from train import fit  # examples/lens_dirt/train.py (this script's folder is on sys.path)
 
 from lsnet_deploy.metadata import Preprocessing
 from lsnet_deploy.runtime.preprocess import preprocess
 from lsnet_deploy.synthetic import make_frame
-from train import fit  # examples/lens_dirt/train.py (this script's folder is on sys.path)
 
 SIZE = 128
 

@@ -23,9 +23,9 @@ class Shift4dSKA(Lowering):
     summary = "shift in 4-D tensors: Pad + 9 Slices, weight taps on a leading axis (ExecuTorch/XNNPACK)"
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        n, c, h, width = x.shape
-        wc = w.shape[1]
-        xp = F.pad(x, (K // 2,) * 4)
+        n, _, h, width = x.shape
+        c, wc = int(x.shape[1]), w.shape[1]  # int: a constant when traced, so the Conv kernel's shape is known
+        xp = F.conv2d(x, torch.ones(c, 1, 1, 1, dtype=x.dtype, device=x.device), padding=K // 2, groups=c)
         taps = w.reshape(n, wc, K * K, h * width).permute(0, 2, 1, 3)  # (N, 9, C/G, H*W)
         out = None
         for i in range(K):

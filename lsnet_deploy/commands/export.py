@@ -9,8 +9,15 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from lsnet_deploy.exporters import (DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS, MAX_OPSET, MIN_OPSET, TARGETS,
-                                    lowering_facts)
+from lsnet_deploy.exporters import (
+    DEFAULT_EXPORTER,
+    DEFAULT_OPSET,
+    EXPORTERS,
+    MAX_OPSET,
+    MIN_OPSET,
+    TARGETS,
+    lowering_facts,
+)
 from lsnet_deploy.runtime.engine import BACKENDS
 
 _LOWERINGS = lowering_facts()

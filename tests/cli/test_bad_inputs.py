@@ -22,18 +22,18 @@ import pytest
 import torch
 from onnx import helper
 from PIL import Image
-from helpers import escaping_external_data, gradient_image, graph_model, write_onnx
 
 from lsnet_deploy import runtime
 from lsnet_deploy.artifacts import check_output
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import (BackendMissingError, InputError, LsnetDeployError, OutputError, ParityError,
-                                 UsageError)
+from lsnet_deploy.errors import BackendMissingError, InputError, LsnetDeployError, OutputError, ParityError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export, load_source
 from lsnet_deploy.models import build_model, load_model
 from lsnet_deploy.runtime.bench import BenchOptions, check_device
 from lsnet_deploy.runtime.images import find_images
 from lsnet_deploy.runtime.preprocess import classify, open_image, read_labels
+
+from helpers import escaping_external_data, gradient_image, graph_model, write_onnx
 
 HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None

@@ -6,12 +6,13 @@ import json
 
 import pytest
 import torch
-from helpers import TransposedSKA, tame_model
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.compare import compare
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.ska import LOWERINGS
+
+from helpers import TransposedSKA, tame_model
 
 ARGS = ["--model", "lsnet_t", "--num-classes", "2", "--imgsz", "64"]
 FIRST_LSCONV = "blocks2.3"  # lsnet_t: blocks2 = [downsample dw, downsample pw, RepVGG block, LSConv block, ...]

@@ -9,8 +9,8 @@ import pytest
 from lsnet_deploy import doctor
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import UsageError
-from lsnet_deploy.ladder import LadderOptions, held_out_images
 from lsnet_deploy.exporters.inputs import image_files, split_files
+from lsnet_deploy.ladder import LadderOptions, held_out_images
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.synthetic import write_folder
 

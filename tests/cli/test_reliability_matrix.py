@@ -19,14 +19,15 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
-from fs_helpers import device_node
-from matrix_helpers import Case, interrupt_at, params, run_case
 from PIL import Image
 
 from lsnet_deploy import errors
 from lsnet_deploy.cli import run
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.models import hub
+
+from fs_helpers import device_node
+from matrix_helpers import Case, interrupt_at, params, run_case
 
 HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None

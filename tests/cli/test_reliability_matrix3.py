@@ -22,7 +22,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from matrix_helpers import Case, params, png_header, run_case, tiny_artifact, with_golden, with_props
 from PIL import Image
 
 from lsnet_deploy import cli, runtime
@@ -30,6 +29,8 @@ from lsnet_deploy.errors import InputError
 from lsnet_deploy.models import build_model
 from lsnet_deploy.runtime.images import find_images
 from lsnet_deploy.runtime.predict import predict_files
+
+from matrix_helpers import Case, params, png_header, run_case, tiny_artifact, with_golden, with_props
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 slow = pytest.mark.slow

@@ -10,12 +10,13 @@ import json
 
 import onnx
 import pytest
-from helpers import tamper
 
 from lsnet_deploy import exporters
 from lsnet_deploy.cli import run
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.runtime import bench
+
+from helpers import tamper
 
 FAST = ["--iters", "2", "--warmup", "0"]
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fs_helpers import leftovers
 from PIL import Image
 
 from lsnet_deploy.cli import run
@@ -20,6 +19,8 @@ from lsnet_deploy.errors import Interrupted
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.interrupt import keep_partial, save_partial
 from lsnet_deploy.runtime import bench
+
+from fs_helpers import leftovers
 
 EXE = Path(sys.executable).with_name("lsnet-deploy")
 

@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import synthetic_frames
 from lsnet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
+
+from helpers import synthetic_frames
 
 #: class order of the LSNet export's head: the reverse of the folders' sorted order
 LSNET_CLASSES = ("dirty", "clean")

@@ -13,13 +13,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from fs_helpers import leftovers, small_fs
-from helpers import stage_options
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import OutputError
 from lsnet_deploy.exporters import tensorrt as trt_export
 from lsnet_deploy.metadata import ArtifactMetadata
+
+from fs_helpers import leftovers, small_fs
+from helpers import stage_options
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
 SMALL = ["--num-classes", "2", "--imgsz", "32", "--overwrite"]

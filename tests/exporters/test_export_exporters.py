@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from helpers import tame_model, torch_logits
 
 from lsnet_deploy import runtime
 from lsnet_deploy.artifacts import file_sha256
@@ -13,6 +12,8 @@ from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters import DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS, ExportOptions, export
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.validate import parity_inputs
+
+from helpers import tame_model, torch_logits
 
 pytest.importorskip("onnxscript")
 

@@ -9,11 +9,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import tame_model, tiny_tflite
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import ParityError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export
+
+from helpers import tame_model, tiny_tflite
 
 HAVE_CONVERTER = all(importlib.util.find_spec(m) for m in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"))
 needs_converter = pytest.mark.skipif(not HAVE_CONVERTER, reason='pip install "lsnet-deploy[litert-export]"')
@@ -93,9 +94,9 @@ def test_fp32_and_fp16_match_pytorch_in_litert_and_run_whole_in_xnnpack(exported
 @pytest.mark.slow
 @needs_converter
 def test_int8_passes_its_held_out_gate_and_fails_on_a_broken_calibration(exported, tmp_path_factory, monkeypatch):
-    from helpers import synthetic_frames
-
     from lsnet_deploy.exporters import inputs, litert
+
+    from helpers import synthetic_frames
 
     data = synthetic_frames(tmp_path_factory, 40, seed=3, size=80)
     int8 = exported("int8", data=data, calib_size=32)

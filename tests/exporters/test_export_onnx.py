@@ -9,7 +9,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import TransposedSKA, tame_model, torch_logits
 
 from lsnet_deploy import __version__, runtime
 from lsnet_deploy.artifacts import file_sha256
@@ -18,8 +17,10 @@ from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.onnx import default_path
 from lsnet_deploy.exporters.ska import LOWERINGS
 from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import GATES, parity_inputs
 from lsnet_deploy.models import VARIANTS
+from lsnet_deploy.validate import GATES, parity_inputs
+
+from helpers import TransposedSKA, tame_model, torch_logits
 
 SMALL = 64  # input size for quick end-to-end exports (all stages still run; attention at 1x1)
 

@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import stage_options, tame_model
 
 from lsnet_deploy import doctor
 from lsnet_deploy.errors import BackendMissingError, InputError, OutputError, ParityError, UsageError
@@ -21,6 +20,8 @@ from lsnet_deploy.models import VARIANTS, fuse_model
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.preprocess import open_image, preprocess
 from lsnet_deploy.validate import GATES, compare_outputs
+
+from helpers import stage_options, tame_model
 
 ov = pytest.importorskip("openvino")
 

@@ -9,13 +9,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import TransposedSKA
 from torch import nn
 
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters.ska import LOWERINGS, get_lowering, lowered
 from lsnet_deploy.exporters.ska.custom import DOMAIN, OP, attach_function
 from lsnet_deploy.models import SKA, build_model, ska
+
+from helpers import TransposedSKA
 
 SHAPES = [(1, 8, 5, 7), (3, 16, 9, 4), (2, 64, 7, 7), (2, 24, 1, 3), (1, 32, 14, 14)]
 

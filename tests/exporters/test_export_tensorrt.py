@@ -14,19 +14,26 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-import fake_trt
-from fake_trt import ALL_SURFACES, make_trt
-from helpers import stage_options
-
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
-
-from lsnet_deploy.exporters.tensorrt import (build_engine, builder_settings, configure, inspect_onnx, network_flags,
-                                             pin_norm_layers, trtexec_command, write_sidecar)
+from lsnet_deploy.exporters.tensorrt import (
+    build_engine,
+    builder_settings,
+    configure,
+    inspect_onnx,
+    network_flags,
+    pin_norm_layers,
+    trtexec_command,
+    write_sidecar,
+)
 from lsnet_deploy.exporters.trt_calibrator import CalibrationBatches, make_calibrator
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.tensorrt import INSTALL_HINT, read_sidecar, sidecar_metadata
 from lsnet_deploy.runtime.trt_support import detect
+
+import fake_trt
+from fake_trt import ALL_SURFACES, make_trt
+from helpers import stage_options
 
 
 def _has_gpu_tensorrt() -> bool:
@@ -271,6 +278,7 @@ def test_lsnet_t_engine_builds_and_passes_parity(precision, tmp_path):
     import torch
 
     from lsnet_deploy.exporters import ExportOptions, export
+
     from helpers import tame_model
 
     model = tame_model("lsnet_t")

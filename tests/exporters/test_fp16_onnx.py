@@ -7,7 +7,6 @@ import collections
 import numpy as np
 import onnx
 import pytest
-from helpers import classifier_onnx, onnx_logits, tame_model, torch_logits
 from onnx import TensorProto
 
 from lsnet_deploy.errors import UsageError
@@ -15,6 +14,8 @@ from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.fp16 import fp32_compute_nodes, keeps_fp32, to_fp16, write_fp16
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.validate import GATES, compare_outputs, parity_inputs
+
+from helpers import classifier_onnx, onnx_logits, tame_model, torch_logits
 
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import stage_options, torch_reference, write_onnx
 
 from lsnet_deploy import doctor
 from lsnet_deploy.cli import run
@@ -32,6 +31,8 @@ from lsnet_deploy.exporters.inputs import SyntheticCalibrationWarning, int8_imag
 from lsnet_deploy.exporters.quantize import quantize_onnx
 from lsnet_deploy.runtime import load
 from lsnet_deploy.validate import GATES, compare_outputs
+
+from helpers import stage_options, torch_reference, write_onnx
 
 SIZE, CLASSES = 128, 2
 #: run an artifact in a fresh process on ``inputs.npy``, save its logits (the process may be emulated)

@@ -7,12 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import python_cmd
 
 from lsnet_deploy.errors import OutputError, UsageError
 from lsnet_deploy.exporters import ExportOptions
 from lsnet_deploy.exporters.preflight import partner_paths, preflight
 from lsnet_deploy.runtime.tensorrt import sidecar_path
+
+from helpers import python_cmd
 
 HEAVY = ("torch", "onnx", "onnxruntime", "openvino", "tensorrt", "ncnn", "pnnx", "lsnet_deploy.models")
 

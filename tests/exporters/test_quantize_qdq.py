@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from helpers import synthetic_frames
 from onnx import numpy_helper
 
 from lsnet_deploy import doctor
@@ -18,6 +17,8 @@ from lsnet_deploy.exporters import ExportOptions, export, inputs, quantize
 from lsnet_deploy.exporters.quantize import excluded_nodes, float_op_types, int8_nodes, module_scope, quantize_onnx
 from lsnet_deploy.runtime import load
 from lsnet_deploy.validate import compare_outputs, parity_inputs
+
+from helpers import synthetic_frames
 
 SIZE = 64
 

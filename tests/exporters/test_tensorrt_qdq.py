@@ -17,8 +17,16 @@ from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters import tensorrt as trt_export
 from lsnet_deploy.exporters.quantize import int8_nodes
-from lsnet_deploy.exporters.tensorrt import (TensorRTConfig, build_engine, builder_settings, configure, inspect_onnx,
-                                             int8_mode, network_flags, trtexec_command)
+from lsnet_deploy.exporters.tensorrt import (
+    TensorRTConfig,
+    build_engine,
+    builder_settings,
+    configure,
+    inspect_onnx,
+    int8_mode,
+    network_flags,
+    trtexec_command,
+)
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.trt_support import detect
 

@@ -10,14 +10,15 @@ import json
 
 import numpy as np
 import pytest
-from fake_trt import SURFACES
-from helpers import classifier_onnx, onnx_logits, stage_options
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.exporters.tensorrt import build_engine
 from lsnet_deploy.runtime import load
 from lsnet_deploy.validate import parity_inputs
+
+from fake_trt import SURFACES
+from helpers import classifier_onnx, onnx_logits, stage_options
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

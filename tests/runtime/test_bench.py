@@ -7,12 +7,13 @@ import json
 
 import pytest
 import torch
-from helpers import tame_model
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.doctor import cuda_gpu
 from lsnet_deploy.runtime import bench
 from lsnet_deploy.runtime.bench import BenchOptions, run_bench
+
+from helpers import tame_model
 
 FAST = {"warmup": 1, "iters": 4}
 HAVE_OPENVINO = (importlib.util.find_spec("openvino") is not None

@@ -18,10 +18,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import tamper
 
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.synthetic import make_frame
+
+from helpers import tamper
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv38"

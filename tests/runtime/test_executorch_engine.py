@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import BLOCK_TORCH
 from torch import nn
 
 from lsnet_deploy import runtime
@@ -18,6 +17,8 @@ from lsnet_deploy.cli import run
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.untrusted import MAX_PROPS, check_props_text
+
+from helpers import BLOCK_TORCH
 
 pytest.importorskip("executorch")
 ROOT = Path(__file__).resolve().parents[2]

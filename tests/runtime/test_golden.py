@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import stage_options, tamper
 
 from lsnet_deploy import golden, runtime
 from lsnet_deploy.errors import InputError
@@ -19,6 +18,8 @@ from lsnet_deploy.exporters.onnx import cap_ir_version
 from lsnet_deploy.exporters.tensorrt import builder_settings, inspect_onnx, write_sidecar
 from lsnet_deploy.golden import Golden, make_frames, self_test
 from lsnet_deploy.runtime.tensorrt import read_sidecar
+
+from helpers import stage_options, tamper
 
 HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 

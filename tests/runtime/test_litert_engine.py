@@ -14,13 +14,13 @@ import pytest
 
 pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed: pip install lsnet-deploy[litert]")
 
-from helpers import BLOCK_TORCH, gradient_image, tiny_tflite  # noqa: E402
-
 from lsnet_deploy import runtime  # noqa: E402
 from lsnet_deploy.cli import run  # noqa: E402
 from lsnet_deploy.errors import InputError  # noqa: E402
 from lsnet_deploy.runtime.bench import BenchOptions, run_bench  # noqa: E402
 from lsnet_deploy.runtime.litert import LiteRTEngine, read_props  # noqa: E402
+
+from helpers import BLOCK_TORCH, gradient_image, tiny_tflite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

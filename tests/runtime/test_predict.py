@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from helpers import gradient_image, tame_model
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.preprocess import preprocess, softmax, top_k
+
+from helpers import gradient_image, tame_model
 
 META = ArtifactMetadata("lsnet_t", 10, img_size=64)
 

@@ -6,12 +6,13 @@ import importlib.util
 
 import numpy as np
 import pytest
-from helpers import torch_reference
 
 from lsnet_deploy import runtime
 from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.runtime.onnxruntime import providers_for
 from lsnet_deploy.validate import GATES, compare_outputs
+
+from helpers import torch_reference
 
 BATCH = np.random.default_rng(0).standard_normal((3, 3, 64, 64), dtype=np.float32)
 HAVE_OPENVINO = (importlib.util.find_spec("openvino") is not None

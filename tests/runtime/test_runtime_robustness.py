@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import BLOCK_TORCH, escaping_external_data, gradient_image, python_cmd
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import InputError
 from lsnet_deploy.runtime.engine import Engine
+
+from helpers import BLOCK_TORCH, escaping_external_data, gradient_image, python_cmd
 
 HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 BACKENDS = ["onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(not HAVE_OPENVINO,

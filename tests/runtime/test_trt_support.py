@@ -6,14 +6,21 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from fake_trt import ALL_SURFACES, make_trt
 
 from lsnet_deploy import doctor
 from lsnet_deploy.cli import run
 from lsnet_deploy.errors import InputError, UsageError
-from lsnet_deploy.runtime.trt_support import (NEWEST, build_paths, check_engine_version, detect, device_memory_bytes,
-                                              major, plan_build)
+from lsnet_deploy.runtime.trt_support import (
+    NEWEST,
+    build_paths,
+    check_engine_version,
+    detect,
+    device_memory_bytes,
+    major,
+    plan_build,
+)
 
+from fake_trt import ALL_SURFACES, make_trt
 
 ENVIRONMENT = doctor.collect_environment()
 
