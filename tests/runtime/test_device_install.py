@@ -106,7 +106,7 @@ def test_runtime_only_install_has_no_torch(py38):
 #: only the optional backends' packages may be missing
 IMPORT_ALL = """
 import importlib, pkgutil, lsnet_deploy
-optional = {"torch", "onnx", "onnxslim", "safetensors", "openvino", "nncf", "tensorrt", "cuda", "matplotlib"}
+optional = {"torch", "onnx", "onnxslim", "safetensors", "openvino", "nncf", "tensorrt", "cuda", "matplotlib", "ncnn"}
 export_side = ("lsnet_deploy.models", "lsnet_deploy.exporters.", "lsnet_deploy.runtime.torch")
 for info in pkgutil.walk_packages(lsnet_deploy.__path__, "lsnet_deploy."):
     if info.name.startswith(export_side):
