@@ -70,7 +70,8 @@ def small_export(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ncnn_export(tmp_path_factory):
     """The gated fp32 ``ExportResult`` of a tame 2-class LSNet-T at 64 px as ncnn (``.param`` + ``.ncnn.bin`` +
-    ``.param.json``), exported once per session (needs the ``ncnn-export`` extra: skipped without it)."""
+    ``.param.json``), exported once per session (needs the ``ncnn-export`` extra: skipped without it); used by
+    tests/exporters/test_export_ncnn.py only (the engine's tests use ``helpers.tiny_ncnn``)."""
     pytest.importorskip("pnnx")
     pytest.importorskip("ncnn")
     from lsnet_deploy.exporters import ExportOptions, export

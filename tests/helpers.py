@@ -290,3 +290,32 @@ def tiny_tflite(path: Path, classes: int = 2, size: int = 64, batch: int = 1, se
     flat = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     Path(path).write_bytes(with_metadata(flat, {**meta.to_props(), **record.to_props()}))
     return Path(path)
+
+
+#: a tiny ncnn net: global average pooling and one dense layer (what ``tiny_ncnn`` writes)
+TINY_NCNN_PARAM = ("7767517\n3 3\nInput in0 0 1 in0\nPooling gap 1 1 in0 pooled 0=1 4=1\n"
+                   "InnerProduct fc 1 1 pooled out0 0={classes} 1=1 2={weights}\n")
+
+
+def tiny_ncnn(path: Path, classes: int = 2, size: int = 32, precision: str = "fp32") -> Path:
+    """An lsnet-deploy ncnn artifact in milliseconds, no pnnx: ``path`` (``.param``), its ``.ncnn.bin`` and sidecar
+    with real metadata and golden data (the logits of the same pooling + dense layer in numpy)."""
+    import hashlib
+    import json
+
+    from lsnet_deploy import golden
+    from lsnet_deploy.untrusted import NCNN_SIDECAR_FORMAT
+
+    rng = np.random.default_rng(26)
+    w, b = rng.normal(size=(classes, 3)).astype(np.float32), rng.normal(size=classes).astype(np.float32)
+    path.write_text(TINY_NCNN_PARAM.format(classes=classes, weights=w.size))
+    weights = path.with_name(path.stem + ".ncnn.bin")  # a zero tag (raw float32 weights), the weights, the bias
+    weights.write_bytes(np.zeros(1, np.uint32).tobytes() + w.tobytes() + b.tobytes())
+    meta = ArtifactMetadata("lsnet_t", classes, size, batch=None, precision=precision, ska="planar")
+    record = golden.record(meta, lambda x: x.mean(axis=(2, 3)) @ w.T + b)
+    doc = {"format": NCNN_SIDECAR_FORMAT, "precision": precision, "input_blob": "in0", "output_blob": "out0",
+           "metadata": {**meta.to_props(), **record.to_props()},
+           **{key: hashlib.sha256(p.read_bytes()).hexdigest() for key, p in (("param_sha256", path),
+                                                                                ("weights_sha256", weights))}}
+    path.with_name(path.name + ".json").write_text(json.dumps(doc))
+    return path

@@ -2,7 +2,7 @@
 precision, and what it refuses (int8, lowerings ncnn cannot hold, ONNX-only options).
 
 One gated fp32 export is shared by the session (``conftest.ncnn_export``); the fp16 export and the
-placeholder refusal run pnnx again and are slow.
+placeholder refusal run pnnx again and are slow. The engine on its own: tests/runtime/test_ncnn_engine.py.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from lsnet_deploy.cli import run
 from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.ska import LOWERINGS, get_lowering
@@ -61,6 +62,12 @@ def test_fp16_arithmetic_passes_the_fp16_gate(ncnn_export):
         parity = gate(engine, lambda b: torch_logits(tame_model("lsnet_t", 2, SMALL), b), parity_inputs(4, SMALL),
                       GATES["fp16"], "fp16 arithmetic")
     assert parity.cosine >= 0.999 and parity.top1_agreement == 1.0
+
+
+def test_the_golden_data_round_trips_through_verify(ncnn_export, capsys):
+    assert run(["verify", str(ncnn_export.path)]) == 0
+    assert capsys.readouterr().out.endswith("PASS: lsnet_t.param (ncnn/cpu, fp32) matches the PyTorch fp32 logits "
+                                            "stored at export\n")
 
 
 def test_the_files_and_the_sidecar(ncnn_export):

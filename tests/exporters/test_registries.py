@@ -4,6 +4,7 @@ new module is all a backend, target or lowering needs to be found."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import subprocess
 import sys
 from dataclasses import fields
@@ -32,7 +33,9 @@ def test_targets_read_from_source_equal_the_config_classes():
         assert issubclass(cls, TargetConfig) and cls.name == name
         for attr in ("backend", "default_ska", "requires", "extra", "precisions", "partners", "unsupported"):
             assert getattr(target, attr) == getattr(cls, attr), (name, attr)
-        assert target.backend in BACKENDS and callable(target.load().check) and callable(target.load().export)
+        assert target.backend in BACKENDS
+        if all(importlib.util.find_spec(r) is not None for r in target.requires):  # its extra is installed here
+            assert callable(target.load().check) and callable(target.load().export)
 
 
 def test_lowering_facts_read_from_source_equal_the_registered_lowerings():

@@ -1,15 +1,14 @@
-"""The ncnn engine (issue 26): without torch, the golden round trip through ``verify``, a bench row, and every
-damaged, mismatched or hostile file of an ncnn artifact refused in one line with exit 3.
+"""The ncnn engine (issue 26): without torch, the golden round trip through ``verify``, a bench row, the precision
+options, and every damaged, mismatched or hostile file of an ncnn artifact refused in one line with exit 3.
 
-All on copies of the session's one fp32 export (``conftest.ncnn_export``); the 44 MB weights are hard-linked
-where a case leaves them as they are.
+On a tiny artifact (``helpers.tiny_ncnn``: global pooling and one dense layer, real metadata and golden data),
+so these run in a second and without pnnx; the exported LSNet file: tests/exporters/test_export_ncnn.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,38 +23,43 @@ from lsnet_deploy.errors import InputError, UsageError
 from lsnet_deploy.runtime import bench
 from lsnet_deploy.runtime.bench import BenchOptions, run_bench
 
-from helpers import BLOCK_TORCH
+from helpers import BLOCK_TORCH, tiny_ncnn
 
 ncnn_runtime = pytest.importorskip("lsnet_deploy.runtime.ncnn", reason="the ncnn extra is not installed")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_runs_with_torch_blocked(ncnn_export):
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return tiny_ncnn(tmp_path_factory.mktemp("ncnn") / "tiny.param")
+
+
+def test_runs_with_torch_blocked(tiny):
     code = BLOCK_TORCH + """
 import json, sys
 import numpy as np
 from lsnet_deploy import runtime
 from lsnet_deploy.golden import self_test
 with runtime.load(sys.argv[1], threads=2) as engine:
-    logits = engine(np.zeros((3, 3, 64, 64), np.float32))
+    logits = engine(np.zeros((3, 3, 32, 32), np.float32))
     verdict = self_test(engine)
 print(json.dumps({"shape": list(logits.shape), "passed": verdict.passed, "backend": engine.backend,
                   "torch": any(m == "torch" or m.startswith("torch.") for m in sys.modules),
                   "heavy": [m for m in ("lsnet_deploy.models", "lsnet_deploy.exporters", "pnnx") if m in sys.modules]}))
 """
-    done = subprocess.run([sys.executable, "-c", code, str(ncnn_export.path)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", code, str(tiny)], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"shape": [3, 2], "passed": True, "backend": "ncnn", "torch": False,
                                        "heavy": []}
 
 
-def test_verify_round_trip_and_a_bench_row(ncnn_export, capsys, monkeypatch):
-    assert run(["verify", str(ncnn_export.path), "--threads", "2"]) == 0
-    assert capsys.readouterr().out.endswith("PASS: lsnet_t.param (ncnn/cpu, fp32) matches the PyTorch fp32 logits "
+def test_verify_round_trip_and_a_bench_row(tiny, capsys, monkeypatch):
+    assert run(["verify", str(tiny), "--threads", "2"]) == 0
+    assert capsys.readouterr().out.endswith("PASS: tiny.param (ncnn/cpu, fp32) matches the PyTorch fp32 logits "
                                             "stored at export\n")
     monkeypatch.setattr(bench, "torch_available", lambda: False)  # a device: parity from the golden data
-    report = run_bench(BenchOptions(str(ncnn_export.path), batches=(2,), warmup=1, iters=3))
+    report = run_bench(BenchOptions(str(tiny), batches=(2,), warmup=1, iters=3))
     (row,) = report.rows
     assert (row.backend, row.precision, row.batch, row.parity_source) == ("ncnn", "fp32", 2, "golden")
     assert row.parity_failures == [] and row.parity.max_rel < 1e-4 and row.latency.median > 0
@@ -83,9 +87,15 @@ print(json.dumps(got))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.param"]
 
 
-def test_cpu_only(ncnn_export):
+def test_cpu_only_and_fp16_from_the_artifact(tiny, tmp_path):
     with pytest.raises(UsageError, match="the ncnn backend runs on the CPU here"):
-        runtime.load(ncnn_export.path, device="gpu")
+        runtime.load(tiny, device="gpu")
+    with runtime.load(tiny) as fp32, runtime.load(tiny_ncnn(tmp_path / "half.param", precision="fp16")) as fp16:
+        assert (fp32.fp16, fp16.fp16, fp16.precision) == (False, True, "fp16")  # fp16: ncnn's ARM default
+        assert not fp32.net.opt.use_fp16_arithmetic and fp16.net.opt.use_fp16_arithmetic
+        assert fp16.net.opt.use_fp16_storage and fp16.net.opt.use_fp16_packed and not fp16.net.opt.use_vulkan_compute
+    with ncnn_runtime.NcnnEngine(tiny, fp16=True) as forced:
+        assert forced.fp16 and forced.net.opt.use_fp16_storage
 
 
 # --- damaged, mismatched and hostile files: one line, exit 3, before ncnn reads them
@@ -115,21 +125,18 @@ def _metadata(folder: Path, **props: str) -> None:
 
 def _placeholder(folder: Path) -> None:
     text = (folder / "m.param").read_bytes()
-    _param_text(folder, text.replace(b"\nReshape ", b"\nTensor.reshape ", 1))
+    _param_text(folder, text.replace(b"\nPooling ", b"\nTensor.reshape ", 1))
 
 
 def _truncate_weights(folder: Path) -> None:
     weights = folder / "m.ncnn.bin"
-    data = weights.read_bytes()
-    weights.unlink()  # a hard link: never write through it
-    weights.write_bytes(data[:len(data) // 2])
+    weights.write_bytes(weights.read_bytes()[:20])
 
 
 def _other_weights(folder: Path) -> None:
     weights = folder / "m.ncnn.bin"
     data = bytearray(weights.read_bytes())
-    weights.unlink()
-    data[1000:1004] = b"\x00\x00\x80\x3f"  # one weight set to 1.0: same size, other weights
+    data[4:8] = b"\x00\x00\x80\x3f"  # one weight set to 1.0: same size, other weights
     weights.write_bytes(bytes(data))
 
 
@@ -164,11 +171,10 @@ CASES = [
 
 
 @pytest.mark.parametrize(("message", "damage"), CASES)
-def test_a_bad_artifact_is_one_line_and_exit_3(message, damage, ncnn_export, tmp_path, capsys):
-    source = ncnn_export.path
-    shutil.copyfile(source, tmp_path / "m.param")
-    shutil.copyfile(ncnn_runtime.sidecar_path(source), tmp_path / "m.param.json")
-    os.link(ncnn_runtime.weights_path(source), tmp_path / "m.ncnn.bin")
+def test_a_bad_artifact_is_one_line_and_exit_3(message, damage, tiny, tmp_path, capsys):
+    for source, name in ((tiny, "m.param"), (ncnn_runtime.sidecar_path(tiny), "m.param.json"),
+                         (ncnn_runtime.weights_path(tiny), "m.ncnn.bin")):
+        shutil.copyfile(source, tmp_path / name)
     damage(tmp_path)
     assert run(["verify", str(tmp_path / "m.param")]) == 3
     err = capsys.readouterr().err.strip().splitlines()
@@ -177,8 +183,8 @@ def test_a_bad_artifact_is_one_line_and_exit_3(message, damage, ncnn_export, tmp
         runtime.load(tmp_path / "m.param")
 
 
-def test_engine_output_is_checked(ncnn_export):
-    with runtime.load(ncnn_export.path) as engine:
+def test_engine_output_is_checked(tiny):
+    with runtime.load(tiny) as engine:
         object.__setattr__(engine.metadata, "num_classes", 5)  # this engine's own copy of the metadata
         with pytest.raises(InputError, match="ncnn returned 2 values .*expected 5 logits"):
-            engine(np.zeros((1, 3, 64, 64), np.float32))
+            engine(np.zeros((1, 3, 32, 32), np.float32))
