@@ -20,7 +20,8 @@ import json
 import math
 import struct
 from dataclasses import fields
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -271,6 +272,24 @@ def check_sidecar(doc: Any, kinds: Mapping[str, Tuple[Tuple[type, ...], bool]] =
             raise bad(f"the sidecar's input {name!r}", f"must be 4 positive integers, got {_show(dims)}")
     return doc
 
+
+
+MAX_SIDECAR_BYTES = 64 * MAX_TEXT_CHARS  #: a JSON sidecar: golden frames and class names fit far below this
+
+
+def read_sidecar_file(path: Path, kind: str, check: Callable[[Any], Dict[str, Any]]) -> Dict[str, Any]:
+    """The JSON sidecar at ``path`` (``kind``: "TensorRT", "ncnn"), read within :data:`MAX_SIDECAR_BYTES` and
+    checked by ``check``; :class:`InputError` naming the file otherwise."""
+    if path.stat().st_size > MAX_SIDECAR_BYTES:
+        raise InputError(f"{kind} sidecar {path.name} is {path.stat().st_size} bytes, too large to be one")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"unreadable {kind} sidecar {path}: {e}") from e
+    try:
+        return check(doc)
+    except InputError as e:
+        raise InputError(f"{kind} sidecar {path.name}: {e}") from None
 
 
 #: the ncnn sidecar (``NAME.param.json``): metadata and golden data, the blob names, and the sha256 of the

@@ -15,7 +15,6 @@ fp16: all three on, ncnn's default on ARM); ``True``/``False`` forces them. Vulk
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from lsnet_deploy.artifacts import file_sha256
 from lsnet_deploy.errors import InputError, UsageError
-from lsnet_deploy.untrusted import MAX_TEXT_CHARS, check_ncnn_sidecar, ncnn_layers
+from lsnet_deploy.untrusted import check_ncnn_sidecar, ncnn_layers, read_sidecar_file
 
 from .engine import Backend, Engine
 
@@ -50,16 +49,7 @@ def read_sidecar(param: Path) -> dict:
     if not path.is_file():
         raise InputError(f"{param.name}: its sidecar {path.name} is missing (an lsnet-deploy ncnn artifact is "
                          f"NAME.param + NAME{WEIGHTS_SUFFIX} + NAME.param.json, exported together)")
-    if path.stat().st_size > 64 * MAX_TEXT_CHARS:  # golden frames and class names fit far below this
-        raise InputError(f"ncnn sidecar {path.name} is {path.stat().st_size} bytes, too large to be one")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InputError(f"unreadable ncnn sidecar {path}: {e}") from e
-    try:
-        return check_ncnn_sidecar(doc)
-    except InputError as e:
-        raise InputError(f"ncnn sidecar {path.name}: {e}") from None
+    return read_sidecar_file(path, "ncnn", check_ncnn_sidecar)
 
 
 def check_files(param: Path, sidecar: dict) -> list:

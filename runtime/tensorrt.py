@@ -11,14 +11,13 @@ module has it (:func:`~lsnet_deploy.runtime.trt_support.device_memory_bytes`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from lsnet_deploy.errors import BackendMissingError, InputError, LsnetDeployError, UsageError
 from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.untrusted import MAX_BATCH, check_sidecar
+from lsnet_deploy.untrusted import MAX_BATCH, check_sidecar, read_sidecar_file
 
 from .engine import Backend, Engine
 from .trt_support import check_engine_version, device_memory_bytes
@@ -109,14 +108,7 @@ def read_sidecar(engine_path: Path) -> dict | None:
     path = sidecar_path(engine_path)
     if not path.is_file():
         return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InputError(f"unreadable TensorRT sidecar {path}: {e}") from e
-    try:
-        return check_sidecar(doc)
-    except InputError as e:
-        raise InputError(f"TensorRT sidecar {path}: {e}") from None
+    return read_sidecar_file(path, "TensorRT", check_sidecar)
 
 
 def sidecar_metadata(sidecar: dict | None) -> ArtifactMetadata | None:
