@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from lsnet_deploy import __version__
-from lsnet_deploy.doctor import cpu_info, package_versions
+from lsnet_deploy.core import __version__
+from lsnet_deploy.core.parity import compare_outputs, parity_inputs
+from lsnet_deploy.core.probes import cpu_info, package_versions
+from lsnet_deploy.core.synthetic import write_folder
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.timing import interleaved
-from lsnet_deploy.synthetic import write_folder
-from lsnet_deploy.validate import compare_outputs, parity_inputs
 
 from suite.report import save
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsnet_deploy.doctor import cpu_info, int8_isa
+from lsnet_deploy.core.parity import compare_outputs
+from lsnet_deploy.core.probes import cpu_info, int8_isa
 from lsnet_deploy.exporters.quantize import quantize_onnx
 from lsnet_deploy.models import load_model
 from lsnet_deploy.runtime import load
-from lsnet_deploy.validate import compare_outputs
 
 from suite.engines import export_int8, export_lowering
 from suite.lens_dirt import checkpoint, frames

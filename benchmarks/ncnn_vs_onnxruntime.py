@@ -28,14 +28,14 @@ from pathlib import Path
 import ncnn
 import numpy as np
 
-from lsnet_deploy import __version__
-from lsnet_deploy.doctor import cpu_info, package_versions
+from lsnet_deploy.core import __version__
+from lsnet_deploy.core.parity import compare_outputs, parity_inputs
+from lsnet_deploy.core.probes import cpu_info, package_versions
 from lsnet_deploy.exporters import TARGETS, ExportOptions, export
 from lsnet_deploy.models import random_weights_model
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.ncnn import NcnnEngine
 from lsnet_deploy.runtime.timing import interleaved
-from lsnet_deploy.validate import compare_outputs, parity_inputs
 
 from suite.report import save
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy import __version__
-from lsnet_deploy.doctor import cpu_info, package_versions
+from lsnet_deploy.core import __version__
+from lsnet_deploy.core.parity import compare_outputs, parity_inputs
+from lsnet_deploy.core.probes import cpu_info, package_versions
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.inputs import calibration_images
 from lsnet_deploy.exporters.openvino import OpenVINOConfig, export_openvino
@@ -29,7 +30,6 @@ from lsnet_deploy.runtime.openvino import OpenVINOEngine
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.runtime.torch import TorchEngine
-from lsnet_deploy.validate import compare_outputs, parity_inputs
 
 from suite.report import save
 

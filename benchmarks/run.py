@@ -23,17 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lsnet_deploy import __version__  # noqa: E402
-from lsnet_deploy.doctor import cpu_info, package_versions  # noqa: E402
+from lsnet_deploy.core import __version__  # noqa: E402
+from lsnet_deploy.core.parity import (
+    compare_outputs,  # noqa: E402
+    parity_inputs,  # noqa: E402
+)
+from lsnet_deploy.core.probes import cpu_info, package_versions  # noqa: E402
+from lsnet_deploy.core.synthetic import write_folder  # noqa: E402
 from lsnet_deploy.exporters import TARGETS  # noqa: E402
 from lsnet_deploy.models import random_weights_model  # noqa: E402
 from lsnet_deploy.models.flops import count_macs  # noqa: E402
 from lsnet_deploy.runtime import load  # noqa: E402
-from lsnet_deploy.synthetic import write_folder  # noqa: E402
-from lsnet_deploy.validate import (
-    compare_outputs,  # noqa: E402
-    parity_inputs,  # noqa: E402
-)
 
 from suite import lens_dirt, report  # noqa: E402
 from suite.engines import LOWERINGS, Row, exported_rows, inlined, open_engines  # noqa: E402

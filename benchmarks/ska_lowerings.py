@@ -23,8 +23,9 @@ import numpy as np
 import onnx
 import onnx.inliner
 
-from lsnet_deploy import __version__
-from lsnet_deploy.doctor import cpu_info, package_versions
+from lsnet_deploy.core import __version__
+from lsnet_deploy.core.parity import parity_inputs
+from lsnet_deploy.core.probes import cpu_info, package_versions
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.ska import LOWERINGS
 from lsnet_deploy.models import VARIANTS, random_weights_model
@@ -32,7 +33,6 @@ from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
 from lsnet_deploy.runtime.torch import TorchEngine
-from lsnet_deploy.validate import parity_inputs
 
 from suite.report import save
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from lsnet_deploy import runtime
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
 from lsnet_deploy.runtime.images import folder_images
 
 

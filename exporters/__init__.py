@@ -11,7 +11,7 @@ target shares; what only one target knows lives in that target's :class:`TargetC
 - ``export(source, options) -> ExportResult``.
 
 :data:`TARGETS` is read from those classes without importing the modules
-(:mod:`lsnet_deploy.registry`), so a new target needs no edit here. A target module is imported
+(:mod:`lsnet_deploy.core.registry`), so a new target needs no edit here. A target module is imported
 only when used; a missing package becomes one :class:`BackendMissingError` naming the pip extra.
 """
 
@@ -26,13 +26,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from lsnet_deploy import __version__
-from lsnet_deploy.errors import BackendMissingError, DeployWarning, InputError, UsageError
-from lsnet_deploy.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata, default_crop_pct
-from lsnet_deploy.registry import class_attributes
+from lsnet_deploy.core import __version__
+from lsnet_deploy.core.errors import BackendMissingError, DeployWarning, InputError, UsageError
+from lsnet_deploy.core.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata, default_crop_pct
+from lsnet_deploy.core.parity import GATES, PARITY_IMAGES, Gate, Parity
+from lsnet_deploy.core.registry import class_attributes
+from lsnet_deploy.core.untrusted import MAX_IMG_SIZE, MIN_CROP_PCT
 from lsnet_deploy.runtime.engine import BACKENDS
-from lsnet_deploy.untrusted import MAX_IMG_SIZE, MIN_CROP_PCT
-from lsnet_deploy.validate import GATES, PARITY_IMAGES, Gate, Parity
 
 if TYPE_CHECKING:
     from torch import nn

@@ -30,13 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from lsnet_deploy import golden
-from lsnet_deploy.artifacts import atomic_outputs, backend_write
-from lsnet_deploy.doctor import int8_isa
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.core.artifacts import atomic_outputs, backend_write
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import gate
+from lsnet_deploy.core.probes import int8_isa
 from lsnet_deploy.models import fuse_model
-from lsnet_deploy.validate import gate
+from lsnet_deploy.runtime import golden as runtime_golden
 
 from . import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import int8_images, parity_images
@@ -259,7 +259,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
     with source.reference() as reference:
         split = int8_images(options.data, options.calib_size, meta, options.parity_size) if int8 else None
         checked = split.held_out if int8 else parity_images(options.data, meta, options.parity_size)
-        props = {**meta.to_props(), **golden.record(meta, reference).to_props()}
+        props = {**meta.to_props(), **runtime_golden.record(meta, reference).to_props()}
         model = prepared_model(source, options)
         example = torch.zeros(options.batch, 3, meta.img_size, meta.img_size)
         with lowered(model, options.lowering), groupnorm_4d(model):

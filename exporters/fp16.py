@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core.errors import UsageError
 
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 #: op types computed in fp32 wherever they are: reductions whose fp16 sums overflow or lose precision
@@ -167,9 +167,9 @@ def write_fp16(source: Path, dest: Path, meta, reference=None, images: np.ndarra
     """Write the typed fp16 copy of the fp32 ONNX ``source`` to ``dest`` (metadata ``meta``, the golden data
     kept); gate it in onnxruntime on the CPU against ``reference`` on ``images`` (``None``: no gate).
     Returns the :class:`Parity` or ``None``."""
-    from lsnet_deploy.golden import KEY
+    from lsnet_deploy.core.golden import KEY
+    from lsnet_deploy.core.parity import gate as parity_gate
     from lsnet_deploy.runtime.onnxruntime import OnnxRuntimeEngine
-    from lsnet_deploy.validate import gate as parity_gate
 
     from .onnx import cap_ir_version, stamp
 

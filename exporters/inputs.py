@@ -1,7 +1,7 @@
 """The images the exporters feed their artifacts: int8 calibration sets and the parity gate's inputs.
 
 Images come from a folder, preprocessed exactly as the runtime does (``runtime.preprocess``), or,
-when no folder is given, from the one input factory :func:`lsnet_deploy.validate.parity_inputs`
+when no folder is given, from the one input factory :func:`lsnet_deploy.core.parity.parity_inputs`
 (parity and synthetic calibration share its seed: see :data:`CALIBRATION_SEED`). Synthetic data
 calibrates int8 poorly, so the int8 paths warn loudly when they use it. Also the ONNX stage that
 the OpenVINO and TensorRT targets build from.
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.errors import DeployWarning, InputError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.core.errors import DeployWarning, InputError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import PARITY_IMAGES, PARITY_SEED, parity_inputs
 from lsnet_deploy.runtime.images import find_images
 from lsnet_deploy.runtime.preprocess import open_image, preprocess
-from lsnet_deploy.validate import PARITY_IMAGES, PARITY_SEED, parity_inputs
 
 #: seed of synthetic calibration images. The parity seed, as before the gate was unified: the first
 #: parity images are then also calibration images. Held out (seed + 1), a 2-class LSNet-T int8 IR at

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy import golden
-from lsnet_deploy.artifacts import atomic_outputs
-from lsnet_deploy.errors import UsageError
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import Gate
-from lsnet_deploy.validate import gate as parity_gate
+from lsnet_deploy.core.artifacts import atomic_outputs
+from lsnet_deploy.core.errors import UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import Gate
+from lsnet_deploy.core.parity import gate as parity_gate
+from lsnet_deploy.runtime import golden as runtime_golden
 
 from . import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import int8_images, parity_images
@@ -275,7 +275,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
         else:
             flat = fp16_weights(flat) if options.half else flat
             checked = parity_images(options.data, meta, options.parity_size)
-        flat = with_metadata(flat, {**meta.to_props(), **golden.record(meta, reference).to_props()})
+        flat = with_metadata(flat, {**meta.to_props(), **runtime_golden.record(meta, reference).to_props()})
         parity = None
         with atomic_outputs(path, overwrite=options.overwrite) as (tmp,):
             tmp.write_bytes(flat)

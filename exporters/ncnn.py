@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lsnet_deploy.artifacts import atomic_outputs, file_sha256
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
-from lsnet_deploy.validate import gate
+from lsnet_deploy.core.artifacts import atomic_outputs, file_sha256
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import gate
+from lsnet_deploy.core.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
 
 from . import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import artifact_path, image_files, parity_images
@@ -140,7 +140,7 @@ def sidecar(meta: ArtifactMetadata, extra: dict[str, str], param: Path, weights:
 
 def export(source: Source, options: ExportOptions) -> ExportResult:
     """Trace, convert with pnnx, write the three files atomically and gate them in ncnn unless ``validate`` is off."""
-    from lsnet_deploy import golden
+    from lsnet_deploy.runtime import golden as runtime_golden
     from lsnet_deploy.runtime.ncnn import NcnnEngine, sidecar_path, weights_path
 
     config = options.target_config()
@@ -151,7 +151,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
     with tempfile.TemporaryDirectory(prefix="lsnet-ncnn-") as tmp, source.reference() as reference:
         trace(source.model, options, meta.img_size, Path(tmp) / "model.pt")
         param, weights = run_pnnx(Path(tmp) / "model.pt", meta.img_size, options.half)
-        extra = golden.record(meta, reference).to_props()
+        extra = runtime_golden.record(meta, reference).to_props()
         with atomic_outputs(*finals, overwrite=options.overwrite) as (tmp_param, tmp_weights, tmp_sidecar):
             if (weights_path(tmp_param), sidecar_path(tmp_param)) != (tmp_weights, tmp_sidecar):
                 raise RuntimeError(f"internal: temporary names {tmp_weights.name}, {tmp_sidecar.name} do not pair")

@@ -18,11 +18,11 @@ from pathlib import Path
 import onnx
 import torch
 
-from lsnet_deploy.artifacts import atomic_outputs
-from lsnet_deploy.errors import BackendMissingError
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.core.artifacts import atomic_outputs
+from lsnet_deploy.core.errors import BackendMissingError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import gate as parity_gate
 from lsnet_deploy.models import fuse_model
-from lsnet_deploy.validate import gate as parity_gate
 
 from . import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportOptions, ExportResult, Source, TargetConfig
 from .fp16 import to_fp16
@@ -138,7 +138,8 @@ def stamp(proto: onnx.ModelProto, meta: ArtifactMetadata, extra: dict[str, str] 
 
 def export(source: Source, options: ExportOptions) -> ExportResult:
     """Export ``source.model`` to ONNX as ``options`` ask; parity-gated unless ``validate`` is off."""
-    from lsnet_deploy import golden, runtime
+    from lsnet_deploy import runtime
+    from lsnet_deploy.runtime import golden as runtime_golden
 
     if options.int8:
         from .quantize import export_int8
@@ -155,7 +156,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
             proto = simplify(proto, get_lowering(options.lowering))
         if options.half:  # typed mixed precision: fp16 with GroupNorm/softmax/SKA/means in fp32, fp32 I/O
             proto = to_fp16(proto)
-        proto = stamp(cap_ir_version(proto), meta, golden.record(meta, reference).to_props())
+        proto = stamp(cap_ir_version(proto), meta, runtime_golden.record(meta, reference).to_props())
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
         parity = None

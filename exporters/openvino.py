@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs, backend_write
-from lsnet_deploy.doctor import int8_isa
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.core.artifacts import atomic_outputs, backend_write
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
+from lsnet_deploy.core.parity import Logits, Parity, gate
+from lsnet_deploy.core.probes import int8_isa
+from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
-from lsnet_deploy.validate import Logits, Parity, gate
 
 from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import artifact_path, image_files, int8_images, parity_images, staged_onnx
@@ -124,7 +124,7 @@ def read_onnx(ov, onnx_path: Path):
     The ONNX properties (``framework`` rt_info) are dropped from the model: the exporter writes them
     into the ``lsnet`` section, and the golden data need not be stored twice in the ``.xml``.
     """
-    from lsnet_deploy.golden import KEY
+    from lsnet_deploy.core.golden import KEY
     from lsnet_deploy.runtime.openvino import read_model, read_props
 
     if not Path(onnx_path).is_file():
@@ -134,7 +134,7 @@ def read_onnx(ov, onnx_path: Path):
     except Exception as e:  # noqa: BLE001 - the ONNX frontend raises bare RuntimeError/OpConversionFailure
         raise InputError(f"OpenVINO cannot read {onnx_path}: {reason(e)}") from e
     props = read_props(model)
-    meta = ArtifactMetadata.from_props(props)
+    meta = read_metadata(props)
     if meta is None:
         raise InputError(f"{onnx_path} carries no lsnet-deploy metadata: export it with lsnet-deploy export")
     if model.has_rt_info(["framework"]):

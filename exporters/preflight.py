@@ -3,7 +3,7 @@
 ``export`` (and the ``export`` command, before it builds a target's config) calls :func:`preflight`
 first, so a typo in ``-o``, ``--ska`` or ``--opset`` is refused in milliseconds, not after the
 seconds it takes to import torch. It reads only what the registries declare as literals
-(:mod:`lsnet_deploy.registry`): the targets' suffixes and partner files, the lowerings' facts.
+(:mod:`lsnet_deploy.core.registry`): the targets' suffixes and partner files, the lowerings' facts.
 No torch, no onnx, no backend package.
 """
 
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lsnet_deploy.artifacts import check_output, check_outputs, check_suffix
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.core.artifacts import check_output, check_outputs, check_suffix
+from lsnet_deploy.core.errors import InputError, UsageError
 
 from . import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, TARGETS, ExportOptions, lowering_facts
 

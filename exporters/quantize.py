@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from lsnet_deploy.errors import BackendMissingError, UsageError
+from lsnet_deploy.core.errors import BackendMissingError, UsageError
 
 from .preflight import int8_lowering_error
 
@@ -259,8 +259,8 @@ def held_out_check(int8_path: Path, fp32_path: Path, images: np.ndarray, referen
                    gate, what: str) -> tuple:
     """``(parity vs PyTorch, parity vs the fp32 ONNX)`` of the int8 file on held-out ``images``;
     :class:`ParityError` if the first fails ``gate``."""
+    from lsnet_deploy.core.parity import compare_outputs
     from lsnet_deploy.runtime.onnxruntime import OnnxRuntimeEngine
-    from lsnet_deploy.validate import compare_outputs
 
     with OnnxRuntimeEngine(int8_path) as int8, OnnxRuntimeEngine(fp32_path) as fp32:
         logits, fp32_logits = int8.run_batched(images), fp32.run_batched(images)
@@ -280,9 +280,9 @@ def export_int8(source, options):
     on held-out images against PyTorch; the agreement with the fp32 ONNX is reported in ``notes``."""
     from dataclasses import replace
 
-    from lsnet_deploy import golden
-    from lsnet_deploy.artifacts import atomic_outputs
-    from lsnet_deploy.doctor import int8_isa
+    from lsnet_deploy.core.artifacts import atomic_outputs
+    from lsnet_deploy.core.probes import int8_isa
+    from lsnet_deploy.runtime import golden as runtime_golden
 
     from . import ExportResult
     from .inputs import int8_images
@@ -305,7 +305,8 @@ def export_int8(source, options):
         onnx.save(stamp(proto, replace(meta, precision="fp32")), fp32)
         result = quantize_onnx(fp32, tmp, images.calibration, "u8", meta.batch, options.keep_float)
         meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops, gate_isa=int8_isa())
-        onnx.save(stamp(cap_ir_version(onnx.load(str(tmp))), meta, golden.record(meta, reference).to_props()), tmp)
+        golden = runtime_golden.record(meta, reference).to_props()
+        onnx.save(stamp(cap_ir_version(onnx.load(str(tmp))), meta, golden), tmp)
         if options.validate:
             parity, vs_fp32 = held_out_check(tmp, fp32, held, reference.run_batched(held), gate,
                                              f"{path.name} (--ska {options.lowering}, int8, held-out images)")

@@ -27,13 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import atomic_outputs, check_output, write_bytes
-from lsnet_deploy.errors import InputError, UsageError
-from lsnet_deploy.golden import KEY as GOLDEN_KEY
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.core.artifacts import atomic_outputs, check_output, write_bytes
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.golden import KEY as GOLDEN_KEY
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import Logits, gate
+from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
 from lsnet_deploy.runtime.trt_support import GENERATIONS, INT8_MODES, NEWEST, TrtSupport, detect, plan_build
-from lsnet_deploy.validate import Logits, gate
 
 from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import artifact_path, int8_images, parity_images, staged_onnx
@@ -254,7 +255,7 @@ def inspect_onnx(onnx_path: Path) -> OnnxFacts:
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise InputError(f"not an ONNX file: {onnx_path} ({e})") from e
     props = {p.key: p.value for p in model.metadata_props}
-    meta = ArtifactMetadata.from_props(props)
+    meta = read_metadata(props)
     if meta is None:
         raise InputError(f"{onnx_path} carries no lsnet-deploy metadata: export it with lsnet-deploy export")
     lowerings = lowering_facts()  # Lowering.tensorrt_ok, read without importing torch

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import write_bytes
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.artifacts import write_bytes
+from lsnet_deploy.core.errors import InputError
 
 
 def calib_cache_path(engine_path: Path, config) -> Path:

@@ -1,7 +1,7 @@
 """The ``lsnet-deploy`` command line: a thin typer app over the library.
 
 Commands only declare options and call one library function. Library errors
-(:class:`~lsnet_deploy.errors.LsnetDeployError`) print as one line on stderr and exit with the
+(:class:`~lsnet_deploy.core.errors.LsnetDeployError`) print as one line on stderr and exit with the
 error's documented code; ``--debug`` shows the traceback instead.
 """
 
@@ -16,10 +16,10 @@ import warnings
 
 import typer
 
-from . import __version__
-from .commands import COMMANDS
-from .errors import DeployWarning, LsnetDeployError, OutputError, UsageError, reason
-from .interrupt import quiet_stdout
+from lsnet_deploy.commands import COMMANDS
+from lsnet_deploy.core import __version__
+from lsnet_deploy.core.errors import DeployWarning, LsnetDeployError, OutputError, UsageError, reason
+from lsnet_deploy.core.interrupt import quiet_stdout
 
 app = typer.Typer(name="lsnet-deploy", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export LSNet to ONNX / OpenVINO / TensorRT, run it without torch, benchmark it, prove parity.")

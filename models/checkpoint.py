@@ -1,6 +1,6 @@
 """Load LSNet checkpoints strictly: ``.pth``/``.pt`` (wrapped or bare), ``.safetensors``, ``hf:`` ids.
 
-Every failure becomes one :class:`~lsnet_deploy.errors.InputError` line that names what is off.
+Every failure becomes one :class:`~lsnet_deploy.core.errors.InputError` line that names what is off.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any, ContextManager
 import torch
 from torch import nn
 
-from lsnet_deploy.artifacts import file_sha256
-from lsnet_deploy.errors import BackendMissingError, InputError
-from lsnet_deploy.errors import reason as error_text
+from lsnet_deploy.core.artifacts import file_sha256
+from lsnet_deploy.core.errors import BackendMissingError, InputError
+from lsnet_deploy.core.errors import reason as error_text
 
 from .hub import offline_reason
 from .lsnet import attention_resolution, build_model, variant_name

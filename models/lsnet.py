@@ -312,7 +312,7 @@ def variant_name(stem_width: int, distillation: bool) -> str | None:
 
 def build_model(variant: str, num_classes: int = 1000, img_size: int = 224) -> LSNet:
     """A freshly initialised LSNet ``variant`` (one of :data:`VARIANTS`) in eval mode."""
-    from lsnet_deploy.errors import UsageError
+    from lsnet_deploy.core.errors import UsageError
 
     spec = VARIANTS.get(variant)
     if spec is None:

@@ -5,7 +5,7 @@
 PyTorch baseline (``runtime.torch``) and bench are imported only by whoever asks for them.
 """
 
-from lsnet_deploy.errors import LsnetDeployError
+from lsnet_deploy.core.errors import LsnetDeployError
 
 from .engine import BACKENDS, Engine, load
 from .images import IMAGE_SUFFIXES, find_images

@@ -3,7 +3,7 @@
 Everything is timed through the :class:`~lsnet_deploy.runtime.engine.Engine` interface (the
 torch baseline is one more engine, imported only here and only when torch is installed). One
 run = load each backend once, then per batch size: first call, warmup, timed loop. This module
-benches finished artifacts; ``lsnet_deploy.sweep`` exports a model first and hands its artifacts
+benches finished artifacts; ``lsnet_deploy.workflows.sweep`` exports a model first and hands its artifacts
 here (a :data:`Planner`). Results: ``results.py``; timing: ``timing.py``; memory: ``memory.py``;
 report writers: ``report.py``.
 """
@@ -20,15 +20,16 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from lsnet_deploy.doctor import collect_environment, cuda_gpu
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
-from lsnet_deploy.golden import golden_parity
-from lsnet_deploy.interrupt import keep_partial
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import GATES, Parity, gate, parity_inputs
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.core.interrupt import keep_partial
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import GATES, Parity, gate, parity_inputs
+from lsnet_deploy.core.probes import cuda_gpu
+from lsnet_deploy.runtime.golden import golden_parity
 
 from . import jetson
 from .engine import BACKENDS, Engine, backend_for, check_provider, is_artifact, load, suffix_backends
+from .environment import collect_environment
 from .footprint import warn_if_short
 from .memory import peak_rss_mb, reset_peak_rss
 from .preprocess import require_metadata
@@ -111,7 +112,7 @@ def plan_artifact(opts: BenchOptions, folder: Path, report: BenchReport) -> Plan
     path = Path(opts.model)
     if not is_artifact(path):
         raise UsageError(f"--model {opts.model} is not an artifact ({', '.join(suffix_backends())}); "
-                         "lsnet_deploy.sweep exports a model first")
+                         "lsnet_deploy.workflows.sweep exports a model first")
     if not path.is_file():
         raise InputError(f"artifact not found: {path}")
     with load(path, device="cpu") as probe:

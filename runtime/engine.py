@@ -15,11 +15,11 @@ from typing import Mapping
 
 import numpy as np
 
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
-from lsnet_deploy.golden import Golden
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.registry import module_calls
-from lsnet_deploy.untrusted import check_input
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.core.golden import Golden
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.registry import module_calls
+from lsnet_deploy.core.untrusted import check_input, read_metadata
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Backend:
 
     Declared in the engine's own module as a top-level ``BACKEND = Backend(name=..., cls=...,
     extra=..., suffixes=...)`` with literal values; :data:`BACKENDS` is read from those
-    declarations without importing the modules (:mod:`lsnet_deploy.registry`).
+    declarations without importing the modules (:mod:`lsnet_deploy.core.registry`).
     """
 
     name: str
@@ -124,11 +124,11 @@ class Engine:
 
     def adopt(self, props: Mapping[str, str]) -> None:
         """Take the artifact's ``lsnet.*`` properties as stored (metadata, golden data): typed, bounded and held
-        against the network's input (:mod:`lsnet_deploy.untrusted`) before anything is sized from them; call
+        against the network's input (:mod:`lsnet_deploy.core.untrusted`) before anything is sized from them; call
         it once ``input_shape`` is known. :class:`InputError` naming the file and the key otherwise."""
         self.props = dict(props)
         try:
-            self.metadata = ArtifactMetadata.from_props(self.props)
+            self.metadata = read_metadata(self.props)
             check_input(self.metadata, self.input_shape)
         except InputError as e:
             raise InputError(f"{self.path.name}: {e}") from None

@@ -11,7 +11,7 @@ loaded directly: ``import executorch.runtime`` first imports the whole ``exir`` 
 
 The program's metadata and golden self-test data are in the program itself: its ``lsnet_props``
 method returns them as JSON text (``{"lsnet.variant": ..., "lsnet.golden": ...}``), checked by
-:func:`lsnet_deploy.untrusted.check_props_text` and then as every artifact's properties. A program has a
+:func:`lsnet_deploy.core.untrusted.check_props_text` and then as every artifact's properties. A program has a
 static batch (its ``forward`` input shape); the engine runs any number of images in chunks of it.
 The C++ runtime's log lines (stderr) are kept out of the output and name the cause when a load fails.
 """
@@ -29,8 +29,8 @@ from typing import Iterator, List, Optional
 
 import numpy as np
 
-from lsnet_deploy.errors import BackendMissingError, InputError, reason
-from lsnet_deploy.untrusted import check_props_text
+from lsnet_deploy.core.errors import BackendMissingError, InputError, reason
+from lsnet_deploy.core.untrusted import check_props_text
 
 from .engine import Backend, Engine
 

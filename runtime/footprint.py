@@ -11,7 +11,7 @@ import os
 import warnings
 from typing import Iterable, Optional
 
-from lsnet_deploy.errors import DeployWarning
+from lsnet_deploy.core.errors import DeployWarning
 
 #: peak working memory of one inference per byte of its float32 input (rounded up from measurements)
 ACTIVATION_FACTOR = 8

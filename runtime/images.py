@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
 
 #: suffixes taken from folders and patterns (torchvision's ``IMG_EXTENSIONS``, as upstream's ImageFolder), any case
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")

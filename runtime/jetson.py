@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lsnet_deploy.errors import BackendMissingError
+from lsnet_deploy.core.errors import BackendMissingError
 
 #: L4T release -> JetPack (the pairs NVIDIA lists; others are reported as unknown)
 JETPACK = {"32.7.1": "4.6.1", "32.7.4": "4.6.4", "32.7.5": "4.6.5", "32.7.6": "4.6.6",

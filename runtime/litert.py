@@ -4,7 +4,7 @@ LiteRT's default XNNPACK delegate runs the graph on the CPU; ``xnnpack=False`` k
 built-in kernels (a debugging aid: slower, and the reference the delegate is compared with).
 ``threads`` sets both (``None``: one per CPU core). The artifact's metadata and golden data are a
 JSON object in the flatbuffer's ``lsnet`` metadata entry (:func:`read_props`), checked by
-:mod:`lsnet_deploy.untrusted` before anything is sized from them. A file with int8 (or uint8)
+:mod:`lsnet_deploy.core.untrusted` before anything is sized from them. A file with int8 (or uint8)
 input and output (``export --int8 --int8-io``) takes the same float NCHW batches as any engine:
 they are quantized with the input's own scale and zero point, the logits dequantized.
 
@@ -27,8 +27,8 @@ from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
-from lsnet_deploy.errors import BackendMissingError, InputError, reason
-from lsnet_deploy.untrusted import check_props
+from lsnet_deploy.core.errors import BackendMissingError, InputError, reason
+from lsnet_deploy.core.untrusted import check_props
 
 from .engine import Backend, Engine
 

@@ -4,7 +4,7 @@ An lsnet-deploy ncnn artifact is three files with one stem: ``NAME.param`` (the 
 (the weights; not ``NAME.bin``, which an OpenVINO IR of the same stem owns) and ``NAME.param.json``, the
 sidecar: the ``.param`` has no room for metadata, so the preprocessing, class names and golden self-test data
 live there, with the blob names and the sha256 of both files. Everything in the sidecar is checked
-(:func:`lsnet_deploy.untrusted.check_ncnn_sidecar`) and the files are held against its digests before ncnn
+(:func:`lsnet_deploy.core.untrusted.check_ncnn_sidecar`) and the files are held against its digests before ncnn
 reads a byte of them: a damaged, truncated or swapped file is one :class:`InputError` (exit 3), never a
 silent wrong answer or ncnn's own messages.
 
@@ -21,9 +21,9 @@ from typing import Optional
 import ncnn
 import numpy as np
 
-from lsnet_deploy.artifacts import file_sha256
-from lsnet_deploy.errors import InputError, UsageError
-from lsnet_deploy.untrusted import check_ncnn_sidecar, ncnn_layers, read_sidecar_file
+from lsnet_deploy.core.artifacts import file_sha256
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.untrusted import check_ncnn_sidecar, ncnn_layers, read_sidecar_file
 
 from .engine import Backend, Engine
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
 
 from .engine import Backend, Engine
 

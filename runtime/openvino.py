@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError, reason
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
+from lsnet_deploy.core.metadata import ArtifactMetadata
 
 from .engine import Backend, Engine
 
@@ -47,11 +47,6 @@ def read_props(model: ov.Model) -> dict[str, str]:
             if "lsnet.variant" in props:  # checked by the engine (``Engine.adopt``) or read_metadata
                 return props
     return {}
-
-
-def read_metadata(model: ov.Model) -> ArtifactMetadata | None:
-    """The artifact metadata from a model's rt_info (see :func:`read_props`)."""
-    return ArtifactMetadata.from_props(read_props(model))
 
 
 def read_model(core: ov.Core, path: Path) -> ov.Model:
@@ -90,9 +85,9 @@ def compile_config(inference_precision: str | None, threads: int | None) -> dict
 
 def require_bf16(what: str) -> None:
     """:class:`BackendMissingError` (one line) unless this CPU computes bf16 natively."""
-    from lsnet_deploy import doctor
+    from lsnet_deploy.core import probes
 
-    if not doctor.cpu_has_bf16():
+    if not probes.cpu_has_bf16():
         raise BackendMissingError(f"{what}: bf16 needs a CPU with AVX512-BF16 or AMX-BF16, and this one has "
                                   "neither (see `lsnet-deploy doctor`); use the fp32 or int8 artifact")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.core.errors import InputError, UsageError
 
 from .engine import Engine
 from .preprocess import class_name, open_image, preprocess, require_metadata, top_k_indices

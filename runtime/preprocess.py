@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lsnet_deploy.errors import InputError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata, Preprocessing
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata, Preprocessing
 
 from .engine import Engine
 

@@ -2,7 +2,7 @@
 
 File formats live in one registry, :data:`WRITERS` (``{format: Writer}``): a new format is one
 function and one entry (plus its CLI option). Every file goes through
-:func:`lsnet_deploy.artifacts.write_report` (atomic replace; in place into a device node or FIFO).
+:func:`lsnet_deploy.core.artifacts.write_report` (atomic replace; in place into a device node or FIFO).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lsnet_deploy.artifacts import check_output, check_suffix, write_report
-from lsnet_deploy.errors import BackendMissingError, UsageError
+from lsnet_deploy.core.artifacts import check_output, check_suffix, write_report
+from lsnet_deploy.core.errors import BackendMissingError, UsageError
 
 from .results import BenchReport, BenchRow
 from .stats import LATENCY_KEYS

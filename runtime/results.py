@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from lsnet_deploy.validate import Parity
+from lsnet_deploy.core.parity import Parity
 
 from . import jetson
 from .stats import LatencyStats

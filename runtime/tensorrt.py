@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.errors import BackendMissingError, InputError, LsnetDeployError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.untrusted import MAX_BATCH, check_sidecar, read_sidecar_file
+from lsnet_deploy.core.errors import BackendMissingError, InputError, LsnetDeployError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.untrusted import MAX_BATCH, check_sidecar, read_metadata, read_sidecar_file
 
 from .engine import Backend, Engine
 from .trt_support import check_engine_version, device_memory_bytes
@@ -112,7 +112,7 @@ def read_sidecar(engine_path: Path) -> dict | None:
 
 
 def sidecar_metadata(sidecar: dict | None) -> ArtifactMetadata | None:
-    return ArtifactMetadata.from_props(sidecar.get("metadata", {})) if sidecar else None
+    return read_metadata(sidecar.get("metadata", {})) if sidecar else None
 
 
 class TensorRTEngine(Engine):

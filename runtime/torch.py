@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.models import fuse_model, load_model, random_weights_model
 
 from .engine import Engine

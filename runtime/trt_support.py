@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.core.errors import InputError, UsageError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_MODES = ("auto", "qdq", "calibrator")

@@ -62,7 +62,8 @@ def environment() -> dict:
     """GPU, driver, packages and the installed TensorRT's build paths."""
     import tensorrt
 
-    from lsnet_deploy.doctor import onnxruntime_providers, package_versions
+    from lsnet_deploy.core.probes import package_versions
+    from lsnet_deploy.runtime.environment import onnxruntime_providers
     from lsnet_deploy.runtime.trt_support import build_paths, detect
 
     try:
@@ -125,7 +126,7 @@ def time_engine_path(path: Path) -> dict:
 
 def frames(folder: Path) -> Path:
     """A folder of synthetic lens frames (the kind the golden frames are) for int8 calibration and the gates."""
-    from lsnet_deploy.synthetic import write_folder
+    from lsnet_deploy.core.synthetic import write_folder
 
     data = folder / "frames"
     if not data.is_dir():
@@ -137,7 +138,7 @@ def build_one(onnx_path: Path, source, variant: str, precision: str, folder: Pat
     """Build, gate, self-test and time one engine; returns its run record."""
     from lsnet_deploy.exporters import ExportOptions
     from lsnet_deploy.exporters.tensorrt import TensorRTConfig, build_engine
-    from lsnet_deploy.golden import self_test
+    from lsnet_deploy.runtime.golden import self_test
     from lsnet_deploy.runtime.tensorrt import TensorRTEngine
 
     engine_path = folder / f"{variant}_{precision}.engine"

@@ -20,8 +20,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.exporters.ska.shift import ShiftSKA
-from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import build_model, fuse_model, init_tame
 
 #: Python source that makes ``import torch`` fail, as on a device without torch
@@ -213,7 +213,7 @@ def tamper(src: Path, dest: Path) -> Path:
 
 def synthetic_frames(tmp_path_factory, count: int, seed: int, size: int) -> Path:
     """A fresh folder of ``count`` synthetic ``size`` px lens frames under ``clean/`` and ``dirty/``."""
-    from lsnet_deploy.synthetic import write_folder
+    from lsnet_deploy.core.synthetic import write_folder
 
     folder = tmp_path_factory.mktemp("frames")
     write_folder(folder, count, seed=seed, size=size)
@@ -242,8 +242,9 @@ def tiny_tflite(path: Path, classes: int = 2, size: int = 64, batch: int = 1, se
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from lsnet_deploy import golden
+    from lsnet_deploy.core import golden
     from lsnet_deploy.exporters.litert import with_metadata
+    from lsnet_deploy.runtime import golden as runtime_golden
 
     rng = np.random.default_rng(seed)
     w, b = rng.standard_normal((classes, 3)).astype(np.float32), rng.standard_normal(classes).astype(np.float32)
@@ -285,7 +286,7 @@ def tiny_tflite(path: Path, classes: int = 2, size: int = 64, batch: int = 1, se
     meta = ArtifactMetadata("lsnet_t", classes, size, batch=batch, ska="shift", checkpoint_sha256=FOREIGN_CHECKPOINT,
                             class_names=tuple(f"label{i}" for i in range(classes)))
     frames = golden.make_frames(size)
-    logits = golden.preprocess_frames(frames, meta).mean(axis=(2, 3)) @ w.T + b
+    logits = runtime_golden.preprocess_frames(frames, meta).mean(axis=(2, 3)) @ w.T + b
     record = golden.Golden(frames, logits if golden_logits else -logits)
     flat = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     Path(path).write_bytes(with_metadata(flat, {**meta.to_props(), **record.to_props()}))
@@ -303,8 +304,8 @@ def tiny_ncnn(path: Path, classes: int = 2, size: int = 32, precision: str = "fp
     import hashlib
     import json
 
-    from lsnet_deploy import golden
-    from lsnet_deploy.untrusted import NCNN_SIDECAR_FORMAT
+    from lsnet_deploy.core.untrusted import NCNN_SIDECAR_FORMAT
+    from lsnet_deploy.runtime import golden as runtime_golden
 
     rng = np.random.default_rng(26)
     w, b = rng.normal(size=(classes, 3)).astype(np.float32), rng.normal(size=classes).astype(np.float32)
@@ -312,7 +313,7 @@ def tiny_ncnn(path: Path, classes: int = 2, size: int = 32, precision: str = "fp
     weights = path.with_name(path.stem + ".ncnn.bin")  # a zero tag (raw float32 weights), the weights, the bias
     weights.write_bytes(np.zeros(1, np.uint32).tobytes() + w.tobytes() + b.tobytes())
     meta = ArtifactMetadata("lsnet_t", classes, size, batch=None, precision=precision, ska="planar")
-    record = golden.record(meta, lambda x: x.mean(axis=(2, 3)) @ w.T + b)
+    record = runtime_golden.record(meta, lambda x: x.mean(axis=(2, 3)) @ w.T + b)
     doc = {"format": NCNN_SIDECAR_FORMAT, "precision": precision, "input_blob": "in0", "output_blob": "out0",
            "metadata": {**meta.to_props(), **record.to_props()},
            **{key: hashlib.sha256(p.read_bytes()).hexdigest() for key, p in (("param_sha256", path),

@@ -21,9 +21,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.golden import KEY as GOLDEN
-from lsnet_deploy.golden import record
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.core.golden import KEY as GOLDEN
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.runtime.golden import record
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 import onnx
 import onnx.inliner
 
+from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.openvino import OpenVINOConfig, export_openvino
 from lsnet_deploy.exporters.ska import LOWERINGS
-from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.engine import Engine
 from lsnet_deploy.runtime.torch import TorchEngine

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lsnet_deploy.core.parity import compare_outputs
+from lsnet_deploy.core.synthetic import CLASS_NAMES, write_folder
 from lsnet_deploy.exporters.inputs import image_files, load_images
 from lsnet_deploy.models import load_model
 from lsnet_deploy.runtime import load
-from lsnet_deploy.synthetic import CLASS_NAMES, write_folder
-from lsnet_deploy.validate import compare_outputs
 
 from .engines import export_int8, export_lowering
 from .timing import interleaved

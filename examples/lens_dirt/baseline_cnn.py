@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from train import fit  # examples/lens_dirt/train.py (this script's folder is on sys.path)
 
-from lsnet_deploy.metadata import Preprocessing
+from lsnet_deploy.core.metadata import Preprocessing
+from lsnet_deploy.core.synthetic import make_frame
 from lsnet_deploy.runtime.preprocess import preprocess
-from lsnet_deploy.synthetic import make_frame
 
 SIZE = 128
 

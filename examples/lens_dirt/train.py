@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lsnet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
+from lsnet_deploy.core.metadata import IMAGENET_MEAN, IMAGENET_STD
+from lsnet_deploy.core.synthetic import CLASS_NAMES, make_frame
 from lsnet_deploy.models import build_model, read_state_dict
-from lsnet_deploy.synthetic import CLASS_NAMES, make_frame
 
 CROP = 224
 

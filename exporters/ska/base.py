@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.models.ska import SKA
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
 
 _SUFFIXES = "/".join(suffix_backends())
@@ -59,7 +59,7 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
     (after writing the reports) when a row fails its gate; Ctrl-C or SIGTERM: finished rows shown, written, 130.
     """
     if precision is not None:
-        from lsnet_deploy.ladder import LadderOptions
+        from lsnet_deploy.workflows.ladder import LadderOptions
 
         ladder_opts = LadderOptions(model, split_list(backend, "--backend") or ("onnxruntime", "openvino"),
                                     split_list(precision, "--precision"), data, calib_size, threads or 2, rounds,
@@ -77,9 +77,9 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
 def bench_rows(opts, paths: dict) -> None:
     """The bench run of ``opts``: rows shown and written to ``paths`` (partial ones on Ctrl-C); exit 5 after
     writing when a row fails its gate."""
-    from lsnet_deploy.interrupt import save_partial
+    from lsnet_deploy.core.interrupt import save_partial
     from lsnet_deploy.runtime.report import check_report_paths
-    from lsnet_deploy.sweep import bench as run_bench
+    from lsnet_deploy.workflows.sweep import bench as run_bench
 
     check_report_paths(**paths)
     with save_partial(lambda partial: show(partial, paths, notes=False) if partial.rows else []):
@@ -88,7 +88,7 @@ def bench_rows(opts, paths: dict) -> None:
         typer.echo(f"wrote {path}")
     failed = [f"{r.backend} batch {r.batch} ({'; '.join(r.parity_failures)})" for r in report.rows if r.parity_failures]
     if failed:
-        from lsnet_deploy.errors import ParityError
+        from lsnet_deploy.core.errors import ParityError
 
         raise ParityError(f"{len(failed)} row(s) fail the parity gate: {', '.join(failed)}")
 
@@ -119,9 +119,9 @@ def bench_ladder(opts, json_path: Optional[Path], md_path: Optional[Path]) -> No
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from lsnet_deploy.artifacts import write_report
-    from lsnet_deploy.ladder import run_ladder
+    from lsnet_deploy.core.artifacts import write_report
     from lsnet_deploy.runtime.report import check_report_paths
+    from lsnet_deploy.workflows.ladder import run_ladder
 
     check_report_paths(json_path=json_path, md_path=md_path)
     ladder = run_ladder(opts)

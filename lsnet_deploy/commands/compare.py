@@ -8,9 +8,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from lsnet_deploy.commands.common import parity_table
+from lsnet_deploy.core.parity import PARITY_IMAGES
 from lsnet_deploy.runtime.engine import suffix_backends
-from lsnet_deploy.tables import parity_table
-from lsnet_deploy.validate import PARITY_IMAGES
 
 
 def compare(
@@ -26,8 +26,8 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> int:
     """Compare A with reference B: max-abs, max-rel, cosine, top-1 agreement; exit 5 if the gate fails."""
-    from lsnet_deploy.compare import compare as run_compare
-    from lsnet_deploy.errors import ParityError
+    from lsnet_deploy.core.errors import ParityError
+    from lsnet_deploy.workflows.compare import compare as run_compare
 
     c = run_compare(a, b, per_block=per_block, images=images, img_size=imgsz, num_classes=num_classes)
     if as_json:

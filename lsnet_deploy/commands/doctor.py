@@ -12,7 +12,7 @@ from rich.table import Table
 
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Show what this machine can export to and run on."""
-    from lsnet_deploy.doctor import collect_environment
+    from lsnet_deploy.runtime.environment import collect_environment
 
     env = collect_environment()
     if as_json:

@@ -8,13 +8,13 @@ from typing import List, Optional
 import typer
 
 from lsnet_deploy.commands.bench import PROVIDER_HELP, split_list
-from lsnet_deploy.errors import UsageError
-from lsnet_deploy.metadata import CROP_MODES, IMAGENET_MEAN, IMAGENET_STD, default_crop_pct
+from lsnet_deploy.core.errors import UsageError
+from lsnet_deploy.core.metadata import CROP_MODES, IMAGENET_MEAN, IMAGENET_STD, default_crop_pct
 
 
 def flag_preprocessing(imgsz, crop_pct, crop_mode, interpolation, mean, std):
     """The foreign models' :class:`Preprocessing` from the flags; ``None`` when no flag was given."""
-    from lsnet_deploy.metadata import Preprocessing
+    from lsnet_deploy.core.metadata import Preprocessing
 
     if (imgsz, crop_pct, crop_mode, interpolation, mean, std) == (None,) * 6:
         return None

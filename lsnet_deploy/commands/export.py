@@ -42,7 +42,7 @@ def target_config(target: str, **flags):
     has no option for is a :class:`UsageError`, not silently dropped."""
     from dataclasses import fields
 
-    from lsnet_deploy.errors import UsageError
+    from lsnet_deploy.core.errors import UsageError
 
     given = {name: value for name, value in flags.items() if value is not None}
     if not given or target not in TARGETS:
@@ -135,7 +135,7 @@ def _export(model: Optional[str], weights: Optional[str], num_classes: Optional[
     """The command's work: ``shared`` are the flags named as :class:`ExportOptions` fields."""
     from dataclasses import replace
 
-    from lsnet_deploy.errors import DeployWarning
+    from lsnet_deploy.core.errors import DeployWarning
     from lsnet_deploy.exporters import ExportOptions
     from lsnet_deploy.exporters import export as run_export
     from lsnet_deploy.exporters.preflight import preflight
@@ -173,7 +173,7 @@ def show(result, console: Console, err: Console) -> None:
     if result.parity is None:
         err.print("[bold red]WARNING: parity NOT validated (--no-validate)[/]")
         return
-    from lsnet_deploy.tables import parity_table
+    from lsnet_deploy.commands.common import parity_table
 
     console.print(parity_table([(f"{meta.ska} vs PyTorch", result.parity)], result.gate, title="parity gate: PASS"))
 

@@ -20,7 +20,7 @@ def info(model: Optional[str] = typer.Option(None, "--model", "-m",
                                              "checkpoint's training size, else 224)."),
          ema: bool = typer.Option(False, "--ema", help="Use the checkpoint's model_ema weights.")) -> None:
     """Print parameters, MACs at the input size and a per-stage summary."""
-    from lsnet_deploy.errors import UsageError
+    from lsnet_deploy.core.errors import UsageError
     from lsnet_deploy.exporters import require_export
 
     require_export("info")

@@ -30,9 +30,9 @@ def predict(images: List[str] = typer.Argument(..., help="Image files, folders (
     """Print the top-k classes and probabilities of each image as it is classified. A file that cannot be
     read prints one error line and the others go on; the exit code is then 3."""
     from lsnet_deploy import runtime
-    from lsnet_deploy.artifacts import atomic_outputs, check_output
-    from lsnet_deploy.errors import InputError
-    from lsnet_deploy.interrupt import SHOW
+    from lsnet_deploy.core.artifacts import atomic_outputs, check_output
+    from lsnet_deploy.core.errors import InputError
+    from lsnet_deploy.core.interrupt import SHOW
     from lsnet_deploy.runtime.images import find_images
     from lsnet_deploy.runtime.predict import predict_files, predictions_csv, predictions_json
     from lsnet_deploy.runtime.preprocess import read_labels, require_metadata

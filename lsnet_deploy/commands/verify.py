@@ -23,8 +23,8 @@ def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engi
 
     from lsnet_deploy import runtime
     from lsnet_deploy.commands.compare import parity_table
-    from lsnet_deploy.errors import ParityError
-    from lsnet_deploy.golden import self_test
+    from lsnet_deploy.core.errors import ParityError
+    from lsnet_deploy.runtime.golden import self_test
 
     with runtime.load(artifact, backend, device, threads, provider) as engine:
         verdict = self_test(engine)

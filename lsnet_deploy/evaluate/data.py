@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
 from lsnet_deploy.runtime.images import IMAGE_SUFFIXES, folder_images
 from lsnet_deploy.runtime.preprocess import open_image
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.artifacts import write_report
+from lsnet_deploy.core.artifacts import write_report
 
 from . import metrics
 from .run import EvalReport

@@ -14,8 +14,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from lsnet_deploy.artifacts import write_report
-from lsnet_deploy.interrupt import SHOW
+from lsnet_deploy.core.artifacts import write_report
+from lsnet_deploy.core.interrupt import SHOW
 from lsnet_deploy.runtime.report import _finite, check_report_paths
 
 from . import metrics

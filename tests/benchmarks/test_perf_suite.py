@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
+from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.exporters.ska import get_lowering
 from lsnet_deploy.exporters.ska.custom import attach_function
-from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.torch import TorchEngine
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"

@@ -15,9 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from lsnet_deploy import artifacts
-from lsnet_deploy.artifacts import atomic_outputs
-from lsnet_deploy.errors import OutputError
+from lsnet_deploy.core import artifacts
+from lsnet_deploy.core.artifacts import atomic_outputs
+from lsnet_deploy.core.errors import OutputError
 from lsnet_deploy.runtime import report as reports
 
 EXE = Path(sys.executable).with_name("lsnet-deploy")

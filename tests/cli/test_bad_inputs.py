@@ -24,9 +24,16 @@ from onnx import helper
 from PIL import Image
 
 from lsnet_deploy import runtime
-from lsnet_deploy.artifacts import check_output
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import BackendMissingError, InputError, LsnetDeployError, OutputError, ParityError, UsageError
+from lsnet_deploy.core.artifacts import check_output
+from lsnet_deploy.core.errors import (
+    BackendMissingError,
+    InputError,
+    LsnetDeployError,
+    OutputError,
+    ParityError,
+    UsageError,
+)
 from lsnet_deploy.exporters import ExportOptions, export, load_source
 from lsnet_deploy.models import build_model, load_model
 from lsnet_deploy.runtime.bench import BenchOptions, check_device

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsnet_deploy import __version__
 from lsnet_deploy.cli import run
+from lsnet_deploy.core import __version__
 
 
 def test_version(capsys):

@@ -72,7 +72,7 @@ def test_export_lsnet_t_224_prints_the_parity_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "parity gate: PASS" in out and "unfold vs PyTorch" in out and "1000 classes" in out
     from lsnet_deploy import runtime
-    from lsnet_deploy.validate import parity_inputs
+    from lsnet_deploy.core.parity import parity_inputs
 
     with runtime.load(out_file) as engine:
         assert engine.metadata.img_size == 224 and engine.metadata.ska == "unfold"

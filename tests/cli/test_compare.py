@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.compare import compare
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.ska import LOWERINGS
+from lsnet_deploy.workflows.compare import compare
 
 from helpers import TransposedSKA, tame_model
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from lsnet_deploy import doctor
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core import probes
+from lsnet_deploy.core.errors import UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.synthetic import write_folder
 from lsnet_deploy.exporters.inputs import image_files, split_files
-from lsnet_deploy.ladder import LadderOptions, held_out_images
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.synthetic import write_folder
+from lsnet_deploy.workflows.ladder import LadderOptions, held_out_images
 
 
 @pytest.mark.parametrize("precisions,match", [(("fp32", "fp8"), "fp8"), (("int8",), "needs fp32"), ((), "comma list")])
@@ -37,7 +37,7 @@ def test_ladder_judges_on_the_exporters_held_out_split_with_labels(tmp_path):
 
 @pytest.mark.slow
 def test_ladder_runs_fp32_and_int8_interleaved(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(doctor, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(probes, "cpu_has_bf16", lambda: False)
     write_folder(tmp_path / "frames", 12, seed=7, size=64)
     code = run(["bench", "-m", "lsnet_t", "--backend", "onnxruntime", "--precision", "fp32,bf16,int8",
                 "--data", str(tmp_path / "frames"), "--calib-size", "8", "--rounds", "2", "--iters", "2",

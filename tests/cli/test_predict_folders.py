@@ -16,8 +16,8 @@ from PIL import Image
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
+from lsnet_deploy.core.metadata import Preprocessing
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.metadata import Preprocessing
 from lsnet_deploy.models import build_model, init_tame
 from lsnet_deploy.runtime.preprocess import preprocess, softmax
 

@@ -2,7 +2,7 @@
 
 Each case asserts the documented exit code, exactly one stderr line (``error: ...``, naming the
 problem), no traceback, and no file left behind, final or temporary. The exit-code table in
-docs/errors.md is checked against ``lsnet_deploy.errors`` and against this matrix: every code it
+docs/errors.md is checked against ``lsnet_deploy.core.errors`` and against this matrix: every code it
 documents is produced by at least one case here.
 """
 
@@ -21,8 +21,8 @@ import onnx
 import pytest
 from PIL import Image
 
-from lsnet_deploy import errors
 from lsnet_deploy.cli import run
+from lsnet_deploy.core import errors
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.models import hub
 
@@ -124,7 +124,8 @@ CASES = [
     Case("verify-missing", ("verify", "{d}/nope.onnx"), 3, "artifact not found"),
     Case("verify-corrupt", ("verify", "{noise_onnx}"), 3, "noise.onnx"),
     Case("verify-backend-unknown-any-case", ("verify", "{art}", "-b", "CAFFE2"), 2, "unknown backend 'caffe2'"),
-    Case("verify-interrupted", ("verify", "{art}"), 130, "interrupted", interrupt_at("lsnet_deploy.golden.self_test")),
+    Case("verify-interrupted", ("verify", "{art}"), 130, "interrupted",
+         interrupt_at("lsnet_deploy.runtime.golden.self_test")),
     # --- eval
     Case("eval-model-not-given", ("eval", "--data", "{d}"), 2, "Missing option '--model'"),
     Case("eval-data-missing", ("eval", "--model", "{art}", "--data", "{d}/nope"), 3, "data not found"),

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from lsnet_deploy import cli, runtime
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
 from lsnet_deploy.models import build_model
 from lsnet_deploy.runtime.images import find_images
 from lsnet_deploy.runtime.predict import predict_files
@@ -179,8 +179,8 @@ CASES = [
     Case("info-weights-inf", ("info", "-w", "{inf_pth}"), 3,
          "has NaN or Inf in 1 tensor(s) (patch_embed.0.bn.running_var)"),
     # --- real SIGINT / SIGTERM while the work runs: exit 130, nothing half-written
-    Case("verify-sigint", ("verify", "{tiny}"), 130, "interrupted", _real_signal("lsnet_deploy.golden.gate", 2)),
-    Case("verify-sigterm", ("verify", "{tiny}"), 130, "interrupted", _real_signal("lsnet_deploy.golden.gate", 15)),
+    Case("verify-sigint", ("verify", "{tiny}"), 130, "interrupted", _real_signal("lsnet_deploy.core.golden.gate", 2)),
+    Case("verify-sigterm", ("verify", "{tiny}"), 130, "interrupted", _real_signal("lsnet_deploy.core.golden.gate", 15)),
     Case("eval-sigint", ("eval", "-m", "{tiny}", "--data", "{data}", "--json", "{out}/r.json"), 130, "interrupted",
          _real_signal("lsnet_deploy.evaluate.run.preprocess", 2)),
     Case("eval-sigterm", ("eval", "-m", "{tiny}", "--data", "{data}", "--md", "{out}/r.md"), 130, "interrupted",

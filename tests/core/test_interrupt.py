@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import Interrupted
+from lsnet_deploy.core.errors import Interrupted
+from lsnet_deploy.core.interrupt import keep_partial, save_partial
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.interrupt import keep_partial, save_partial
 from lsnet_deploy.runtime import bench
 
 from fs_helpers import leftovers

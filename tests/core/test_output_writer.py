@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from lsnet_deploy import artifacts
-from lsnet_deploy.artifacts import atomic_outputs, backend_write, check_outputs, path_kind, write_bytes
-from lsnet_deploy.errors import OutputError, UsageError
+from lsnet_deploy.core import artifacts
+from lsnet_deploy.core.artifacts import atomic_outputs, backend_write, check_outputs, path_kind, write_bytes
+from lsnet_deploy.core.errors import OutputError, UsageError
 from lsnet_deploy.runtime import report as reports
 
 from fs_helpers import device_node, fifo_reader, fill, leftovers, small_fs, tiny_report

@@ -1,4 +1,4 @@
-"""Issue #20: the one check of what an artifact says (``lsnet_deploy.untrusted``); the CLI cases are in
+"""Issue #20: the one check of what an artifact says (``lsnet_deploy.core.untrusted``); the CLI cases are in
 tests/cli/test_reliability_matrix3.py."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from dataclasses import fields
 
 import pytest
 
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.untrusted import KINDS, MAX_IMG_SIZE, check_input, check_sidecar, read_metadata
 from lsnet_deploy.exporters import ExportOptions
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.untrusted import KINDS, MAX_IMG_SIZE, check_input, check_sidecar, read_metadata
 
 FULL = ArtifactMetadata("lsnet_t", 2, 64, batch=None, precision="int8", ska="shift", opset=17, crop_pct=0.95,
                         crop_mode="squash", checkpoint_sha256="ab" * 32, checkpoint_key="model_ema",

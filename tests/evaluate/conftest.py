@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from lsnet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
+from lsnet_deploy.core.metadata import IMAGENET_MEAN, IMAGENET_STD
 
 from helpers import synthetic_frames
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
 from lsnet_deploy.evaluate.data import Dataset, class_map, iter_batches, load_dataset
 
 

@@ -18,10 +18,10 @@ from conftest import FOREIGN_SIZE, LSNET_CLASSES, reference_inputs, reference_lo
 from PIL import Image
 
 from lsnet_deploy.cli import run
+from lsnet_deploy.core.metadata import Preprocessing
 from lsnet_deploy.evaluate import EvalOptions, evaluate
 from lsnet_deploy.evaluate.data import load_dataset
 from lsnet_deploy.evaluate.report import as_dict
-from lsnet_deploy.metadata import Preprocessing
 
 CLASSES = ("clean", "dirty")  # the folders' sorted order
 
@@ -212,8 +212,8 @@ print(json.dumps({"images": doc["images"], "code": code, "loaded": loaded}))
 @pytest.mark.slow
 def test_fp32_and_int8_exports_agreement_on_held_out_frames(frames, tmp_path):
     from lsnet_deploy import runtime
+    from lsnet_deploy.core.synthetic import write_folder
     from lsnet_deploy.exporters import ExportOptions, export
-    from lsnet_deploy.synthetic import write_folder
 
     calib = tmp_path / "calib"
     write_folder(calib, 16, seed=9, size=96)  # other seeds than the evaluated frames

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import OutputError
+from lsnet_deploy.core.errors import OutputError
+from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.exporters import tensorrt as trt_export
-from lsnet_deploy.metadata import ArtifactMetadata
 
 from fs_helpers import leftovers, small_fs
 from helpers import stage_options

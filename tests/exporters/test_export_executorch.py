@@ -14,9 +14,9 @@ import pytest
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import ParityError
+from lsnet_deploy.core.errors import ParityError
+from lsnet_deploy.core.parity import parity_inputs
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.validate import parity_inputs
 
 from helpers import gradient_image, synthetic_frames, tame_model, torch_logits
 
@@ -78,8 +78,8 @@ def test_golden_round_trip_through_verify_predict_and_bench(fp32, tmp_path, caps
 
 
 def test_int8_program_is_delegated_whole_and_runs(int8, fp32, model, frames):
+    from lsnet_deploy.core.parity import compare_outputs
     from lsnet_deploy.exporters.inputs import int8_images
-    from lsnet_deploy.validate import compare_outputs
 
     meta = int8.metadata
     assert (meta.precision, meta.quantization) == ("int8", "pt2e xnnpack s8 per-channel")

@@ -7,11 +7,11 @@ import onnx
 import pytest
 
 from lsnet_deploy import runtime
-from lsnet_deploy.artifacts import file_sha256
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core.artifacts import file_sha256
+from lsnet_deploy.core.errors import UsageError
+from lsnet_deploy.core.parity import parity_inputs
+from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.exporters import DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS, ExportOptions, export
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import parity_inputs
 
 from helpers import tame_model, torch_logits
 
@@ -59,7 +59,7 @@ def test_every_lowering_passes_the_fp32_gate_with_both_exporters(exporter, name,
 def test_metadata_names_the_lowering_and_the_opset_actually_written(exporter, name, exports):
     result = exports(exporter, name)
     proto = onnx.load(str(result.path))
-    meta = ArtifactMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+    meta = read_metadata({p.key: p.value for p in proto.metadata_props})
     assert meta == result.metadata and runtime.load(result.path).metadata == meta
     assert (meta.ska, meta.batch, meta.opset) == (name, None, DEFAULT_OPSET[exporter])
     assert next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == meta.opset

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import ParityError, UsageError
+from lsnet_deploy.core.errors import ParityError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export
 
 from helpers import tame_model, tiny_tflite

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.parity import GATES, gate, parity_inputs
+from lsnet_deploy.core.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.ska import LOWERINGS, get_lowering
 from lsnet_deploy.exporters.ska.shift import ShiftSKA
 from lsnet_deploy.models import ska
-from lsnet_deploy.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
-from lsnet_deploy.validate import GATES, gate, parity_inputs
 
 from helpers import tame_model, torch_logits
 

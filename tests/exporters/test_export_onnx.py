@@ -10,15 +10,17 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lsnet_deploy import __version__, runtime
-from lsnet_deploy.artifacts import file_sha256
-from lsnet_deploy.errors import ParityError, UsageError
+from lsnet_deploy import runtime
+from lsnet_deploy.core import __version__
+from lsnet_deploy.core.artifacts import file_sha256
+from lsnet_deploy.core.errors import ParityError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import GATES, parity_inputs
+from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.onnx import default_path
 from lsnet_deploy.exporters.ska import LOWERINGS
-from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import VARIANTS
-from lsnet_deploy.validate import GATES, parity_inputs
 
 from helpers import TransposedSKA, tame_model, torch_logits
 
@@ -67,7 +69,7 @@ def test_metadata_round_trip(small_exports):
     result = small_exports["shift"]
     proto = onnx.load(str(result.path), load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
-    meta = ArtifactMetadata.from_props(props)
+    meta = read_metadata(props)
     assert meta == result.metadata
     assert (meta.variant, meta.num_classes, meta.img_size, meta.batch) == ("lsnet_t", 2, SMALL, None)
     assert (meta.ska, meta.opset, meta.precision, meta.layout) == ("shift", 17, "fp32", "NCHW")

@@ -11,15 +11,15 @@ import onnx
 import pytest
 import torch
 
-from lsnet_deploy import doctor
-from lsnet_deploy.errors import BackendMissingError, InputError, OutputError, ParityError, UsageError
+from lsnet_deploy.core import probes
+from lsnet_deploy.core.errors import BackendMissingError, InputError, OutputError, ParityError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import GATES, compare_outputs
 from lsnet_deploy.exporters.inputs import SyntheticCalibrationWarning, calibration_images, load_images
 from lsnet_deploy.exporters.openvino import export_openvino
-from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import VARIANTS, fuse_model
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.preprocess import open_image, preprocess
-from lsnet_deploy.validate import GATES, compare_outputs
 
 from helpers import stage_options, tame_model
 
@@ -126,7 +126,7 @@ def test_two_class_model_in_three_precisions(two_class, tmp_path):
     assert report.latency_ms > 0 and report.fp32_latency_ms > 0
     with load(tmp_path / "int8.xml") as engine:
         assert engine.precision == "int8"
-        assert (engine.metadata.quantization, engine.metadata.gate_isa) == ("nncf overflow-fix", doctor.int8_isa())
+        assert (engine.metadata.quantization, engine.metadata.gate_isa) == ("nncf overflow-fix", probes.int8_isa())
 
 
 def test_export_api_target_openvino_writes_the_ir_pair(tmp_path):

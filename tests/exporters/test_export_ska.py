@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.exporters.ska import LOWERINGS, get_lowering, lowered
 from lsnet_deploy.exporters.ska.custom import DOMAIN, OP, attach_function
 from lsnet_deploy.models import SKA, build_model, ska

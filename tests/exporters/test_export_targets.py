@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.exporters import ExportOptions
 
 

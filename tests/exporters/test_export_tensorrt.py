@@ -14,7 +14,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.exporters.tensorrt import (
     build_engine,
     builder_settings,
@@ -26,7 +27,6 @@ from lsnet_deploy.exporters.tensorrt import (
     write_sidecar,
 )
 from lsnet_deploy.exporters.trt_calibrator import CalibrationBatches, make_calibrator
-from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.tensorrt import INSTALL_HINT, read_sidecar, sidecar_metadata
 from lsnet_deploy.runtime.trt_support import detect

@@ -9,11 +9,11 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core.errors import UsageError
+from lsnet_deploy.core.parity import GATES, compare_outputs, parity_inputs
+from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.fp16 import fp32_compute_nodes, keeps_fp32, to_fp16, write_fp16
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import GATES, compare_outputs, parity_inputs
 
 from helpers import classifier_onnx, onnx_logits, tame_model, torch_logits
 
@@ -66,7 +66,7 @@ def test_lsnet_t_structure_and_cpu_gate(small_export, tmp_path):
     """The real graph (shift lowering, 64 px): GroupNorm, softmax, SKA and the SE means in fp32; the rest fp16;
     gated against PyTorch in onnxruntime on the CPU."""
     fp32 = small_export("shift")
-    meta = ArtifactMetadata.from_props({p.key: p.value for p in onnx.load(str(fp32.path)).metadata_props})
+    meta = read_metadata({p.key: p.value for p in onnx.load(str(fp32.path)).metadata_props})
     model = tame_model("lsnet_t", 2, 64)
     x = parity_inputs(4, 64)
     parity = write_fp16(fp32.path, tmp_path / "h.onnx", meta, lambda b: torch_logits(model, b), x, GATES["fp16"], "h")

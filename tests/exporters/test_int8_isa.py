@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsnet_deploy import doctor
 from lsnet_deploy.cli import run
+from lsnet_deploy.core import probes
+from lsnet_deploy.core.parity import GATES, compare_outputs
 from lsnet_deploy.exporters.inputs import SyntheticCalibrationWarning, int8_images
 from lsnet_deploy.exporters.quantize import quantize_onnx
-from lsnet_deploy.runtime import load
-from lsnet_deploy.validate import GATES, compare_outputs
+from lsnet_deploy.runtime import environment, load
 
 from helpers import stage_options, torch_reference, write_onnx
 
@@ -49,8 +49,8 @@ def run_elsewhere(artifact: Path, inputs: Path, prefix: tuple[str, ...] = (), en
 
 
 @pytest.fixture(scope="module")
-def environment() -> dict:
-    return doctor.collect_environment()
+def machine() -> dict:
+    return environment.collect_environment()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def native_and_avx2(artifact: Path, inputs: Path, emulate: str) -> tuple[np.ndar
     """``artifact``'s logits here and on an AVX2-only CPU (``emulate``: ``onednn`` or ``qemu``)."""
     native = run_elsewhere(artifact, inputs)
     if emulate == "onednn":
-        return native, run_elsewhere(artifact, inputs, env={doctor.ONEDNN_CAP: "AVX2"})
+        return native, run_elsewhere(artifact, inputs, env={probes.ONEDNN_CAP: "AVX2"})
     return native, run_elsewhere(artifact, inputs, prefix=("qemu-x86_64", "-cpu", "Haswell"))
 
 
@@ -80,12 +80,12 @@ def native_and_avx2(artifact: Path, inputs: Path, emulate: str) -> tuple[np.ndar
     (["avx2", "fma"], "", "avx2", False),
     (["avx2", "avx512_vnni", "amx_int8"], "AVX2", "amx_int8 (oneDNN cap AVX2)", True),
     (["asimd", "asimddp"], "", "asimddp", False)])
-def test_the_int8_isa_probe(monkeypatch, capsys, environment, flags, cap, isa, vnni):
-    monkeypatch.setattr(doctor, "cpu_info", lambda: {"features": flags})
-    monkeypatch.setenv(doctor.ONEDNN_CAP, cap)
-    assert (doctor.int8_isa(), doctor.has_vnni()) == (isa, vnni)
-    env = {**environment, "int8_isa": isa, "int8_vnni": vnni}
-    monkeypatch.setattr(doctor, "collect_environment", lambda: env)
+def test_the_int8_isa_probe(monkeypatch, capsys, machine, flags, cap, isa, vnni):
+    monkeypatch.setattr(probes, "cpu_info", lambda: {"features": flags})
+    monkeypatch.setenv(probes.ONEDNN_CAP, cap)
+    assert (probes.int8_isa(), probes.has_vnni()) == (isa, vnni)
+    env = {**machine, "int8_isa": isa, "int8_vnni": vnni}
+    monkeypatch.setattr(environment, "collect_environment", lambda: env)
     monkeypatch.setenv("COLUMNS", "200")  # one table row per line
     assert run(["doctor"]) == 0
     out = capsys.readouterr().out
@@ -109,7 +109,7 @@ def test_the_openvino_int8_ir_computes_the_same_on_avx2(model, tmp_path):
     assert compare_outputs(avx2, native).cosine > 0.9999  # measured 1 - 1e-7
     for logits in (native, avx2):
         GATES["int8"].check(compare_outputs(logits, reference), "int8 IR")  # measured 0.9938 on both
-    if doctor.has_vnni():  # the same IR without the overflow fix: AVX2 falls behind VNNI
+    if probes.has_vnni():  # the same IR without the overflow fix: AVX2 falls behind VNNI
         ir = nncf.quantize(read_onnx(ov, onnx_path)[0], nncf.Dataset([c[None] for c in calibration]),
                            subset_size=8, model_type=nncf.ModelType.TRANSFORMER)
         ov.save_model(ir, str(tmp_path / "full.xml"), compress_to_fp16=False)
@@ -127,7 +127,7 @@ def test_the_onnx_qdq_file_computes_the_same_on_avx2(model, tmp_path):
     assert compare_outputs(avx2, native).cosine > 0.99999  # measured identical
     for logits in (native, avx2):
         GATES["int8"].check(compare_outputs(logits, reference), "QDQ int8")  # measured 0.9959
-    if doctor.has_vnni():  # 8-bit weights: the emulated AVX2 saturates (measured 0.9912 vs 0.9978)
+    if probes.has_vnni():  # 8-bit weights: the emulated AVX2 saturates (measured 0.9912 vs 0.9978)
         full = quantize_onnx(onnx_path, tmp_path / "full.onnx", calibration, "u8", batch=None, reduce_range=False)
         native, avx2 = native_and_avx2(full.path, held, "qemu")
         assert compare_outputs(avx2, reference).cosine < compare_outputs(native, reference).cosine - 0.002

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.synthetic import write_folder
 from lsnet_deploy.exporters.inputs import int8_images, split_files
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.synthetic import write_folder
 
 
 def test_split_is_disjoint_seeded_and_holds_out_a_fifth():

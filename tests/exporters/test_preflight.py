@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lsnet_deploy.errors import OutputError, UsageError
+from lsnet_deploy.core.errors import OutputError, UsageError
 from lsnet_deploy.exporters import ExportOptions
 from lsnet_deploy.exporters.preflight import partner_paths, preflight
 from lsnet_deploy.runtime.tensorrt import sidecar_path

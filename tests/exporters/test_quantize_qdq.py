@@ -11,12 +11,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from lsnet_deploy import doctor
-from lsnet_deploy.errors import ParityError, UsageError
+from lsnet_deploy.core import probes
+from lsnet_deploy.core.errors import ParityError, UsageError
+from lsnet_deploy.core.parity import compare_outputs, parity_inputs
 from lsnet_deploy.exporters import ExportOptions, export, inputs, quantize
 from lsnet_deploy.exporters.quantize import excluded_nodes, float_op_types, int8_nodes, module_scope, quantize_onnx
 from lsnet_deploy.runtime import load
-from lsnet_deploy.validate import compare_outputs, parity_inputs
 
 from helpers import synthetic_frames
 
@@ -75,7 +75,7 @@ def test_metadata_and_held_out_report(qdq):
     path, result = qdq
     meta = load(path).metadata
     assert (meta.precision, meta.quantization) == ("int8", "qdq u8/s8 per-channel percentile99.99 reduce-range")
-    assert meta.gate_isa == doctor.int8_isa() and meta.gate_isa
+    assert meta.gate_isa == probes.int8_isa() and meta.gate_isa
     assert meta.float_ops == result.metadata.float_ops and path.name == "t_int8.onnx"
     assert any("held-out images: top-1 agreement" in n and "16 calibration / 4 held-out" in n for n in result.notes)
     assert result.parity.cosine >= 0.9 and result.gate.min_cosine == 0.9

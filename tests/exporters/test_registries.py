@@ -1,4 +1,4 @@
-"""Registries read from module sources (``lsnet_deploy.registry``) agree with the imported modules, and a
+"""Registries read from module sources (``lsnet_deploy.core.registry``) agree with the imported modules, and a
 new module is all a backend, target or lowering needs to be found."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import fields
 
 import pytest
 
+from lsnet_deploy.core.registry import class_attributes, module_calls
 from lsnet_deploy.exporters import TARGETS, TargetConfig, lowering_facts
 from lsnet_deploy.exporters.ska import LOWERINGS
-from lsnet_deploy.registry import class_attributes, module_calls
 from lsnet_deploy.runtime.engine import BACKENDS, Backend
 
 
@@ -66,7 +66,7 @@ def test_a_new_module_is_found_without_being_imported(tmp_path):
 
 def test_listing_backends_and_targets_imports_neither_torch_nor_a_backend():
     code = ("import sys; from lsnet_deploy.exporters import TARGETS, lowering_facts; lowering_facts(); "
-            "from lsnet_deploy.doctor import backends; backends(); "
+            "from lsnet_deploy.runtime.environment import backends; backends(); "
             "sys.exit(sorted({'torch', 'onnxruntime', 'openvino', 'onnx'} & set(sys.modules)) or 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -13,7 +13,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core.errors import UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters import tensorrt as trt_export
 from lsnet_deploy.exporters.quantize import int8_nodes
@@ -27,7 +28,6 @@ from lsnet_deploy.exporters.tensorrt import (
     network_flags,
     trtexec_command,
 )
-from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.trt_support import detect
 
 from fake_trt import make_trt

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.parity import parity_inputs
 from lsnet_deploy.exporters.tensorrt import build_engine
 from lsnet_deploy.runtime import load
-from lsnet_deploy.validate import parity_inputs
 
 from fake_trt import SURFACES
 from helpers import classifier_onnx, onnx_logits, stage_options

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
 from lsnet_deploy.models import infer_variant, load_model
 
 

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("huggingface_hub")
 
-from lsnet_deploy.errors import InputError  # noqa: E402
+from lsnet_deploy.core.errors import InputError  # noqa: E402
 from lsnet_deploy.models import checkpoint, hub  # noqa: E402
 
 EXE = Path(sys.executable).with_name("lsnet-deploy")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lsnet_deploy.errors import UsageError
+from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.models import VARIANTS, build_model, fuse_model, init_tame, ska
 from lsnet_deploy.models.flops import count_macs
 

@@ -15,9 +15,9 @@ import torch
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import DeployWarning, InputError, UsageError
+from lsnet_deploy.core.errors import DeployWarning, InputError, UsageError
+from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.exporters import load_source
-from lsnet_deploy.metadata import ArtifactMetadata
 from lsnet_deploy.models import build_model, init_tame, load_model
 from lsnet_deploy.models.checkpoint import trained_size
 from lsnet_deploy.models.lsnet import attention_resolution
@@ -155,7 +155,7 @@ def test_crop_flags_override_the_finetune_default(upstream_ckpt, tmp_path):
     assert run(["export", "--weights", str(path), "--crop-mode", "center", "--crop-pct", "0.9", "--imgsz", "64",
                 "--no-validate", "--output", str(out)]) == 0
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    meta = ArtifactMetadata.from_props(props)
+    meta = read_metadata(props)
     assert (meta.crop_mode, meta.crop_pct, meta.img_size, meta.checkpoint_key) == ("center", 0.9, 64, "model")
 
 

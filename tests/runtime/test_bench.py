@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.doctor import cuda_gpu
+from lsnet_deploy.core.probes import cuda_gpu
 from lsnet_deploy.runtime import bench
 from lsnet_deploy.runtime.bench import BenchOptions, run_bench
 

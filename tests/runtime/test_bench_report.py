@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsnet_deploy.errors import BackendMissingError, OutputError
+from lsnet_deploy.core.errors import BackendMissingError, OutputError
+from lsnet_deploy.core.parity import Parity
 from lsnet_deploy.runtime import report as rep
 from lsnet_deploy.runtime.bench import add_speedups
 from lsnet_deploy.runtime.engine import Engine
 from lsnet_deploy.runtime.results import BenchReport, BenchRow, Skipped
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
-from lsnet_deploy.validate import Parity
 
 ROW_KEYS = {"backend", "device", "precision", "batch", "latency_ms", "throughput", "speedup_vs_torch", "parity"}
 

@@ -8,12 +8,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from lsnet_deploy import doctor
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import BackendMissingError, UsageError
+from lsnet_deploy.core import probes
+from lsnet_deploy.core.errors import BackendMissingError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import GATES, Parity
 from lsnet_deploy.exporters import ExportOptions
-from lsnet_deploy.metadata import ArtifactMetadata
-from lsnet_deploy.validate import GATES, Parity
+from lsnet_deploy.runtime import environment
 
 NO_BF16 = ("bf16 needs a CPU with AVX512-BF16 or AMX-BF16, and this one has neither (see `lsnet-deploy doctor`); "
            "use the fp32 or int8 artifact")
@@ -32,8 +33,8 @@ def relu_onnx(path: Path, precision: str) -> Path:
 @pytest.mark.parametrize("flags,has", [(["avx2", "avx512_bf16"], True), (["amx_bf16"], True),
                                        (["avx2", "avx512f", "avx512_vnni"], False), ([], False)])
 def test_the_cpu_probe_reads_the_bf16_flags(monkeypatch, flags, has):
-    monkeypatch.setattr(doctor, "cpu_info", lambda: {"features": flags})
-    assert doctor.cpu_has_bf16() is has
+    monkeypatch.setattr(probes, "cpu_info", lambda: {"features": flags})
+    assert probes.cpu_has_bf16() is has
 
 
 def test_bf16_gate_needs_cosine_0999_and_top1_agreement():
@@ -53,7 +54,7 @@ def test_bf16_is_openvino_only_and_excludes_other_precisions():
 
 
 def test_export_bf16_is_refused_in_one_line_without_cpu_support(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(doctor, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(probes, "cpu_has_bf16", lambda: False)
     assert run(["export", "-t", "openvino", "--bf16", "-o", str(tmp_path / "m.xml")]) == 4
     assert capsys.readouterr().err.strip() == f"error: --bf16: {NO_BF16}"
     assert not list(tmp_path.iterdir())
@@ -62,7 +63,7 @@ def test_export_bf16_is_refused_in_one_line_without_cpu_support(monkeypatch, cap
 def test_a_bf16_artifact_is_refused_not_run_in_f32(monkeypatch, tmp_path):
     from lsnet_deploy.runtime.openvino import OpenVINOEngine
 
-    monkeypatch.setattr(doctor, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(probes, "cpu_has_bf16", lambda: False)
     with pytest.raises(BackendMissingError, match="^m.onnx: bf16 needs a CPU"):
         OpenVINOEngine(relu_onnx(tmp_path / "m.onnx", "bf16"))
     with pytest.raises(BackendMissingError, match="bf16 needs a CPU"):
@@ -71,7 +72,7 @@ def test_a_bf16_artifact_is_refused_not_run_in_f32(monkeypatch, tmp_path):
         assert engine.inference_precision == "f32"
 
 
-@pytest.mark.skipif(not doctor.cpu_has_bf16(), reason="needs AVX512-BF16 or AMX-BF16")
+@pytest.mark.skipif(not probes.cpu_has_bf16(), reason="needs AVX512-BF16 or AMX-BF16")
 def test_a_bf16_artifact_compiles_for_bf16_where_the_cpu_has_it(tmp_path):
     from lsnet_deploy.runtime.openvino import OpenVINOEngine
 
@@ -80,7 +81,7 @@ def test_a_bf16_artifact_compiles_for_bf16_where_the_cpu_has_it(tmp_path):
 
 
 def test_doctor_says_whether_the_cpu_has_bf16(monkeypatch, capsys):
-    monkeypatch.setattr(doctor, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(probes, "cpu_has_bf16", lambda: False)
     assert run(["doctor"]) == 0
     assert "no (needs AVX512-BF16 or AMX-BF16)" in capsys.readouterr().out
-    assert doctor.collect_environment()["cpu_bf16"] is False
+    assert environment.collect_environment()["cpu_bf16"] is False

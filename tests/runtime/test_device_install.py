@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from lsnet_deploy.core.synthetic import make_frame
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.synthetic import make_frame
 
 from helpers import tamper
 
@@ -127,7 +127,7 @@ def test_every_runtime_module_compiles_and_imports_on_python38(py38):
     assert compiled.returncode == 0, compiled.stdout
     imported = sh(py38 / "python", "-c", IMPORT_ALL)
     assert imported.returncode == 0, imported.stderr[-2000:]
-    assert {"lsnet_deploy.runtime.bench", "lsnet_deploy.golden", "lsnet_deploy.commands.verify"} <= set(
+    assert {"lsnet_deploy.runtime.bench", "lsnet_deploy.core.golden", "lsnet_deploy.commands.verify"} <= set(
         imported.stdout.split())
 
 

@@ -14,9 +14,9 @@ from torch import nn
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.untrusted import MAX_PROPS, check_props_text
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.untrusted import MAX_PROPS, check_props_text
 
 from helpers import BLOCK_TORCH
 

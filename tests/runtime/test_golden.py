@@ -11,12 +11,13 @@ import onnx
 import pytest
 import torch
 
-from lsnet_deploy import golden, runtime
-from lsnet_deploy.errors import InputError
+from lsnet_deploy import runtime
+from lsnet_deploy.core.errors import InputError
+from lsnet_deploy.core.golden import Golden, make_frames
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.onnx import cap_ir_version
 from lsnet_deploy.exporters.tensorrt import builder_settings, inspect_onnx, write_sidecar
-from lsnet_deploy.golden import Golden, make_frames, self_test
+from lsnet_deploy.runtime.golden import preprocess_frames, self_test
 from lsnet_deploy.runtime.tensorrt import read_sidecar
 
 from helpers import stage_options, tamper
@@ -55,7 +56,7 @@ def test_damaged_data_is_an_input_error(change):
 def test_onnx_export_stores_pytorch_logits_of_the_preprocessed_frames(exported, tame_model):
     with runtime.load(exported.path) as engine:
         stored = engine.golden
-        inputs = stored.inputs(engine.metadata)
+        inputs = preprocess_frames(stored.frames, engine.metadata)
         verdict = self_test(engine)
     assert np.array_equal(stored.frames, make_frames(64))
     with torch.no_grad():  # independent reference: the unfused tame model, same preprocessing
@@ -120,5 +121,5 @@ def test_frames_go_through_the_artifacts_preprocessing(exported):
     # a preprocessing difference on the device (here: another normalization) is caught
     with runtime.load(exported.path) as engine:
         engine.metadata = replace(engine.metadata, mean=(0.5, 0.5, 0.5))
-        verdict = golden.self_test(engine)
+        verdict = self_test(engine)
     assert not verdict.passed

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
 from lsnet_deploy.runtime.images import IMAGE_SUFFIXES, find_images
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import BackendMissingError
+from lsnet_deploy.core.errors import BackendMissingError
 from lsnet_deploy.runtime import jetson
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"

@@ -16,7 +16,7 @@ pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed: pip insta
 
 from lsnet_deploy import runtime  # noqa: E402
 from lsnet_deploy.cli import run  # noqa: E402
-from lsnet_deploy.errors import InputError  # noqa: E402
+from lsnet_deploy.core.errors import InputError  # noqa: E402
 from lsnet_deploy.runtime.bench import BenchOptions, run_bench  # noqa: E402
 from lsnet_deploy.runtime.litert import LiteRTEngine, read_props  # noqa: E402
 
@@ -104,7 +104,7 @@ def test_bad_tflite_files_are_one_error_line_exit_3(tiny, tmp_path, capsys, make
 
 
 def test_a_props_entry_that_is_not_an_object_of_strings_is_refused(tiny, tmp_path):
-    from lsnet_deploy.untrusted import check_props
+    from lsnet_deploy.core.untrusted import check_props
 
     assert check_props({"lsnet.variant": "lsnet_t"}, "x") == {"lsnet.variant": "lsnet_t"}
     for doc in ([], {"lsnet.num_classes": 2}, {str(i): "" for i in range(300)}):
@@ -117,7 +117,7 @@ def test_engine_runs_with_torch_blocked(tiny):
 import json, sys
 import numpy as np
 from lsnet_deploy import runtime
-from lsnet_deploy.golden import self_test
+from lsnet_deploy.runtime.golden import self_test
 engine = runtime.load(sys.argv[1], threads=1)
 logits = engine.run_batched(np.zeros((3, 3, 64, 64), np.float32))
 print(json.dumps({"shape": list(logits.shape), "passed": self_test(engine).passed,
@@ -148,7 +148,7 @@ def test_an_int8_io_file_takes_float_batches(tiny, tmp_path):
 
 
 def test_an_eval_row(tiny, tmp_path, capsys):
-    from lsnet_deploy.synthetic import write_folder
+    from lsnet_deploy.core.synthetic import write_folder
 
     write_folder(tmp_path / "frames", 6, seed=5, size=80)
     named = hostile(tiny, tmp_path / "named.tflite", **{"lsnet.class_names": json.dumps(["clean", "dirty"])})

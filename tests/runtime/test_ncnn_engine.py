@@ -19,7 +19,7 @@ import pytest
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.core.errors import InputError, UsageError
 from lsnet_deploy.runtime import bench
 from lsnet_deploy.runtime.bench import BenchOptions, run_bench
 
@@ -39,7 +39,7 @@ def test_runs_with_torch_blocked(tiny):
 import json, sys
 import numpy as np
 from lsnet_deploy import runtime
-from lsnet_deploy.golden import self_test
+from lsnet_deploy.runtime.golden import self_test
 with runtime.load(sys.argv[1], threads=2) as engine:
     logits = engine(np.zeros((3, 3, 32, 32), np.float32))
     verdict = self_test(engine)

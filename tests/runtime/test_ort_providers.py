@@ -9,8 +9,8 @@ import pytest
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import BackendMissingError, UsageError
-from lsnet_deploy.evaluate.models import open_model
+from lsnet_deploy.core.errors import BackendMissingError, UsageError
+from lsnet_deploy.evaluate.loaders import open_model
 from lsnet_deploy.runtime import bench
 from lsnet_deploy.runtime.bench import BenchOptions, run_bench
 from lsnet_deploy.runtime.onnxruntime import providers_for

@@ -11,8 +11,8 @@ from PIL import Image
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import InputError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.runtime.preprocess import preprocess, softmax, top_k
 
 from helpers import gradient_image, tame_model

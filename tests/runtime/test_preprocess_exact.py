@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lsnet_deploy.errors import InputError, UsageError
-from lsnet_deploy.metadata import ArtifactMetadata, Preprocessing
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.metadata import ArtifactMetadata, Preprocessing
+from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.runtime.preprocess import preprocess, resize_and_crop
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -124,13 +125,13 @@ def test_frames_and_metadata_give_the_same_input():
 def test_old_artifacts_with_resize_only_get_upstreams_center_crop():
     old = {"lsnet.variant": "lsnet_t", "lsnet.num_classes": "10", "lsnet.img_size": "64", "lsnet.resize": "73",
            "lsnet.interpolation": "bicubic", "lsnet.mean": "[0.485, 0.456, 0.406]"}
-    cfg = ArtifactMetadata.from_props(old).preprocessing
+    cfg = read_metadata(old).preprocessing
     assert (cfg.crop_mode, cfg.crop_pct, cfg.resize, cfg.img_size) == ("center", 0.875, 73, 64)
 
 
 def test_metadata_round_trips_the_new_fields():
     meta = ArtifactMetadata("lsnet_t", 2, crop_pct=0.95, crop_mode="squash", checkpoint_key="model_ema")
-    assert ArtifactMetadata.from_props(meta.to_props()) == meta
+    assert read_metadata(meta.to_props()) == meta
 
 
 @pytest.mark.parametrize("kwargs, message", [

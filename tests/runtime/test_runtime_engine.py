@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lsnet_deploy import runtime
-from lsnet_deploy.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.core.parity import GATES, compare_outputs
 from lsnet_deploy.runtime.onnxruntime import providers_for
-from lsnet_deploy.validate import GATES, compare_outputs
 
 from helpers import torch_reference
 
@@ -122,8 +122,8 @@ def test_run_batched_chunks_and_pads_a_fixed_batch(onnx_artifact):
 
 def test_one_gate_takes_engines_functions_or_logits(onnx_artifact):
     """validate.gate: engine vs logits, engine vs function; a wrong model fails naming its thresholds."""
-    from lsnet_deploy.errors import ParityError
-    from lsnet_deploy.validate import gate, parity_inputs
+    from lsnet_deploy.core.errors import ParityError
+    from lsnet_deploy.core.parity import gate, parity_inputs
 
     x = parity_inputs(4, 64)
     assert x.shape == (4, 3, 64, 64) and np.array_equal(x, parity_inputs(4, 64))

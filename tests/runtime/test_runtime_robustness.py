@@ -18,7 +18,7 @@ import torch
 
 from lsnet_deploy import runtime
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
 from lsnet_deploy.runtime.engine import Engine
 
 from helpers import BLOCK_TORCH, escaping_external_data, gradient_image, python_cmd
@@ -120,7 +120,7 @@ FUZZ = """
 import collections, json, sys, warnings
 import numpy as np
 from lsnet_deploy import runtime
-from lsnet_deploy.errors import InputError
+from lsnet_deploy.core.errors import InputError
 
 warnings.simplefilter("ignore")
 rng = np.random.default_rng(int(sys.argv[3]))
@@ -176,7 +176,7 @@ def test_fuzzed_image_files_are_refused_or_read(tmp_path):
 
     from PIL import Image
 
-    from lsnet_deploy.metadata import ArtifactMetadata
+    from lsnet_deploy.core.metadata import ArtifactMetadata
     from lsnet_deploy.runtime.preprocess import open_image, preprocess
 
     rng = np.random.default_rng(8)

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from lsnet_deploy import doctor
 from lsnet_deploy.cli import run
-from lsnet_deploy.errors import InputError, UsageError
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.runtime import environment
 from lsnet_deploy.runtime.trt_support import (
     NEWEST,
     build_paths,
@@ -22,7 +22,7 @@ from lsnet_deploy.runtime.trt_support import (
 
 from fake_trt import ALL_SURFACES, make_trt
 
-ENVIRONMENT = doctor.collect_environment()
+ENVIRONMENT = environment.collect_environment()
 
 
 @pytest.mark.parametrize("version, strong, weak, calibrator, dla, v2", [
@@ -112,9 +112,9 @@ def test_device_memory_uses_v2_where_the_engine_has_it(version, expected):
 ])
 def test_doctor_shows_the_tensorrt_version_and_each_precisions_path(install_trt, monkeypatch, capsys, version, lines):
     install_trt(version)
-    info = doctor.tensorrt_info()
+    info = environment.tensorrt_info()
     assert info["version"] == version and set(info["build_paths"]) == {"fp32", "fp16", "int8"}
-    monkeypatch.setattr(doctor, "collect_environment", lambda: {**ENVIRONMENT, "tensorrt": info})
+    monkeypatch.setattr(environment, "collect_environment", lambda: {**ENVIRONMENT, "tensorrt": info})
     monkeypatch.setenv("COLUMNS", "250")  # one table row per line
     assert run(["doctor"]) == 0
     out = " ".join(capsys.readouterr().out.replace("│", " ").split())
@@ -123,10 +123,10 @@ def test_doctor_shows_the_tensorrt_version_and_each_precisions_path(install_trt,
 
 def test_doctor_lists_the_providers_and_a_missing_tensorrt(monkeypatch, capsys):
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert doctor.provider_choices(gpu) == ["auto", "cpu", "cuda", "tensorrt"]
-    env = {**ENVIRONMENT, "onnxruntime_providers": gpu, "onnxruntime_provider_choices": doctor.provider_choices(gpu),
-           "tensorrt": None}
-    monkeypatch.setattr(doctor, "collect_environment", lambda: env)
+    assert environment.provider_choices(gpu) == ["auto", "cpu", "cuda", "tensorrt"]
+    env = {**ENVIRONMENT, "onnxruntime_providers": gpu, "tensorrt": None,
+           "onnxruntime_provider_choices": environment.provider_choices(gpu)}
+    monkeypatch.setattr(environment, "collect_environment", lambda: env)
     monkeypatch.setenv("COLUMNS", "250")
     assert run(["doctor"]) == 0
     out = " ".join(capsys.readouterr().out.replace("│", " ").split())

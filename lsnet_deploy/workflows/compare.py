@@ -1,8 +1,8 @@
 """``lsnet-deploy compare``: two LSNets (PyTorch model or checkpoint, any runtime artifact) on the same inputs.
 
 :func:`compare` runs both sides as engines (artifacts through ``runtime.load``, PyTorch through
-``runtime.torch.TorchEngine``) on :func:`~lsnet_deploy.validate.parity_inputs` through the one
-:func:`~lsnet_deploy.validate.gate`, and can also compare the output of every LSNet block side by
+``runtime.torch.TorchEngine``) on :func:`~lsnet_deploy.core.parity.parity_inputs` through the one
+:func:`~lsnet_deploy.core.parity.gate`, and can also compare the output of every LSNet block side by
 side (``per_block``; PyTorch and ONNX sides) to find where a mismatch starts. Imports torch only
 when a PyTorch side is involved.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, UsageError
-from .runtime.engine import Engine, is_artifact
-from .validate import GATES, PARITY_IMAGES, Gate, Parity, compare_outputs, parity_inputs
-from .validate import gate as parity_gate
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.parity import GATES, PARITY_IMAGES, Gate, Parity, compare_outputs, parity_inputs
+from lsnet_deploy.core.parity import gate as parity_gate
+from lsnet_deploy.runtime.engine import Engine, is_artifact
 
 _SCOPE = re.compile(r"^/(patch_embed|blocks\d)/(?:(blocks\d\.\d+)/)?")
 

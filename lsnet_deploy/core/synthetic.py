@@ -6,7 +6,7 @@ numpy + Pillow only (no torch): usable for training, calibration, tests and demo
 
 It stays in the package (not in ``examples/lens_dirt/``) because its users live in separate trees:
 the example's ``train.py``, ``benchmarks/run.py`` and ``benchmarks/suite/lens_dirt.py`` all import it
-as ``lsnet_deploy.synthetic``; none of the CLI or runtime does.
+as ``lsnet_deploy.core.synthetic``; none of the CLI or runtime does.
 """
 
 from __future__ import annotations

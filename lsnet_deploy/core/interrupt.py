@@ -12,7 +12,7 @@ A long command (``bench``, ``eval``) saves what it finished when interrupted, in
     with save_partial(lambda result: write_reports(result, ...)):
         result = run_everything(options)
 
-A Ctrl-C (SIGINT) or SIGTERM inside the loop becomes :class:`~lsnet_deploy.errors.Interrupted`
+A Ctrl-C (SIGINT) or SIGTERM inside the loop becomes :class:`~lsnet_deploy.core.errors.Interrupted`
 carrying the unfinished result; ``save_partial`` writes it (through the atomic output writer) and
 re-raises: one ``error: interrupted ...`` line, exit 130.
 """
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from .errors import Interrupted
+from lsnet_deploy.core.errors import Interrupted
 
 #: the error handler text outputs use for what they cannot encode: a file name that is not UTF-8 (Python's
 #: surrogate escapes) shows its bytes as ``\\xNN``, anything else as ``backslashreplace`` does (stdout, CSV,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.errors import InputError, UsageError
-from lsnet_deploy.metadata import Preprocessing
+from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.metadata import Preprocessing
 from lsnet_deploy.runtime.engine import Engine, backend_for, is_artifact
 
 

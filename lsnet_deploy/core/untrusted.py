@@ -25,9 +25,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import InputError
-from .metadata import CROP_MODES, INTERPOLATIONS, ArtifactMetadata
-from .validate import GATES
+from lsnet_deploy.core.errors import InputError
+from lsnet_deploy.core.metadata import CROP_MODES, INTERPOLATIONS, ArtifactMetadata
+from lsnet_deploy.core.parity import GATES
 
 MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 2048  #: input side: a multiple of 32 (LSNet's total stride) in this range
 MIN_CROP_PCT = 0.5  #: the resize before the centre crop is at most twice the input size

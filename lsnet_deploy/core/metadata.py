@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from .errors import InputError, UsageError
+from lsnet_deploy.core.errors import InputError, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -103,15 +103,3 @@ class ArtifactMetadata:
     def to_props(self) -> dict[str, str]:
         """``{key: str}`` with a ``lsnet.`` prefix on every key."""
         return {f"lsnet.{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_props(cls, props: dict[str, str]) -> ArtifactMetadata | None:
-        """Parse what :meth:`to_props` wrote; ``None`` when the props are not an lsnet-deploy artifact's.
-
-        Every value is typed and bounded first (:func:`lsnet_deploy.untrusted.read_metadata`): a damaged or
-        hostile artifact is one :class:`InputError` naming the key. Unknown keys (``lsnet.resize`` of older
-        artifacts) are ignored.
-        """
-        from .untrusted import read_metadata
-
-        return read_metadata(props)

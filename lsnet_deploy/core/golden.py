@@ -23,10 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
-from .metadata import ArtifactMetadata
-from .untrusted import check_golden
-from .validate import GATES, Gate, Parity, gate, logits_of
+from lsnet_deploy.core.errors import InputError
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.untrusted import check_golden
 
 KEY = "lsnet.golden"
 FORMAT = "lsnet-deploy golden 1"
@@ -36,7 +35,7 @@ _SEED = 7919
 
 def make_frames(size: int, n: int = FRAMES) -> np.ndarray:
     """``(n, size, size, 3)`` uint8 frames: noise-free synthetic scenes (small as PNG), half with lens dirt."""
-    from .synthetic import make_frame
+    from lsnet_deploy.core.synthetic import make_frame
 
     return np.stack([np.asarray(make_frame(_SEED + i, dirty=bool(i % 2), size=size, noise=0.0), dtype=np.uint8)
                      for i in range(n)])
@@ -48,10 +47,6 @@ class Golden:
 
     frames: np.ndarray
     logits: np.ndarray
-
-    def inputs(self, meta: ArtifactMetadata) -> np.ndarray:
-        """The frames as an NCHW float32 batch, through the runtime's preprocessing for ``meta``."""
-        return preprocess_frames(self.frames, meta)
 
     def to_props(self) -> dict[str, str]:
         """``{"lsnet.golden": json}`` to store beside the metadata properties."""
@@ -84,20 +79,6 @@ class Golden:
         return cls(frames, logits.astype(np.float32))
 
 
-def preprocess_frames(frames: np.ndarray, meta: ArtifactMetadata) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 frames -> NCHW float32 through the runtime's preprocessing for ``meta``."""
-    from .runtime.preprocess import preprocess
-
-    return np.stack([preprocess(frame, meta) for frame in frames])
-
-
-def record(meta: ArtifactMetadata, reference, n: int = FRAMES) -> Golden:
-    """Golden data for an export: frames at ``meta.img_size``, logits of ``reference`` (the fp32 PyTorch
-    engine, or a ``batch -> logits`` function) on them."""
-    frames = make_frames(meta.img_size, n)
-    return Golden(frames, logits_of(reference, preprocess_frames(frames, meta)))
-
-
 def _png(frame: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, format="PNG", optimize=True)
@@ -107,40 +88,3 @@ def _png(frame: np.ndarray) -> str:
 def _unpng(text: str) -> np.ndarray:
     with Image.open(io.BytesIO(base64.b64decode(text))) as im:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The golden self-test of one engine: metrics, the gate applied, what failed."""
-
-    parity: Parity
-    gate: Gate
-    failures: list[str]
-    frames: int
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-
-def golden_parity(engine) -> tuple[Parity, int] | None:
-    """``(parity, frames)`` of ``engine`` on the artifact's golden frames (through the runtime's
-    preprocessing) against the stored logits; ``None`` when the artifact carries no golden data."""
-    from .runtime.preprocess import require_metadata
-
-    golden = engine.golden
-    if golden is None:
-        return None
-    return gate(engine, golden.logits, golden.inputs(require_metadata(engine))), len(golden.frames)
-
-
-def self_test(engine) -> Verdict:
-    """The golden self-test of ``engine`` under the artifact's precision gate; :class:`InputError` when the
-    artifact carries no golden data (exported before it existed)."""
-    result = golden_parity(engine)
-    if result is None:
-        raise InputError(f"{engine.path.name} carries no golden self-test data: re-export it with "
-                         "lsnet-deploy export (any version that has `lsnet-deploy verify`)")
-    parity, frames = result
-    precision_gate = GATES.get(engine.precision, GATES["fp32"])
-    return Verdict(parity, precision_gate, precision_gate.failures(parity), frames)

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, List, Sequence, Union
 
-from .errors import LsnetDeployError, OutputError, UsageError, reason
+from lsnet_deploy.core.errors import LsnetDeployError, OutputError, UsageError, reason
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: errors that can only be about the file being written

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lsnet_deploy.errors import BackendMissingError, UsageError
+from lsnet_deploy.core.errors import BackendMissingError, UsageError
 from lsnet_deploy.runtime.bench import TORCH, BenchOptions, Plan, plan_artifact, run_bench, torch_available
 from lsnet_deploy.runtime.engine import BACKENDS, is_artifact
 from lsnet_deploy.runtime.results import BenchReport, Skipped

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.errors import LsnetDeployError, UsageError
-from lsnet_deploy.validate import compare_outputs
+from lsnet_deploy.core.errors import LsnetDeployError, UsageError
+from lsnet_deploy.core.parity import compare_outputs
 
 PRECISIONS = ("fp32", "bf16", "int8")
 #: (backend, precision) -> ExportOptions fields; ``openvino``/``int8-qdq`` runs the onnxruntime int8 file
@@ -87,8 +87,8 @@ class LadderOptions:
 
 def held_out_images(options: LadderOptions, meta) -> tuple[np.ndarray, np.ndarray | None]:
     """The held-out split of ``options.data`` (the exporters' split) and its labels, or 16 synthetic images."""
+    from lsnet_deploy.core.parity import parity_inputs
     from lsnet_deploy.exporters.inputs import image_files, load_files, split_files
-    from lsnet_deploy.validate import parity_inputs
 
     if options.data is None:
         return parity_inputs(16, meta.img_size), None
@@ -101,13 +101,13 @@ def held_out_images(options: LadderOptions, meta) -> tuple[np.ndarray, np.ndarra
 
 def skip_reason(backend: str, precision: str, fields: dict | None) -> str | None:
     """Why the pair cannot be exported here (the target's own reason where it declares one); ``None``: it can."""
-    from lsnet_deploy import doctor
+    from lsnet_deploy.core import probes
     from lsnet_deploy.exporters import TARGETS
 
     if fields is None:
         refusal = next((t.unsupported.get(precision) for t in TARGETS.values() if t.backend == backend), None)
         return refusal or (NO_KERNELS if precision == "bf16" else f"{backend} has no {precision} export here")
-    if precision == "bf16" and not doctor.cpu_has_bf16():
+    if precision == "bf16" and not probes.cpu_has_bf16():
         return "this CPU has no AVX512-BF16/AMX-BF16"
     return None
 

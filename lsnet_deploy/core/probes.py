@@ -1,4 +1,5 @@
-"""What this machine offers for LSNet deployment (no torch import: the runtime reuses it)."""
+"""What this machine is: CPU and its ISA, package versions, GPU, Jetson release. Standard library only;
+the runtime backends' own probes are :mod:`lsnet_deploy.runtime.environment`."""
 
 from __future__ import annotations
 
@@ -74,51 +75,6 @@ def has_vnni() -> bool:
     return any(flag in cpu_info()["features"] for flag in VNNI_FLAGS)
 
 
-def onnxruntime_providers() -> list[str]:
-    try:
-        import onnxruntime
-    except ImportError:
-        return []
-    return list(onnxruntime.get_available_providers())
-
-
-#: ``--provider`` names and the onnxruntime execution providers they run
-PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-                  "tensorrt": "TensorrtExecutionProvider"}
-
-
-def provider_choices(providers: list[str]) -> list[str]:
-    """The ``--provider`` values this onnxruntime build offers (``auto`` always)."""
-    return ["auto", *(name for name, ep in PROVIDER_NAMES.items() if ep in providers)]
-
-
-def tensorrt_info() -> dict[str, object] | None:
-    """The installed TensorRT: version, typing it offers, and the build path each precision takes (on the GPU
-    and, where it has DLA, on a DLA core); ``None`` when not installed. Imports ``tensorrt``, never a GPU."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorrt") is None:
-        return None
-    try:
-        import tensorrt
-    except Exception as e:  # noqa: BLE001 - a broken install (missing CUDA libraries) is reported, not raised
-        return {"version": None, "error": f"{type(e).__name__}: {e}".splitlines()[0]}
-    from lsnet_deploy.runtime.trt_support import build_paths, detect
-
-    support = detect(tensorrt)
-    return {"version": support.version, "strongly_typed": support.strongly_typed,
-            "weak_typing": support.weak_precision, "dla": support.dla, "build_paths": build_paths(support),
-            "dla_build_paths": build_paths(support, dla_core=0) if support.dla else None}
-
-
-def openvino_devices() -> list[str]:
-    try:
-        import openvino
-    except ImportError:
-        return []
-    return list(openvino.Core().available_devices)
-
-
 def cuda_gpu() -> str | None:
     """The first NVIDIA GPU's name per nvidia-smi (or ``/dev/nvidia0`` presence), else ``None``."""
     if shutil.which("nvidia-smi"):
@@ -139,22 +95,3 @@ def jetson_release() -> str | None:
         return JETSON_RELEASE.read_text().splitlines()[0].strip("# ").strip()
     except (OSError, IndexError):
         return None
-
-
-def backends() -> dict[str, dict[str, object]]:
-    """Each runtime backend of the registry: its artifact suffixes and what is missing to run it."""
-    from lsnet_deploy.runtime.engine import BACKENDS
-
-    return {name: {"suffixes": list(b.suffixes), "missing": b.missing(), "extra": b.extra}
-            for name, b in BACKENDS.items()}
-
-
-def collect_environment() -> dict[str, object]:
-    """Everything above, as one JSON-able dict (also the ``environment`` block of bench reports)."""
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "packages": package_versions(), "backends": backends(), "cpu": cpu_info(), "cpu_bf16": cpu_has_bf16(),
-            "int8_isa": int8_isa(), "int8_vnni": has_vnni(),
-            "onnxruntime_providers": onnxruntime_providers(),
-            "onnxruntime_provider_choices": provider_choices(onnxruntime_providers()),
-            "openvino_devices": openvino_devices(), "tensorrt": tensorrt_info(),
-            "cuda_gpu": cuda_gpu(), "jetson": jetson_release()}

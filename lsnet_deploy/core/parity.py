@@ -12,7 +12,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-from .errors import ParityError
+from lsnet_deploy.core.errors import ParityError
 
 #: held-out images every parity gate runs on (export targets, compare, verify)
 PARITY_IMAGES = 8
