@@ -38,7 +38,7 @@ from lsnet_deploy.core.probes import int8_isa
 from lsnet_deploy.models import fuse_model
 from lsnet_deploy.runtime import golden as runtime_golden
 
-from . import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
+from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import int8_images, parity_images
 from .preflight import check_artifact_paths
 from .ska import Lowering, lowered

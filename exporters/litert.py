@@ -34,7 +34,7 @@ from lsnet_deploy.core.parity import Gate
 from lsnet_deploy.core.parity import gate as parity_gate
 from lsnet_deploy.runtime import golden as runtime_golden
 
-from . import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
+from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import int8_images, parity_images
 from .preflight import preflight
 

@@ -32,7 +32,7 @@ from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.parity import gate
 from lsnet_deploy.core.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
 
-from . import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
+from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import artifact_path, image_files, parity_images
 from .preflight import check_artifact_paths, lowering, preflight
 

@@ -24,7 +24,7 @@ from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.parity import gate as parity_gate
 from lsnet_deploy.models import fuse_model
 
-from . import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportOptions, ExportResult, Source, TargetConfig
+from .base import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportOptions, ExportResult, Source, TargetConfig
 from .fp16 import to_fp16
 from .inputs import parity_images
 from .preflight import check_opset, preflight

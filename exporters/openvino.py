@@ -21,7 +21,7 @@ from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
 
-from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig
+from .base import TARGETS, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import artifact_path, image_files, int8_images, parity_images, staged_onnx
 from .preflight import check_artifact_paths
 

@@ -16,7 +16,7 @@ from typing import Any
 from lsnet_deploy.core.artifacts import check_output, check_outputs, check_suffix
 from lsnet_deploy.core.errors import InputError, UsageError
 
-from . import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, TARGETS, ExportOptions, lowering_facts
+from .base import DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, TARGETS, ExportOptions, lowering_facts
 
 #: the facts a lowering registered at run time (a plugin, a test) is asked for
 _FACTS = ("min_opset", "tensorrt_ok", "int8_ok", "ncnn_ok", "summary")

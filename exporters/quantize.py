@@ -284,7 +284,7 @@ def export_int8(source, options):
     from lsnet_deploy.core.probes import int8_isa
     from lsnet_deploy.runtime import golden as runtime_golden
 
-    from . import ExportResult
+    from .base import ExportResult
     from .inputs import int8_images
     from .onnx import cap_ir_version, check_opset, default_path, simplify, stamp, trace_onnx
     from .ska import get_lowering

@@ -36,7 +36,7 @@ from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
 from lsnet_deploy.runtime.trt_support import GENERATIONS, INT8_MODES, NEWEST, TrtSupport, detect, plan_build
 
-from . import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
+from .base import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import artifact_path, int8_images, parity_images, staged_onnx
 from .preflight import check_artifact_paths
 from .trt_calibrator import CalibrationBatches, calib_cache_path, make_calibrator
