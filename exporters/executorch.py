@@ -33,7 +33,7 @@ from torch import nn
 from lsnet_deploy.core.artifacts import atomic_outputs, backend_write
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.core.metadata import ArtifactMetadata
-from lsnet_deploy.core.parity import gate
+from lsnet_deploy.core.parity import check_parity
 from lsnet_deploy.core.probes import int8_isa
 from lsnet_deploy.models import fuse_model
 from lsnet_deploy.runtime import golden as runtime_golden
@@ -273,7 +273,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
                 tmp.write_bytes(data)
             if options.validate:
                 with ExecuTorchEngine(tmp, threads=options.target_config().threads) as engine:
-                    parity = gate(engine, reference, checked, threshold,
+                    parity = check_parity(engine, reference, checked, threshold,
                                   f"{path.name} (--ska {options.lowering}, {options.precision}, "
                                   f"{'held-out images' if int8 else 'ExecuTorch runtime'})")
     notes = (counts.summary(),) + ((f"int8 calibration: {split.describe()}",) if int8 else ())

@@ -12,7 +12,7 @@ precision must be written into the model. :func:`to_fp16` does so for LSNet:
 * the graph input and output stay fp32 (a ``Cast`` after the input, one before the output), so
   callers feed the same float32 batches as to the fp32 file.
 
-The file is gated in onnxruntime on the CPU against PyTorch (:func:`write_fp16`, the fp16 gate:
+The file is gated in onnxruntime on the CPU against PyTorch (:func:`.onnx_stage.write_fp16`, the fp16 gate:
 cosine >= 0.999) before anything builds from it. Module scopes come from the node names the
 TorchScript exporter writes (``/blocks2/blocks2.3/mixer/ska/Mul``) or from the dynamo exporter's
 ``pkg.torch.onnx.name_scopes`` metadata. Why not NVIDIA ModelOpt's AutoCast: docs/tensorrt.md.
@@ -21,7 +21,6 @@ TorchScript exporter writes (``/blocks2/blocks2.3/mixer/ska/Mul``) or from the d
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -162,27 +161,4 @@ def fp32_compute_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
             and any(types.get(o) == FLOAT for o in n.output)]
 
 
-def write_fp16(source: Path, dest: Path, meta, reference=None, images: np.ndarray | None = None, gate=None,
-               what: str = ""):
-    """Write the typed fp16 copy of the fp32 ONNX ``source`` to ``dest`` (metadata ``meta``, the golden data
-    kept); gate it in onnxruntime on the CPU against ``reference`` on ``images`` (``None``: no gate).
-    Returns the :class:`Parity` or ``None``."""
-    from lsnet_deploy.core.golden import KEY
-    from lsnet_deploy.core.parity import gate as parity_gate
-    from lsnet_deploy.runtime.onnxruntime import OnnxRuntimeEngine
-
-    from .onnx import cap_ir_version, stamp
-
-    model = onnx.load(str(source))
-    golden = {p.key: p.value for p in model.metadata_props if p.key == KEY}
-    typed = cap_ir_version(stamp(to_fp16(model), meta, golden))
-    onnx.checker.check_model(typed, full_check=True)
-    onnx.save(typed, str(dest))
-    if reference is None:
-        return None
-    with OnnxRuntimeEngine(Path(dest)) as engine:
-        return parity_gate(engine, reference, images, gate, what)
-
-
-__all__ = ["FP32_MODULES", "FP32_OPS", "fp32_compute_nodes", "keeps_fp32", "module_names", "to_fp16",
-           "write_fp16"]
+__all__ = ["FP32_MODULES", "FP32_OPS", "fp32_compute_nodes", "keeps_fp32", "module_names", "to_fp16"]

@@ -3,17 +3,13 @@
 Images come from a folder, preprocessed exactly as the runtime does (``runtime.preprocess``), or,
 when no folder is given, from the one input factory :func:`lsnet_deploy.core.parity.parity_inputs`
 (parity and synthetic calibration share its seed: see :data:`CALIBRATION_SEED`). Synthetic data
-calibrates int8 poorly, so the int8 paths warn loudly when they use it. Also the ONNX stage that
-the OpenVINO and TensorRT targets build from.
+calibrates int8 poorly, so the int8 paths warn loudly when they use it.
 """
 
 from __future__ import annotations
 
-import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,27 +70,6 @@ def parity_images(data: Path | None, meta: ArtifactMetadata, count: int = PARITY
     """The parity gate's inputs: ``count`` images from ``data``, else :func:`parity_inputs`."""
     _check_count(count)
     return load_images(data, count, meta) if data is not None else parity_inputs(count, meta.img_size)
-
-
-@contextmanager
-def staged_onnx(source, options) -> Iterator:
-    """An fp32 ONNX export of ``source`` into a temporary folder (the ``onnx`` target, gated unless
-    ``options.validate`` is off); yields its ``ExportResult``. Used by targets built from ONNX."""
-    from . import onnx
-
-    with tempfile.TemporaryDirectory() as tmp:
-        # ska=options.lowering: keep the calling target's default lowering, not the onnx target's
-        yield onnx.export(source, replace(options, ska=options.lowering, target="onnx", half=False, int8=False,
-                                          keep_float=(), bf16=False, overwrite=True, output=Path(tmp) / "model.onnx",
-                                          config=None))
-
-
-def artifact_path(onnx_meta: ArtifactMetadata, precision: str, suffix: str) -> Path:
-    """Default artifact name: the ONNX default name, the precision appended, ``suffix`` instead of ``.onnx``."""
-    from .onnx import default_path
-
-    stem = default_path(replace(onnx_meta, precision="fp32")).stem
-    return Path(f"{stem}{'' if precision == 'fp32' else '_' + precision}{suffix}")
 
 
 #: share of an image folder held out from int8 calibration, for the gate and the agreement report

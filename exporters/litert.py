@@ -30,8 +30,7 @@ import numpy as np
 from lsnet_deploy.core.artifacts import atomic_outputs
 from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.core.metadata import ArtifactMetadata
-from lsnet_deploy.core.parity import Gate
-from lsnet_deploy.core.parity import gate as parity_gate
+from lsnet_deploy.core.parity import Gate, check_parity
 from lsnet_deploy.runtime import golden as runtime_golden
 
 from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
@@ -283,11 +282,11 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
                 notes.insert(0, engine.delegation.describe())
                 if options.validate:
                     what = f"{path.name} (--ska {options.lowering}, {options.precision}, LiteRT XNNPACK)"
-                    parity = parity_gate(engine, reference, checked, gate, what)
+                    parity = check_parity(engine, reference, checked, gate, what)
                     if options.int8:
                         from .quantize import agreement_note
 
-                        notes.append(agreement_note(parity_gate(engine, fp32_logits, checked), len(checked), images))
+                        notes.append(agreement_note(check_parity(engine, fp32_logits, checked), len(checked), images))
     return ExportResult(path=path, metadata=meta, parity=parity, gate=gate if parity else None,
                         size_bytes=len(flat), notes=tuple(notes))
 

@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING
 from lsnet_deploy.core.artifacts import atomic_outputs, file_sha256
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.core.metadata import ArtifactMetadata
-from lsnet_deploy.core.parity import gate
+from lsnet_deploy.core.parity import check_parity
 from lsnet_deploy.core.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
 
 from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
-from .inputs import artifact_path, image_files, parity_images
+from .inputs import image_files, parity_images
+from .onnx_stage import artifact_path
 from .preflight import check_artifact_paths, lowering, preflight
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
             tmp_sidecar.write_text(json.dumps(sidecar(meta, extra, tmp_param, tmp_weights), indent=1), "utf-8")
             if options.validate:
                 with NcnnEngine(tmp_param, threads=config.threads) as engine:
-                    parity = gate(engine, reference, parity_images(options.data, meta, options.parity_size),
+                    parity = check_parity(engine, reference, parity_images(options.data, meta, options.parity_size),
                                   options.gate(), f"ncnn {options.precision} {output.name}")
     return ExportResult(output, meta, parity, gate=options.gate() if parity else None,
                         size_bytes=sum(p.stat().st_size for p in finals[:2]))

@@ -15,14 +15,15 @@ import numpy as np
 
 from lsnet_deploy.core.artifacts import atomic_outputs, backend_write
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
-from lsnet_deploy.core.parity import Logits, Parity, gate
+from lsnet_deploy.core.parity import Logits, Parity, check_parity
 from lsnet_deploy.core.probes import int8_isa
 from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
 
 from .base import TARGETS, ExportOptions, ExportResult, Source, TargetConfig
-from .inputs import artifact_path, image_files, int8_images, parity_images, staged_onnx
+from .inputs import image_files, int8_images, parity_images
+from .onnx_stage import artifact_path, staged_onnx
 from .preflight import check_artifact_paths
 
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
@@ -176,7 +177,7 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
             ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
         if reference is not None:
             with OpenVINOEngine(xml, threads=config.threads) as engine:
-                parity = gate(engine, reference, checked, options.gate(),
+                parity = check_parity(engine, reference, checked, options.gate(),
                               f"OpenVINO {options.precision} IR {output.name}")
             if int8:
                 report = int8_report(ov, model, xml, parity, checked[:1], len(checked), config.threads)

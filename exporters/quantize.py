@@ -1,4 +1,6 @@
-"""Static QDQ int8 of an lsnet-deploy ONNX file (``onnxruntime.quantization``), and the ``onnx --int8`` export.
+"""Static QDQ int8 of an lsnet-deploy ONNX file (``onnxruntime.quantization``): an ONNX -> ONNX transform.
+
+The ``onnx --int8`` export that uses it is the int8 stage, :mod:`.qdq`.
 
 What is quantized: the weights (int8, symmetric, per output channel) and the input/output
 activations of every ``Conv``, ``MatMul`` and ``Gemm`` outside SKA, with ranges from the
@@ -275,47 +277,5 @@ def agreement_note(vs_fp32, count: int, images) -> str:
             f"cosine {vs_fp32.cosine:.5f} (calibrated on {images.describe()})")
 
 
-def export_int8(source, options):
-    """``export(source, ExportOptions(target="onnx", int8=True))``: fp32 trace, QDQ int8 (``u8``), gated
-    on held-out images against PyTorch; the agreement with the fp32 ONNX is reported in ``notes``."""
-    from dataclasses import replace
-
-    from lsnet_deploy.core.artifacts import atomic_outputs
-    from lsnet_deploy.core.probes import int8_isa
-    from lsnet_deploy.runtime import golden as runtime_golden
-
-    from .base import ExportResult
-    from .inputs import int8_images
-    from .onnx import cap_ir_version, check_opset, default_path, simplify, stamp, trace_onnx
-    from .ska import get_lowering
-
-    opset = check_opset(options.opset, options.lowering, options.exporter)
-    meta = source.metadata(batch=None if options.dynamic else options.batch, precision="int8",
-                           ska=options.lowering, opset=opset)
-    path, gate = options.output or default_path(meta), options.gate()
-    images = int8_images(options.data, options.calib_size, meta)
-    held = images.held_out
-    parity, notes = None, ()
-    with atomic_outputs(path, overwrite=options.overwrite) as (tmp,), tempfile.TemporaryDirectory() as work, \
-            source.reference() as reference:
-        fp32 = Path(work) / "fp32.onnx"
-        proto = trace_onnx(source.model, replace(options, int8=False, keep_float=()), opset)
-        if options.simplify:
-            proto = simplify(proto, get_lowering(options.lowering))
-        onnx.save(stamp(proto, replace(meta, precision="fp32")), fp32)
-        result = quantize_onnx(fp32, tmp, images.calibration, "u8", meta.batch, options.keep_float)
-        meta = replace(meta, quantization=result.scheme, float_ops=result.float_ops, gate_isa=int8_isa())
-        golden = runtime_golden.record(meta, reference).to_props()
-        onnx.save(stamp(cap_ir_version(onnx.load(str(tmp))), meta, golden), tmp)
-        if options.validate:
-            parity, vs_fp32 = held_out_check(tmp, fp32, held, reference.run_batched(held), gate,
-                                             f"{path.name} (--ska {options.lowering}, int8, held-out images)")
-            notes = (agreement_note(vs_fp32, len(held), images),)
-        size = tmp.stat().st_size
-    return ExportResult(path=path, metadata=meta, parity=parity, seconds=0.0, gate=gate if parity else None,
-                        size_bytes=size, notes=(*notes, f"{result.quantized_nodes} nodes in int8; "
-                                                f"float: {', '.join(result.float_ops)}"))
-
-
 __all__ = ["ENCODINGS", "FLOAT_SCOPES", "MIN_MACS", "QUANTIZED_OPS", "QuantizeResult",
-           "export_int8", "float_op_types", "float_reads_float", "module_scope", "node_macs", "quantize_onnx"]
+           "float_op_types", "float_reads_float", "module_scope", "node_macs", "quantize_onnx"]

@@ -31,13 +31,14 @@ from lsnet_deploy.core.artifacts import atomic_outputs, check_output, write_byte
 from lsnet_deploy.core.errors import InputError, UsageError
 from lsnet_deploy.core.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.core.metadata import ArtifactMetadata
-from lsnet_deploy.core.parity import Logits, gate
+from lsnet_deploy.core.parity import Logits, check_parity
 from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
 from lsnet_deploy.runtime.trt_support import GENERATIONS, INT8_MODES, NEWEST, TrtSupport, detect, plan_build
 
 from .base import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
-from .inputs import artifact_path, int8_images, parity_images, staged_onnx
+from .inputs import int8_images, parity_images
+from .onnx_stage import artifact_path, staged_onnx
 from .preflight import check_artifact_paths
 from .trt_calibrator import CalibrationBatches, calib_cache_path, make_calibrator
 
@@ -339,7 +340,7 @@ def derive_onnx(onnx_path: Path, dest: Path, meta: ArtifactMetadata, settings: d
                 images, checked: np.ndarray, reference: Logits | None) -> tuple[ArtifactMetadata, tuple[str, ...]]:
     """Write the ONNX the build takes to ``dest``: the s8 QDQ copy, or the typed fp16 copy gated in onnxruntime
     on the CPU against ``reference`` before TensorRT sees it. Returns the engine's metadata and notes."""
-    from .fp16 import write_fp16
+    from .onnx_stage import write_fp16
     from .quantize import quantize_onnx
 
     if settings["source"] == "qdq":
@@ -394,7 +395,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
         parity = None
         if reference is not None:
             with TensorRTEngine(temps[0], device="jetson" if config.dla_core is not None else "cuda") as engine:
-                parity = gate(engine, reference, checked, options.gate(),
+                parity = check_parity(engine, reference, checked, options.gate(),
                               f"TensorRT {options.precision} engine {output.name}")
     return ExportResult(output, meta, parity, gate=options.gate() if parity else None,
                         size_bytes=output.stat().st_size,

@@ -23,7 +23,7 @@ import numpy as np
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.core.interrupt import keep_partial
 from lsnet_deploy.core.metadata import ArtifactMetadata
-from lsnet_deploy.core.parity import GATES, Parity, gate, parity_inputs
+from lsnet_deploy.core.parity import GATES, Parity, check_parity, parity_inputs
 from lsnet_deploy.core.probes import cuda_gpu
 from lsnet_deploy.runtime.golden import golden_parity
 
@@ -216,7 +216,7 @@ def row_parity(engine: Engine, output: np.ndarray, batch: int, ctx: _Context) ->
         return None, "baseline"
     reference = ctx.reference.get(batch)
     if reference is not None:
-        return gate(output, reference, ctx.inputs[batch]), "torch"
+        return check_parity(output, reference, ctx.inputs[batch]), "torch"
     golden = golden_parity(engine)
     return (None, "none") if golden is None else (golden[0], "golden")
 

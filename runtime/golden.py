@@ -11,7 +11,7 @@ import numpy as np
 from lsnet_deploy.core.errors import InputError
 from lsnet_deploy.core.golden import FRAMES, Golden, make_frames
 from lsnet_deploy.core.metadata import ArtifactMetadata
-from lsnet_deploy.core.parity import GATES, Gate, Parity, gate, logits_of
+from lsnet_deploy.core.parity import GATES, Gate, Parity, check_parity, logits_of
 
 from .preprocess import preprocess, require_metadata
 
@@ -48,7 +48,8 @@ def golden_parity(engine) -> tuple[Parity, int] | None:
     golden = engine.golden
     if golden is None:
         return None
-    return gate(engine, golden.logits, preprocess_frames(golden.frames, require_metadata(engine))), len(golden.frames)
+    inputs = preprocess_frames(golden.frames, require_metadata(engine))
+    return check_parity(engine, golden.logits, inputs), len(golden.frames)
 
 
 def self_test(engine) -> Verdict:

@@ -75,6 +75,19 @@ def providers_for(device: str, available: list[str], provider: str = "auto") -> 
     return [p for p in wanted if p in available]
 
 
+def stamp(proto, props: dict[str, str], extra: dict[str, str] | None = None, doc: str = ""):
+    """The ONNX codec's writer (the reader is :meth:`OnnxRuntimeEngine` through ``custom_metadata_map``):
+    ``props`` and ``extra`` (the golden data) into an ``onnx.ModelProto``'s ``metadata_props``, replacing any,
+    and the producer fields. Needs no ``onnx`` import: it edits the proto it is given."""
+    del proto.metadata_props[:]
+    for key, value in {**props, **(extra or {})}.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name, proto.producer_version = "lsnet-deploy", props.get("lsnet.tool_version", "")
+    proto.doc_string = doc
+    return proto
+
+
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
     concurrent = True  # InferenceSession.run is thread-safe

@@ -104,7 +104,7 @@ def logits_of(source: Logits, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(run(inputs) if run is not None else source, dtype=np.float32)
 
 
-def gate(engine: Logits, reference: Logits, inputs: np.ndarray, gate: Gate | str | None = None,
+def check_parity(engine: Logits, reference: Logits, inputs: np.ndarray, gate: Gate | str | None = None,
          what: str = "the artifact") -> Parity:
     """Parity of ``engine`` against ``reference`` on ``inputs``; both are engines or their logits.
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lsnet_deploy.core.errors import InputError, UsageError
-from lsnet_deploy.core.parity import GATES, PARITY_IMAGES, Gate, Parity, compare_outputs, parity_inputs
-from lsnet_deploy.core.parity import gate as parity_gate
+from lsnet_deploy.core.parity import GATES, PARITY_IMAGES, Gate, Parity, check_parity, compare_outputs, parity_inputs
 from lsnet_deploy.runtime.engine import Engine, is_artifact
 
 _SCOPE = re.compile(r"^/(patch_embed|blocks\d)/(?:(blocks\d\.\d+)/)?")
@@ -154,7 +153,7 @@ def compare(a: str, b: str, *, per_block: bool = False, images: int = PARITY_IMA
             raise UsageError("--per-block needs PyTorch or ONNX on both sides")
         gate = gate or GATES["fp16" if "fp16" in (side_a.precision, side_b.precision) else "fp32"]
         x = parity_inputs(images, side_a.img_size)
-        parity = parity_gate(side_a.engine, side_b.engine, x)
+        parity = check_parity(side_a.engine, side_b.engine, x)
         blocks, first = [], None
         if per_block:
             out_a, out_b = side_a.blocks(x), side_b.blocks(x)

@@ -15,7 +15,7 @@ import torch
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.core.errors import InputError, UsageError
-from lsnet_deploy.core.parity import GATES, gate, parity_inputs
+from lsnet_deploy.core.parity import GATES, check_parity, parity_inputs
 from lsnet_deploy.core.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.ska import LOWERINGS, get_lowering
@@ -59,8 +59,8 @@ def test_fp16_arithmetic_passes_the_fp16_gate(ncnn_export):
     loaded, as from an fp16 file (the fp16 export itself: ``test_fp16_export``)."""
     with ncnn_runtime.NcnnEngine(ncnn_export.path, fp16=True) as engine:
         assert engine.net.opt.use_fp16_storage and engine.net.opt.use_fp16_arithmetic
-        parity = gate(engine, lambda b: torch_logits(tame_model("lsnet_t", 2, SMALL), b), parity_inputs(4, SMALL),
-                      GATES["fp16"], "fp16 arithmetic")
+        reference = lambda b: torch_logits(tame_model("lsnet_t", 2, SMALL), b)  # noqa: E731
+        parity = check_parity(engine, reference, parity_inputs(4, SMALL), GATES["fp16"], "fp16 arithmetic")
     assert parity.cosine >= 0.999 and parity.top1_agreement == 1.0
 
 

@@ -18,7 +18,7 @@ from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.parity import GATES, parity_inputs
 from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.exporters.onnx import default_path
+from lsnet_deploy.exporters.onnx_stage import default_path
 from lsnet_deploy.exporters.ska import LOWERINGS
 from lsnet_deploy.models import VARIANTS
 

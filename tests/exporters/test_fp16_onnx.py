@@ -13,7 +13,8 @@ from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.core.parity import GATES, compare_outputs, parity_inputs
 from lsnet_deploy.core.untrusted import read_metadata
 from lsnet_deploy.exporters import ExportOptions, export
-from lsnet_deploy.exporters.fp16 import fp32_compute_nodes, keeps_fp32, to_fp16, write_fp16
+from lsnet_deploy.exporters.fp16 import fp32_compute_nodes, keeps_fp32, to_fp16
+from lsnet_deploy.exporters.onnx_stage import write_fp16
 
 from helpers import classifier_onnx, onnx_logits, tame_model, torch_logits
 

@@ -123,13 +123,13 @@ def test_run_batched_chunks_and_pads_a_fixed_batch(onnx_artifact):
 def test_one_gate_takes_engines_functions_or_logits(onnx_artifact):
     """validate.gate: engine vs logits, engine vs function; a wrong model fails naming its thresholds."""
     from lsnet_deploy.core.errors import ParityError
-    from lsnet_deploy.core.parity import gate, parity_inputs
+    from lsnet_deploy.core.parity import check_parity, parity_inputs
 
     x = parity_inputs(4, 64)
     assert x.shape == (4, 3, 64, 64) and np.array_equal(x, parity_inputs(4, 64))
     with runtime.load(onnx_artifact()) as good, runtime.load(onnx_artifact(wrong=True)) as wrong:
-        p = gate(good, torch_reference(x), x, "fp32", "good")
+        p = check_parity(good, torch_reference(x), x, "fp32", "good")
         assert p.max_rel < 1e-3 and p.cosine > 0.99999
-        assert gate(good, torch_reference, x, None) == p
+        assert check_parity(good, torch_reference, x, None) == p
         with pytest.raises(ParityError, match=r"^wrong failed the parity gate: max-rel .* cosine"):
-            gate(wrong, good, x, GATES["fp32"], "wrong")
+            check_parity(wrong, good, x, GATES["fp32"], "wrong")
