@@ -28,6 +28,7 @@ from lsnet_deploy.core.metadata import default_crop_pct
 
 from .base import (
     DEFAULT_EXPORTER,
+    DEFAULT_OPSET,
     EXPORTERS,
     TARGETS,
     ExportOptions,
@@ -138,5 +139,5 @@ def export(source: str | Path | nn.Module, options: ExportOptions | None = None,
     return replace(result, seconds=time.perf_counter() - start)
 
 
-__all__ = ["DEFAULT_EXPORTER", "EXPORTERS", "TARGETS", "ExportOptions", "ExportResult", "Source", "Target",
-           "TargetConfig", "export", "load_source", "lowering_facts", "require_export", "variant_of"]
+__all__ = ["DEFAULT_EXPORTER", "DEFAULT_OPSET", "EXPORTERS", "TARGETS", "ExportOptions", "ExportResult", "Source",
+           "Target", "TargetConfig", "export", "load_source", "lowering_facts", "require_export", "variant_of"]

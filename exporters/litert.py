@@ -8,7 +8,7 @@ arithmetic); int8 is ai-edge-quantizer's static ``wi8/ai8`` recipe calibrated on
 with float input and output unless ``int8_io`` (NPUs and the Edge TPU want int8 at the edges).
 
 The metadata and the golden data are one JSON object in the flatbuffer's ``lsnet`` metadata entry
-(:func:`with_metadata`; read by :func:`lsnet_deploy.runtime.litert.read_props`). Every file is
+(the runtime's codec: :func:`lsnet_deploy.runtime.litert.write_props` / ``read_props``). Every file is
 gated in LiteRT's own interpreter (XNNPACK, as a device runs it) against PyTorch before it is put
 in place, and the export reports how many ops XNNPACK runs. See docs/litert.md.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.parity import Gate, check_parity
 from lsnet_deploy.runtime import golden as runtime_golden
+from lsnet_deploy.runtime.litert import write_props
 
 from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import int8_images, parity_images
@@ -136,24 +136,6 @@ def fp16_weights(flat: bytes) -> bytes:
         return bytes(qt.quantize(enable_progress_report=False).quantized_model)
 
 
-def with_metadata(flat: bytes, props: dict[str, str]) -> bytes:
-    """``flat`` with ``props`` as the JSON of its ``lsnet`` metadata entry (replacing one that is there)."""
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    from lsnet_deploy.runtime.litert import METADATA_NAME
-
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
-    kept = [m for m in (model.metadata or []) if _text(m.name) != METADATA_NAME]
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(props, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
-    model.metadata = [*kept, entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
 #: the ops whose weights and activations int8 stores (the rest computes in float between them)
 INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 #: int8 activation ranges: each calibration batch's min and max, then the 10th percentile of the minima and the
@@ -226,10 +208,6 @@ def quantize_int8(flat: bytes, images: np.ndarray, batch: int, int8_io: bool) ->
     return out, scheme, len(scopes), candidates
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def litert_gate(options: ExportOptions) -> Gate:
     """The precision's gate, stricter where LiteRT allows: fp32 max-rel :data:`FP32_RTOL`, int8 top-1 agreement
     :data:`INT8_MIN_TOP1` on the held-out images (``--rtol``/``--min-cosine`` still override)."""
@@ -274,7 +252,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
         else:
             flat = fp16_weights(flat) if options.half else flat
             checked = parity_images(options.data, meta, options.parity_size)
-        flat = with_metadata(flat, {**meta.to_props(), **runtime_golden.record(meta, reference).to_props()})
+        flat = write_props(flat, {**meta.to_props(), **runtime_golden.record(meta, reference).to_props()})
         parity = None
         with atomic_outputs(path, overwrite=options.overwrite) as (tmp,):
             tmp.write_bytes(flat)
@@ -292,4 +270,4 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
 
 
 __all__ = ["LiteRTConfig", "check", "convert", "default_path", "export", "fp16_weights", "int8_scopes", "litert_gate",
-           "quantize_int8", "robust_ranges", "with_metadata"]
+           "quantize_int8", "robust_ranges"]

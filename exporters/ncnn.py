@@ -17,30 +17,28 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
-import json
 import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lsnet_deploy.core.artifacts import atomic_outputs, file_sha256
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.core.metadata import ArtifactMetadata
-from lsnet_deploy.core.parity import check_parity
-from lsnet_deploy.core.untrusted import NCNN_SIDECAR_FORMAT, ncnn_layers
+from lsnet_deploy.core.untrusted import ncnn_layers
 
 from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import image_files, parity_images
 from .onnx_stage import artifact_path
-from .preflight import check_artifact_paths, lowering, preflight
+from .preflight import lowering, preflight
+from .publish import gate_engine, publish
 
 if TYPE_CHECKING:
     from torch import nn
 
-INPUT_BLOB, OUTPUT_BLOB = "in0", "out0"  #: pnnx's blob names for the one input and output
 #: pnnx lines that say why a layer was left as a placeholder (``binaryop tensor0 with rank 6 is not supported yet!``)
 _PNNX_REFUSALS = ("not supported", "unsupported")
 
@@ -129,42 +127,33 @@ def run_pnnx(pt: Path, size: int, half: bool) -> tuple[Path, Path]:
     return param, outputs["ncnnbin"]
 
 
-def sidecar(meta: ArtifactMetadata, extra: dict[str, str], param: Path, weights: Path) -> dict:
-    """The sidecar document: metadata and ``extra`` (golden data), blob names, the files' digests, the stack."""
-    import ncnn
-
-    return {"format": NCNN_SIDECAR_FORMAT, "precision": meta.precision, "metadata": {**meta.to_props(), **extra},
-            "input_blob": INPUT_BLOB, "output_blob": OUTPUT_BLOB, "param_sha256": file_sha256(param),
-            "weights_sha256": file_sha256(weights), "ncnn_version": ncnn.__version__,
-            "pnnx_version": importlib.metadata.version("pnnx")}
-
-
 def export(source: Source, options: ExportOptions) -> ExportResult:
-    """Trace, convert with pnnx, write the three files atomically and gate them in ncnn unless ``validate`` is off."""
+    """Trace, convert with pnnx, publish the three files (the sidecar through the runtime's codec) and gate them
+    in ncnn unless ``validate`` is off."""
     from lsnet_deploy.runtime import golden as runtime_golden
-    from lsnet_deploy.runtime.ncnn import NcnnEngine, sidecar_path, weights_path
+    from lsnet_deploy.runtime.ncnn import NcnnEngine, sidecar_path, weights_path, write_sidecar
 
     config = options.target_config()
     meta = source.metadata(batch=None, precision=options.precision, ska=options.lowering, opset=None)
     output = Path(options.output or artifact_path(meta, options.precision, ".param"))
-    finals = check_artifact_paths("ncnn", output, options.overwrite)
-    parity = None
     with tempfile.TemporaryDirectory(prefix="lsnet-ncnn-") as tmp, source.reference() as reference:
-        trace(source.model, options, meta.img_size, Path(tmp) / "model.pt")
-        param, weights = run_pnnx(Path(tmp) / "model.pt", meta.img_size, options.half)
-        extra = runtime_golden.record(meta, reference).to_props()
-        with atomic_outputs(*finals, overwrite=options.overwrite) as (tmp_param, tmp_weights, tmp_sidecar):
-            if (weights_path(tmp_param), sidecar_path(tmp_param)) != (tmp_weights, tmp_sidecar):
-                raise RuntimeError(f"internal: temporary names {tmp_weights.name}, {tmp_sidecar.name} do not pair")
-            shutil.move(param, tmp_param)
-            shutil.move(weights, tmp_weights)
-            tmp_sidecar.write_text(json.dumps(sidecar(meta, extra, tmp_param, tmp_weights), indent=1), "utf-8")
-            if options.validate:
-                with NcnnEngine(tmp_param, threads=config.threads) as engine:
-                    parity = check_parity(engine, reference, parity_images(options.data, meta, options.parity_size),
-                                  options.gate(), f"ncnn {options.precision} {output.name}")
-    return ExportResult(output, meta, parity, gate=options.gate() if parity else None,
-                        size_bytes=sum(p.stat().st_size for p in finals[:2]))
+        def write(temps: Sequence[Path]) -> None:
+            trace(source.model, options, meta.img_size, Path(tmp) / "model.pt")
+            param, weights = run_pnnx(Path(tmp) / "model.pt", meta.img_size, options.half)
+            if (weights_path(temps[0]), sidecar_path(temps[0])) != tuple(temps[1:]):
+                raise RuntimeError(f"internal: temporary names {temps[1].name}, {temps[2].name} do not pair")
+            shutil.move(param, temps[0])
+            shutil.move(weights, temps[1])
+            golden = runtime_golden.record(meta, reference).to_props()
+            write_sidecar(temps[0], {**meta.to_props(), **golden}, meta.precision,
+                          {"pnnx_version": importlib.metadata.version("pnnx")})
+
+        def check(temps: Sequence[Path], meta: ArtifactMetadata):
+            return gate_engine(lambda: NcnnEngine(temps[0], threads=config.threads), reference,
+                               parity_images(options.data, meta, options.parity_size), options,
+                               f"ncnn {options.precision} {output.name}")
+
+        return publish(output, options, meta, write, check, sized=2)
 
 
 __all__ = ["NcnnConfig", "check", "export"]

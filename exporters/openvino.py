@@ -17,7 +17,7 @@ from lsnet_deploy.core.artifacts import atomic_outputs, backend_write
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.core.parity import Logits, Parity, check_parity
 from lsnet_deploy.core.probes import int8_isa
-from lsnet_deploy.core.untrusted import read_metadata
+from lsnet_deploy.core.untrusted import read_metadata, require_lsnet
 from lsnet_deploy.runtime.stats import summarize
 from lsnet_deploy.runtime.timing import time_engine
 
@@ -135,9 +135,7 @@ def read_onnx(ov, onnx_path: Path):
     except Exception as e:  # noqa: BLE001 - the ONNX frontend raises bare RuntimeError/OpConversionFailure
         raise InputError(f"OpenVINO cannot read {onnx_path}: {reason(e)}") from e
     props = read_props(model)
-    meta = read_metadata(props)
-    if meta is None:
-        raise InputError(f"{onnx_path} carries no lsnet-deploy metadata: export it with lsnet-deploy export")
+    meta = require_lsnet(read_metadata(props), onnx_path)
     if model.has_rt_info(["framework"]):
         del model.rt_info["framework"]
     return model, meta, {k: v for k, v in props.items() if k == KEY}

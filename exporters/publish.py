@@ -44,16 +44,17 @@ def gate_engine(open_engine: Callable[[], Engine], reference: Logits, inputs: np
 
 def publish(path: Path, options: ExportOptions, meta: ArtifactMetadata, write: Writer,
             check: Callable[[Sequence[Path], ArtifactMetadata], Parity | None] | None,
-            partners: Sequence[Path] | None = None, gate=None) -> ExportResult:
+            partners: Sequence[Path] | None = None, gate=None, sized: int | None = None) -> ExportResult:
     """Write ``path`` (and its ``partners``: by default the target's, from the registry) through ``write``,
-    run ``check`` on the temporary files unless ``options.validate`` is off, and move them into place."""
+    run ``check`` on the temporary files unless ``options.validate`` is off, and move them into place.
+    ``size_bytes`` sums the first ``sized`` files (all by default: a sidecar is left out by passing fewer)."""
     finals = [Path(path), *(partner_paths(options.target, Path(path)) if partners is None else partners)]
     built = Built()
     with atomic_outputs(*finals, overwrite=options.overwrite) as temps:
         built = write(temps) or built
         meta = built.metadata or meta
         parity = check(temps, meta) if options.validate and check is not None else None
-        size = sum(t.stat().st_size for t in temps if t.exists())
+        size = sum(t.stat().st_size for t in temps[:sized] if t.exists())
     used = gate if gate is not None else options.gate()
     return ExportResult(Path(path), meta, parity, gate=used if parity is not None else None, size_bytes=size,
                         notes=built.notes, details=built.details)

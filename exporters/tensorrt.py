@@ -13,14 +13,13 @@ module offers, never from its version number):
   by construction.
 
 The pieces that need no GPU are pure functions (:func:`builder_settings`, :func:`configure`,
-:func:`trtexec_command`, :func:`write_sidecar`) taking a ``trt`` namespace, so tests pass the fake
+:func:`trtexec_command`, the runtime codec's ``write_sidecar``) taking a ``trt`` namespace, so tests pass the fake
 8.x/10.x/11.x modules of ``tests/fake_trt.py``. :func:`build_engine` imports TensorRT lazily and stops
 with one :class:`BackendMissingError` line when TensorRT or an NVIDIA GPU is missing.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,8 +31,15 @@ from lsnet_deploy.core.errors import InputError, UsageError
 from lsnet_deploy.core.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.parity import Logits, check_parity
-from lsnet_deploy.core.untrusted import read_metadata
-from lsnet_deploy.runtime.tensorrt import DeviceBuffer, TensorRTEngine, cuda_runtime, import_tensorrt, sidecar_path
+from lsnet_deploy.core.untrusted import read_metadata, require_lsnet
+from lsnet_deploy.runtime.tensorrt import (
+    DeviceBuffer,
+    TensorRTEngine,
+    cuda_runtime,
+    import_tensorrt,
+    sidecar_path,
+    write_sidecar,
+)
 from lsnet_deploy.runtime.trt_support import GENERATIONS, INT8_MODES, NEWEST, TrtSupport, detect, plan_build
 
 from .base import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
@@ -218,22 +224,6 @@ def trtexec_by_generation(onnx_path: Path, engine_path: Path, facts: OnnxFacts, 
     return lines
 
 
-def write_sidecar(path: Path, meta: ArtifactMetadata, settings: dict, precision: str, trt_version: str,
-                  gpu: str, trtexec: str, extra: dict[str, str] | None = None,
-                  trtexec_lines: dict[str, str] | None = None) -> Path:
-    """Write ``<engine>.json``: input profile, precision, TensorRT version, GPU, the ``trtexec`` line (of this
-    TensorRT, and of each generation), artifact metadata and ``extra`` properties (the golden data)."""
-    doc = {"format": "lsnet-deploy tensorrt sidecar 1", "precision": precision, "tensorrt_version": trt_version,
-           "gpu": gpu, "input": {k: list(v) for k, v in settings["profile"].items()},
-           "dla_core": settings["dla_core"], "norm_layers_fp32": settings["pin_norm_fp32"],
-           "int8_mode": settings.get("int8_mode"), "typing": settings.get("typing"),
-           "build_path": settings.get("build_path"),
-           "trtexec": trtexec, "trtexec_by_version": trtexec_lines or {},
-           "metadata": {**meta.to_props(), **(extra or {})}}
-    Path(path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return Path(path)
-
-
 @dataclass(frozen=True)
 class OnnxFacts:
     """What the build needs to know of the ONNX file before TensorRT parses it."""
@@ -256,9 +246,7 @@ def inspect_onnx(onnx_path: Path) -> OnnxFacts:
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise InputError(f"not an ONNX file: {onnx_path} ({e})") from e
     props = {p.key: p.value for p in model.metadata_props}
-    meta = read_metadata(props)
-    if meta is None:
-        raise InputError(f"{onnx_path} carries no lsnet-deploy metadata: export it with lsnet-deploy export")
+    meta = require_lsnet(read_metadata(props), onnx_path)
     lowerings = lowering_facts()  # Lowering.tensorrt_ok, read without importing torch
     if not lowerings.get(meta.ska, {}).get("tensorrt_ok", True):
         fit = ", ".join(name for name, facts in lowerings.items() if facts["tensorrt_ok"])

@@ -52,6 +52,27 @@ def import_litert():
     return interpreter
 
 
+def write_props(flat: bytes, props: Dict[str, str]) -> bytes:
+    """The codec's writer: ``flat`` with ``props`` as the JSON of its ``lsnet`` metadata entry (replacing one
+    that is there; the reader is :func:`read_props`). Needs the converter's flatbuffer tools (``ai_edge_litert``)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
+    kept = [m for m in (model.metadata or []) if _text(m.name) != METADATA_NAME]
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(props, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata = [*kept, entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def read_props(path: Path) -> Dict[str, str]:
     """The ``lsnet.*`` properties stored in the ``.tflite`` at ``path`` (``{}`` when it has none);
     :class:`InputError` when the file is not a LiteRT flatbuffer or the entry is damaged."""

@@ -15,6 +15,7 @@ fp16: all three on, ncnn's default on ARM); ``True``/``False`` forces them. Vulk
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from lsnet_deploy.core.artifacts import file_sha256
 from lsnet_deploy.core.errors import InputError, UsageError
-from lsnet_deploy.core.untrusted import check_ncnn_sidecar, ncnn_layers, read_sidecar_file
+from lsnet_deploy.core.untrusted import NCNN_SIDECAR_FORMAT, check_ncnn_sidecar, ncnn_layers, read_sidecar_file
 
 from .engine import Backend, Engine
 
@@ -31,6 +32,7 @@ BACKEND = Backend(name="ncnn", cls="NcnnEngine", extra='"lsnet-deploy[ncnn]"', s
                   requires=("ncnn",))
 
 WEIGHTS_SUFFIX = ".ncnn.bin"  #: ``NAME.param`` -> ``NAME.ncnn.bin``
+INPUT_BLOB, OUTPUT_BLOB = "in0", "out0"  #: pnnx's blob names for the one input and output (written in the sidecar)
 
 
 def weights_path(param: Path) -> Path:
@@ -41,6 +43,15 @@ def weights_path(param: Path) -> Path:
 def sidecar_path(param: Path) -> Path:
     """``NAME.param`` -> ``NAME.param.json`` (beside it)."""
     return Path(param).with_name(Path(param).name + ".json")
+
+
+def write_sidecar(param: Path, props: dict, precision: str, stack: dict) -> None:
+    """The sidecar codec's writer (the reader is :func:`read_sidecar`): ``props`` (metadata and golden data), the
+    blob names, the digests of ``param`` and its weights, this ncnn's version and ``stack`` (the converter's)."""
+    doc = {"format": NCNN_SIDECAR_FORMAT, "precision": precision, "metadata": props, "input_blob": INPUT_BLOB,
+           "output_blob": OUTPUT_BLOB, "param_sha256": file_sha256(param),
+           "weights_sha256": file_sha256(weights_path(param)), "ncnn_version": ncnn.__version__, **stack}
+    sidecar_path(param).write_text(json.dumps(doc, indent=1), "utf-8")
 
 
 def read_sidecar(param: Path) -> dict:

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from lsnet_deploy.core.errors import InputError, UsageError
 from lsnet_deploy.core.metadata import ArtifactMetadata, Preprocessing
+from lsnet_deploy.core.untrusted import require_lsnet
 
 from .engine import Engine
 
@@ -154,10 +155,7 @@ def read_labels(path: str | Path, num_classes: int) -> tuple[str, ...]:
 
 def require_metadata(engine: Engine) -> ArtifactMetadata:
     """The engine's metadata, or :class:`InputError` for an artifact exported without it."""
-    if engine.metadata is None:
-        raise InputError(f"{engine.path.name} carries no lsnet-deploy metadata (mean/std/size): "
-                         "export it with lsnet-deploy export")
-    return engine.metadata
+    return require_lsnet(engine.metadata, engine.path.name, " (mean/std/size)")
 
 
 def classify(engine: Engine, images: Sequence[Image.Image | np.ndarray], k: int = 5,

@@ -11,6 +11,7 @@ module has it (:func:`~lsnet_deploy.runtime.trt_support.device_memory_bytes`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,23 @@ def sidecar_path(engine_path: Path) -> Path:
     """``model.engine`` -> ``model.engine.json``."""
     engine_path = Path(engine_path)
     return engine_path.with_name(engine_path.name + ".json")
+
+
+def write_sidecar(path: Path, meta: ArtifactMetadata, settings: dict, precision: str, trt_version: str,
+                  gpu: str, trtexec: str, extra: dict[str, str] | None = None,
+                  trtexec_lines: dict[str, str] | None = None) -> Path:
+    """The sidecar codec's writer (the reader is :func:`read_sidecar`): ``<engine>.json`` with the input profile,
+    precision, TensorRT version, GPU, the ``trtexec`` line (of this TensorRT, and of each generation), artifact
+    metadata and ``extra`` properties (the golden data)."""
+    doc = {"format": "lsnet-deploy tensorrt sidecar 1", "precision": precision, "tensorrt_version": trt_version,
+           "gpu": gpu, "input": {k: list(v) for k, v in settings["profile"].items()},
+           "dla_core": settings["dla_core"], "norm_layers_fp32": settings["pin_norm_fp32"],
+           "int8_mode": settings.get("int8_mode"), "typing": settings.get("typing"),
+           "build_path": settings.get("build_path"),
+           "trtexec": trtexec, "trtexec_by_version": trtexec_lines or {},
+           "metadata": {**meta.to_props(), **(extra or {})}}
+    Path(path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return Path(path)
 
 
 def read_sidecar(engine_path: Path) -> dict | None:

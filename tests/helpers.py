@@ -243,8 +243,8 @@ def tiny_tflite(path: Path, classes: int = 2, size: int = 64, batch: int = 1, se
     from ai_edge_litert.tools import flatbuffer_utils
 
     from lsnet_deploy.core import golden
-    from lsnet_deploy.exporters.litert import with_metadata
     from lsnet_deploy.runtime import golden as runtime_golden
+    from lsnet_deploy.runtime.litert import write_props
 
     rng = np.random.default_rng(seed)
     w, b = rng.standard_normal((classes, 3)).astype(np.float32), rng.standard_normal(classes).astype(np.float32)
@@ -289,7 +289,7 @@ def tiny_tflite(path: Path, classes: int = 2, size: int = 64, batch: int = 1, se
     logits = runtime_golden.preprocess_frames(frames, meta).mean(axis=(2, 3)) @ w.T + b
     record = golden.Golden(frames, logits if golden_logits else -logits)
     flat = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    Path(path).write_bytes(with_metadata(flat, {**meta.to_props(), **record.to_props()}))
+    Path(path).write_bytes(write_props(flat, {**meta.to_props(), **record.to_props()}))
     return Path(path)
 
 

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from lsnet_deploy.exporters import (
+from lsnet_deploy.exporters.base import (
     DEFAULT_EXPORTER,
     DEFAULT_OPSET,
     EXPORTERS,

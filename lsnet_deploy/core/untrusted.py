@@ -141,6 +141,14 @@ def read_metadata(props: Mapping[str, str]) -> Optional[ArtifactMetadata]:
     return meta
 
 
+def require_lsnet(meta: Optional[ArtifactMetadata], name: object, need: str = "") -> ArtifactMetadata:
+    """``meta``, or the one :class:`InputError` for a file that is not an lsnet-deploy artifact (``need``: what
+    the caller would have read from the metadata)."""
+    if meta is None:
+        raise InputError(f"{name} carries no lsnet-deploy metadata{need}: export it with lsnet-deploy export")
+    return meta
+
+
 def check_input(meta: Optional[ArtifactMetadata], shape: Sequence[Optional[int]]) -> None:
     """The network's input ``shape`` (``None``: dynamic) against its metadata: a fixed batch is bounded, fixed
     spatial dimensions are the metadata's ``img_size``."""

@@ -19,7 +19,7 @@ from lsnet_deploy.runtime.preprocess import preprocess, softmax
 
 from . import metrics
 from .data import Dataset, class_map, iter_batches, load_dataset
-from .models import EvalModel, open_model
+from .loaders import EvalModel, open_model
 
 #: disagreeing images kept per pair of models in a report
 MAX_DISAGREEMENTS = 1000

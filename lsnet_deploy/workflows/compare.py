@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.core.errors import InputError, UsageError
+from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.core.parity import GATES, PARITY_IMAGES, Gate, Parity, check_parity, compare_outputs, parity_inputs
+from lsnet_deploy.core.untrusted import require_lsnet
 from lsnet_deploy.runtime.engine import Engine, is_artifact
 
 _SCOPE = re.compile(r"^/(patch_embed|blocks\d)/(?:(blocks\d\.\d+)/)?")
@@ -97,10 +98,9 @@ def artifact_side(spec: str) -> Side:
     from lsnet_deploy import runtime
 
     engine = runtime.load(spec)
-    meta = engine.metadata
-    if meta is None:
+    if engine.metadata is None:
         engine.close()
-        raise InputError(f"{spec} carries no lsnet-deploy metadata; cannot tell its input size")
+    meta = require_lsnet(engine.metadata, spec, " (its input size)")
     blocks = (lambda x: onnx_blocks(spec, x)) if Path(spec).suffix.lower() == ".onnx" else None
     return Side(spec, engine, blocks, meta.img_size, meta.num_classes)
 

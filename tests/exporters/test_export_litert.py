@@ -48,12 +48,11 @@ def test_the_metadata_entry_is_replaced_not_added(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from lsnet_deploy.exporters.litert import with_metadata
-    from lsnet_deploy.runtime.litert import read_props
+    from lsnet_deploy.runtime.litert import read_props, write_props
 
     path = tiny_tflite(tmp_path / "t.tflite")
     again = tmp_path / "again.tflite"
-    again.write_bytes(with_metadata(path.read_bytes(), {**read_props(path), "lsnet.precision": "fp16"}))
+    again.write_bytes(write_props(path.read_bytes(), {**read_props(path), "lsnet.precision": "fp16"}))
     assert read_props(again)["lsnet.precision"] == "fp16"
     names = [m.name for m in flatbuffer_utils.read_model(str(again)).metadata]
     assert names.count(b"lsnet") == 1

@@ -24,11 +24,10 @@ from lsnet_deploy.exporters.tensorrt import (
     network_flags,
     pin_norm_layers,
     trtexec_command,
-    write_sidecar,
 )
 from lsnet_deploy.exporters.trt_calibrator import CalibrationBatches, make_calibrator
 from lsnet_deploy.runtime import load
-from lsnet_deploy.runtime.tensorrt import INSTALL_HINT, read_sidecar, sidecar_metadata
+from lsnet_deploy.runtime.tensorrt import INSTALL_HINT, read_sidecar, sidecar_metadata, write_sidecar
 from lsnet_deploy.runtime.trt_support import detect
 
 import fake_trt

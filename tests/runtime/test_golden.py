@@ -16,9 +16,9 @@ from lsnet_deploy.core.errors import InputError
 from lsnet_deploy.core.golden import Golden, make_frames
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.exporters.onnx_stage import cap_ir_version
-from lsnet_deploy.exporters.tensorrt import builder_settings, inspect_onnx, write_sidecar
+from lsnet_deploy.exporters.tensorrt import builder_settings, inspect_onnx
 from lsnet_deploy.runtime.golden import preprocess_frames, self_test
-from lsnet_deploy.runtime.tensorrt import read_sidecar
+from lsnet_deploy.runtime.tensorrt import read_sidecar, write_sidecar
 
 from helpers import stage_options, tamper
 

@@ -81,9 +81,9 @@ def broken(src: Path, dest: Path, change) -> Path:
 
 def hostile(src: Path, dest: Path, **props: str) -> Path:
     """``src`` with some ``lsnet.*`` properties replaced in its metadata entry."""
-    from lsnet_deploy.exporters.litert import with_metadata
+    from lsnet_deploy.runtime.litert import write_props
 
-    dest.write_bytes(with_metadata(src.read_bytes(), {**read_props(src), **props}))
+    dest.write_bytes(write_props(src.read_bytes(), {**read_props(src), **props}))
     return dest
 
 
@@ -134,13 +134,14 @@ print(json.dumps({"shape": list(logits.shape), "passed": self_test(engine).passe
 
 def test_an_int8_io_file_takes_float_batches(tiny, tmp_path):
     pytest.importorskip("ai_edge_quantizer")
-    from lsnet_deploy.exporters.litert import quantize_int8, with_metadata
+    from lsnet_deploy.exporters.litert import quantize_int8
+    from lsnet_deploy.runtime.litert import write_props
 
     x = np.random.default_rng(0).standard_normal((16, 3, 64, 64)).astype(np.float32)
     flat, scheme, count, candidates = quantize_int8(tiny.read_bytes(), x, 1, int8_io=True)
     assert "full-integer, int8 I/O" in scheme and (count, candidates) == (1, 1)
     path = tmp_path / "int8.tflite"
-    path.write_bytes(with_metadata(flat, {**read_props(tiny), "lsnet.precision": "int8"}))
+    path.write_bytes(write_props(flat, {**read_props(tiny), "lsnet.precision": "int8"}))
     with LiteRTEngine(path, threads=1) as engine:
         assert engine._in["dtype"] == np.int8 and engine._out["dtype"] == np.int8  # noqa: SLF001
         assert engine.input_dtype == np.float32 and engine.precision == "int8" and engine.delegation.complete
