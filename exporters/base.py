@@ -50,6 +50,9 @@ class TargetConfig:
     partners: ClassVar[tuple[str, ...]] = ()
     #: precision -> why this target has none (the one-line refusal of ``--int8`` etc. says it)
     unsupported: ClassVar[dict[str, str]] = {}
+    #: how the target builds without the ONNX stage, for the refusal of ``--opset``/``--simplify``/``--exporter``
+    #: (e.g. "converts from PyTorch directly"); empty: it starts from the ONNX stage and takes them
+    no_onnx: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -76,6 +79,7 @@ class Target:
     precisions: tuple[str, ...] = TargetConfig.precisions
     partners: tuple[str, ...] = TargetConfig.partners
     unsupported: dict[str, str] = field(default_factory=dict, hash=False)
+    no_onnx: str = TargetConfig.no_onnx
 
     @property
     def suffix(self) -> str:

@@ -21,7 +21,7 @@ import json
 import logging
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,17 +30,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from lsnet_deploy.core.artifacts import atomic_outputs, backend_write
+from lsnet_deploy.core.artifacts import backend_write
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
 from lsnet_deploy.core.metadata import ArtifactMetadata
-from lsnet_deploy.core.parity import check_parity
 from lsnet_deploy.core.probes import int8_isa
 from lsnet_deploy.models import fuse_model
 from lsnet_deploy.runtime import golden as runtime_golden
 
-from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
+from .base import ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import int8_images, parity_images
-from .preflight import check_artifact_paths
+from .publish import Built, gate_engine, publish
 from .ska import Lowering, lowered
 
 INSTALL_HINT = 'pip install "lsnet-deploy[executorch]"'
@@ -56,6 +55,7 @@ class ExecuTorchConfig(TargetConfig):
     """The ``executorch`` target: one ``.pte`` program for ExecuTorch's XNNPACK delegate (fp32, int8)."""
 
     name = "executorch"
+    no_onnx = "writes no ONNX (it lowers with torch.export)"
     backend = "executorch"
     default_ska = "shift4d"
     requires = ("torch", "executorch")
@@ -233,18 +233,10 @@ def default_path(meta: ArtifactMetadata) -> Path:
 
 
 def check(options: ExportOptions) -> None:
-    """Before the model loads: options the target cannot honour, the output path."""
-    problems = [(options.dynamic, "--dynamic: an ExecuTorch program has a static batch (the engine runs any "
-                                  "number of images in chunks of it); export with --batch N"),
-                (options.opset is not None, "--opset is an ONNX option; --target executorch writes no ONNX"),
-                (options.simplify, "--simplify is an ONNX option; --target executorch writes no ONNX"),
-                (options.exporter != DEFAULT_EXPORTER, "--exporter picks a torch.onnx exporter; --target "
-                                                       "executorch uses torch.export")]
-    for bad, message in problems:
-        if bad:
-            raise UsageError(message)
-    if options.output is not None:
-        check_artifact_paths("executorch", options.output, options.overwrite, "an ExecuTorch program")
+    """Before the model loads (after :func:`.preflight.preflight`): what an ExecuTorch program cannot hold."""
+    if options.dynamic:
+        raise UsageError("--dynamic: an ExecuTorch program has a static batch (the engine runs any number of images "
+                         "in chunks of it); export with --batch N")
 
 
 def export(source: Source, options: ExportOptions) -> ExportResult:
@@ -267,18 +259,20 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
                 data, counts = lower(model, example, props, split.calibration if int8 else None)
             except (RuntimeError, ValueError, AssertionError) as e:  # torch.export / exir refuse with these
                 raise InputError(f"ExecuTorch cannot lower the model (--ska {options.lowering}): {reason(e)}") from e
-        parity = None
-        with atomic_outputs(path, overwrite=options.overwrite) as (tmp,):
+
+        def write(temps: Sequence[Path]) -> Built:
             with backend_write(path, need=len(data)):
-                tmp.write_bytes(data)
-            if options.validate:
-                with ExecuTorchEngine(tmp, threads=options.target_config().threads) as engine:
-                    parity = check_parity(engine, reference, checked, threshold,
-                                  f"{path.name} (--ska {options.lowering}, {options.precision}, "
-                                  f"{'held-out images' if int8 else 'ExecuTorch runtime'})")
-    notes = (counts.summary(),) + ((f"int8 calibration: {split.describe()}",) if int8 else ())
-    return ExportResult(path, meta, parity, gate=threshold if parity else None, size_bytes=len(data), notes=notes,
-                        details=counts)
+                temps[0].write_bytes(data)
+            notes = (counts.summary(),) + ((f"int8 calibration: {split.describe()}",) if int8 else ())
+            return Built(notes=notes, details=counts)
+
+        def check(temps: Sequence[Path], meta: ArtifactMetadata):
+            images = "held-out images" if int8 else "ExecuTorch runtime"
+            return gate_engine(lambda: ExecuTorchEngine(temps[0], threads=options.target_config().threads),
+                               reference, checked, options,
+                               f"{path.name} (--ska {options.lowering}, {options.precision}, {images})", threshold)
+
+        return publish(path, options, meta, write, check, partners=(), gate=threshold)
 
 
 __all__ = ["Delegation", "ExecuTorchConfig", "GroupNorm4d", "check", "delegation", "export", "groupnorm_4d",

@@ -20,22 +20,22 @@ import copy
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.core.artifacts import atomic_outputs
 from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.parity import Gate, check_parity
 from lsnet_deploy.runtime import golden as runtime_golden
 from lsnet_deploy.runtime.litert import write_props
 
-from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig
+from .base import ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import int8_images, parity_images
-from .preflight import preflight
+from .publish import publish
+from .quantize import agreement_note
 
 #: max-rel of the fp32 file's logits against PyTorch's (LiteRT's XNNPACK measured 1.5e-6 on LSNet-T)
 FP32_RTOL = 1e-4
@@ -48,6 +48,7 @@ class LiteRTConfig(TargetConfig):
     """The ``litert`` target: a ``.tflite`` converted by litert-torch, run by ai-edge-litert (XNNPACK)."""
 
     name = "litert"
+    no_onnx = "converts from PyTorch directly"
     backend = "litert"
     default_ska = "shift"
     requires = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
@@ -63,15 +64,10 @@ class LiteRTConfig(TargetConfig):
 
 
 def check(options: ExportOptions) -> None:
-    """Before the model loads: the output path and options only ONNX targets have."""
-    preflight(options)
+    """Before the model loads (after :func:`.preflight.preflight`): what LiteRT cannot hold."""
     if options.lowering == "custom":
         raise UsageError("--target litert needs an SKA lowering of standard ops (shift, unfold, dwconv): the custom "
                          "lowering is one opaque op")
-    onnx_only = [flag for flag, given in (("--opset", options.opset is not None), ("--simplify", options.simplify),
-                                          ("--exporter", options.exporter != DEFAULT_EXPORTER)) if given]
-    if onnx_only:
-        raise UsageError(f"{', '.join(onnx_only)}: ONNX options; --target litert converts from PyTorch directly")
     if options.dynamic:
         raise UsageError("--target litert writes a fixed batch (--batch N); the runtime runs any number of images "
                          "in batches of N")
@@ -233,12 +229,13 @@ def _logits(flat: bytes, images: np.ndarray, threads: int | None) -> np.ndarray:
 
 
 def export(source: Source, options: ExportOptions) -> ExportResult:
-    """Convert, store the precision asked for with its metadata and golden data, gate in LiteRT, put in place."""
+    """Convert, store the precision asked for with its metadata and golden data (the runtime's codec), publish,
+    gated in LiteRT."""
     from lsnet_deploy.runtime.litert import LiteRTEngine
 
     config = options.target_config()
     meta = source.metadata(batch=options.batch, precision=options.precision, ska=options.lowering, opset=None)
-    path, gate = options.output or default_path(meta), litert_gate(options)
+    path, gate = Path(options.output or default_path(meta)), litert_gate(options)
     notes: list[str] = []
     with source.reference() as reference:
         flat = convert(source.model, options)
@@ -253,20 +250,22 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
             flat = fp16_weights(flat) if options.half else flat
             checked = parity_images(options.data, meta, options.parity_size)
         flat = write_props(flat, {**meta.to_props(), **runtime_golden.record(meta, reference).to_props()})
-        parity = None
-        with atomic_outputs(path, overwrite=options.overwrite) as (tmp,):
-            tmp.write_bytes(flat)
-            with LiteRTEngine(tmp, threads=config.threads) as engine:
-                notes.insert(0, engine.delegation.describe())
-                if options.validate:
-                    what = f"{path.name} (--ska {options.lowering}, {options.precision}, LiteRT XNNPACK)"
-                    parity = check_parity(engine, reference, checked, gate, what)
-                    if options.int8:
-                        from .quantize import agreement_note
 
-                        notes.append(agreement_note(check_parity(engine, fp32_logits, checked), len(checked), images))
-    return ExportResult(path=path, metadata=meta, parity=parity, gate=gate if parity else None,
-                        size_bytes=len(flat), notes=tuple(notes))
+        def write(temps: Sequence[Path]) -> None:
+            temps[0].write_bytes(flat)
+            with LiteRTEngine(temps[0], threads=config.threads) as engine:
+                notes.insert(0, engine.delegation.describe())
+
+        def check(temps: Sequence[Path], meta: ArtifactMetadata):
+            with LiteRTEngine(temps[0], threads=config.threads) as engine:
+                what = f"{path.name} (--ska {options.lowering}, {options.precision}, LiteRT XNNPACK)"
+                parity = check_parity(engine, reference, checked, gate, what)
+                if options.int8:
+                    notes.append(agreement_note(check_parity(engine, fp32_logits, checked), len(checked), images))
+            return parity
+
+        result = publish(path, options, meta, write, check, partners=(), gate=gate)
+    return replace(result, notes=tuple(notes))
 
 
 __all__ = ["LiteRTConfig", "check", "convert", "default_path", "export", "fp16_weights", "int8_scopes", "litert_gate",

@@ -30,10 +30,10 @@ from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
 from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.untrusted import ncnn_layers
 
-from .base import DEFAULT_EXPORTER, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
+from .base import ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import image_files, parity_images
-from .onnx_stage import artifact_path
-from .preflight import lowering, preflight
+from .names import artifact_path
+from .preflight import lowering
 from .publish import gate_engine, publish
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class NcnnConfig(TargetConfig):
     """The ``ncnn`` target: ``.param`` + ``.ncnn.bin`` + ``.param.json``, fp32 or fp16 weights."""
 
     name = "ncnn"
+    no_onnx = "converts a TorchScript trace with pnnx"
     backend = "ncnn"
     default_ska = "planar"
     requires = ("pnnx", "ncnn")
@@ -68,15 +69,10 @@ class NcnnConfig(TargetConfig):
 def check(options: ExportOptions) -> None:
     """Before the model loads (and before torch is imported: this module imports it only to trace): the output
     and its partner files, a lowering ncnn can hold, no ONNX-only option."""
-    preflight(options)
     if not lowering(options.lowering)["ncnn_ok"]:
         fit = ", ".join(name for name, facts in lowering_facts().items() if facts["ncnn_ok"])
         raise UsageError(f"--target ncnn needs an SKA lowering whose tensors stay at most 4-D with the batch axis "
                          f"untouched ({fit}); {options.lowering} is not one (ncnn blobs have at most 4 dimensions)")
-    for given, flag in ((options.opset is not None, "--opset"), (options.exporter != DEFAULT_EXPORTER, "--exporter"),
-                        (options.simplify, "--simplify")):
-        if given:
-            raise UsageError(f"{flag} is an ONNX option; --target ncnn converts a TorchScript trace with pnnx")
     if options.data is not None:
         image_files(options.data, 1)
 

@@ -32,28 +32,13 @@ from lsnet_deploy.runtime.onnxruntime import OnnxRuntimeEngine, stamp
 from .base import ExportOptions, ExportResult, Source
 from .fp16 import to_fp16
 from .inputs import parity_images
+from .names import artifact_path, default_path
 from .preflight import check_opset
 from .publish import Built, gate_engine, publish
 from .ska import Lowering, get_lowering, lowered
 
 INPUT, OUTPUT = "images", "logits"
 MIN_FUNCTION_IR = 8  #: model-local ONNX functions (the custom lowering) need IR version 8
-
-
-def default_path(meta: ArtifactMetadata) -> Path:
-    """``lsnet_t_224_shift_b1_op17[_fp16|_int8].onnx``-style name (classes added when not 1000; no opset part
-    when ``meta`` has none: an ncnn artifact's)."""
-    classes = "" if meta.num_classes == 1000 else f"_{meta.num_classes}c"
-    batch = "dyn" if meta.batch is None else f"b{meta.batch}"
-    opset = "" if meta.opset is None else f"_op{meta.opset}"
-    half = f"_{meta.precision}" if meta.precision in ("fp16", "int8") else ""
-    return Path(f"{meta.variant}{classes}_{meta.img_size}_{meta.ska}_{batch}{opset}{half}.onnx")
-
-
-def artifact_path(onnx_meta: ArtifactMetadata, precision: str, suffix: str) -> Path:
-    """Default artifact name: the ONNX default name, the precision appended, ``suffix`` instead of ``.onnx``."""
-    stem = default_path(replace(onnx_meta, precision="fp32")).stem
-    return Path(f"{stem}{'' if precision == 'fp32' else '_' + precision}{suffix}")
 
 
 def trace_onnx(model: torch.nn.Module, options: ExportOptions, opset: int) -> onnx.ModelProto:

@@ -8,14 +8,16 @@ OpenVINO's bf16 CPU default never leaks into a parity run.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.core.artifacts import atomic_outputs, backend_write
+from lsnet_deploy.core.artifacts import backend_write
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
-from lsnet_deploy.core.parity import Logits, Parity, check_parity
+from lsnet_deploy.core.metadata import ArtifactMetadata
+from lsnet_deploy.core.parity import Logits, Parity
 from lsnet_deploy.core.probes import int8_isa
 from lsnet_deploy.core.untrusted import read_metadata, require_lsnet
 from lsnet_deploy.runtime.stats import summarize
@@ -23,8 +25,10 @@ from lsnet_deploy.runtime.timing import time_engine
 
 from .base import TARGETS, ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import image_files, int8_images, parity_images
-from .onnx_stage import artifact_path, staged_onnx
+from .names import artifact_path
+from .onnx_stage import staged_onnx
 from .preflight import check_artifact_paths
+from .publish import gate_engine, publish
 
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
 #: the int8 IR's ``quantization`` metadata: NNCF PTQ, weights within 7 bits on every layer (:func:`quantize`)
@@ -169,19 +173,23 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
     else:
         checked, ir = parity_images(options.data, meta, options.parity_size), model
     write_metadata(ir, meta, golden)
-    parity = report = None
-    with atomic_outputs(output, output.with_suffix(".bin"), overwrite=options.overwrite) as (xml, _):
+    found: dict = {}
+
+    def write(temps: Sequence[Path]) -> None:
         with backend_write(output, need=Path(onnx_path).stat().st_size // _SHRINK.get(options.precision, 1)):
-            ov.save_model(ir, str(xml), compress_to_fp16=options.precision == "fp16")
-        if reference is not None:
-            with OpenVINOEngine(xml, threads=config.threads) as engine:
-                parity = check_parity(engine, reference, checked, options.gate(),
-                              f"OpenVINO {options.precision} IR {output.name}")
-            if int8:
-                report = int8_report(ov, model, xml, parity, checked[:1], len(checked), config.threads)
-    size = output.stat().st_size + output.with_suffix(".bin").stat().st_size
-    return ExportResult(output, meta, parity, gate=options.gate() if parity else None, size_bytes=size,
-                        notes=(report.summary(),) if report else (), details=report)
+            ov.save_model(ir, str(temps[0]), compress_to_fp16=options.precision == "fp16")
+
+    def check(temps: Sequence[Path], meta: ArtifactMetadata):
+        parity = gate_engine(lambda: OpenVINOEngine(temps[0], threads=config.threads), reference, checked, options,
+                             f"OpenVINO {options.precision} IR {output.name}")
+        if int8:
+            found["report"] = int8_report(ov, model, temps[0], parity, checked[:1], len(checked), config.threads)
+        return parity
+
+    result = publish(output, replace(options, validate=reference is not None), meta, write, check,
+                     partners=[output.with_suffix(".bin")])
+    report = found.get("report")
+    return replace(result, notes=(report.summary(),) if report else (), details=report)
 
 
 def check_ir_path(output: Path, overwrite: bool) -> None:

@@ -71,11 +71,17 @@ def int8_lowering_error(name: str) -> UsageError:
 
 def preflight(options: ExportOptions) -> None:
     """Every check of ``options`` that needs no model and no heavy import: the lowering, the opset, int8's
-    lowering, the image folder, the output path and its partners."""
+    lowering, ONNX-only flags for a target without the ONNX stage, the image folder, the output path and its
+    partners."""
     facts = lowering(options.lowering)
     check_opset(options.opset, options.lowering, options.exporter)
     if options.target == "onnx" and options.int8 and not facts["int8_ok"]:
         raise int8_lowering_error(options.lowering)
+    onnx_only = [flag for flag, given in (("--opset", options.opset is not None), ("--simplify", options.simplify),
+                                          ("--exporter", options.exporter != DEFAULT_EXPORTER)) if given]
+    if onnx_only and TARGETS[options.target].no_onnx:
+        said = f"{onnx_only[0]} is an ONNX option" if len(onnx_only) == 1 else f"{', '.join(onnx_only)}: ONNX options"
+        raise UsageError(f"{said}; --target {options.target} {TARGETS[options.target].no_onnx}")
     if options.data is not None and not Path(options.data).is_dir():
         raise InputError(f"calibration data folder not found: {options.data}")
     if options.output is not None:  # before any work: a typo costs milliseconds, not an export

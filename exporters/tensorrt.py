@@ -44,7 +44,8 @@ from lsnet_deploy.runtime.trt_support import GENERATIONS, INT8_MODES, NEWEST, Tr
 
 from .base import TARGETS, ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import int8_images, parity_images
-from .onnx_stage import artifact_path, staged_onnx
+from .names import artifact_path
+from .onnx_stage import staged_onnx
 from .preflight import check_artifact_paths
 from .trt_calibrator import CalibrationBatches, calib_cache_path, make_calibrator
 

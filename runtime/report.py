@@ -33,19 +33,19 @@ CSV_COLUMNS = ("backend", "device", "precision", "batch", *(f"latency_ms_{k}" fo
                "partial")
 
 
-def _finite(value):
+def finite(value):
     """JSON has no NaN/Infinity: map them to ``None`` (recursively)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
 def write_json(report: BenchReport, path: Path) -> None:
-    text = json.dumps(_finite(report.as_dict()), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(finite(report.as_dict()), indent=2, allow_nan=False) + "\n"
     write_report(path, lambda tmp: tmp.write_text(text))
 
 
@@ -56,7 +56,7 @@ def flat_row(row: BenchRow) -> dict[str, object]:
     flat.update({f"latency_ms_{k}": v for k, v in d["latency_ms"].items()})
     flat["median_ci95_low_ms"], flat["median_ci95_high_ms"] = d["median_ci95_ms"]
     flat.update({f"parity_{k}": v for k, v in (d["parity"] or {}).items()})
-    return _finite(flat)
+    return finite(flat)
 
 
 def write_csv(report: BenchReport, path: Path) -> None:

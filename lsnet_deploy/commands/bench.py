@@ -79,11 +79,11 @@ def bench_rows(opts, paths: dict) -> None:
     writing when a row fails its gate."""
     from lsnet_deploy.core.interrupt import save_partial
     from lsnet_deploy.runtime.report import check_report_paths
-    from lsnet_deploy.workflows.sweep import bench as run_bench
+    from lsnet_deploy.workflows.sweep import run_sweep
 
     check_report_paths(**paths)
     with save_partial(lambda partial: show(partial, paths, notes=False) if partial.rows else []):
-        report = run_bench(opts)
+        report = run_sweep(opts)
     for path in show(report, paths):
         typer.echo(f"wrote {path}")
     failed = [f"{r.backend} batch {r.batch} ({'; '.join(r.parity_failures)})" for r in report.rows if r.parity_failures]

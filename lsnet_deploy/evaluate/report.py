@@ -16,7 +16,7 @@ from rich.table import Table
 
 from lsnet_deploy.core.artifacts import write_report
 from lsnet_deploy.core.interrupt import SHOW
-from lsnet_deploy.runtime.report import _finite, check_report_paths
+from lsnet_deploy.runtime.report import check_report_paths, finite
 
 from . import metrics
 from .run import MAX_DISAGREEMENTS, EvalReport, ModelResult
@@ -84,7 +84,7 @@ def _name(names: tuple[str, ...], k: int) -> str:
 
 def as_dict(report: EvalReport) -> dict:
     """The whole report as JSON-ready data (NaN -> null)."""
-    return _finite({"data": report.data, "images": int(len(report.labels)), "class_names": list(report.class_names),
+    return finite({"data": report.data, "images": int(len(report.labels)), "class_names": list(report.class_names),
                     "unreadable": [{"path": str(p), "reason": why} for p, why in report.failed],
                     "models": [model_entry(report, r) for r in report.models],
                     "agreement": agreements(report)})

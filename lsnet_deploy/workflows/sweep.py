@@ -14,7 +14,7 @@ from lsnet_deploy.runtime.engine import BACKENDS, is_artifact
 from lsnet_deploy.runtime.results import BenchReport, Skipped
 
 
-def bench(opts: BenchOptions) -> BenchReport:
+def run_sweep(opts: BenchOptions) -> BenchReport:
     """``lsnet-deploy bench``: :func:`run_bench` of ``opts.model``, exported first unless it is an artifact."""
     return run_bench(opts, plan)
 

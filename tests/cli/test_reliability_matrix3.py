@@ -179,8 +179,10 @@ CASES = [
     Case("info-weights-inf", ("info", "-w", "{inf_pth}"), 3,
          "has NaN or Inf in 1 tensor(s) (patch_embed.0.bn.running_var)"),
     # --- real SIGINT / SIGTERM while the work runs: exit 130, nothing half-written
-    Case("verify-sigint", ("verify", "{tiny}"), 130, "interrupted", _real_signal("lsnet_deploy.core.golden.gate", 2)),
-    Case("verify-sigterm", ("verify", "{tiny}"), 130, "interrupted", _real_signal("lsnet_deploy.core.golden.gate", 15)),
+    Case("verify-sigint", ("verify", "{tiny}"), 130, "interrupted",
+         _real_signal("lsnet_deploy.runtime.golden.check_parity", 2)),
+    Case("verify-sigterm", ("verify", "{tiny}"), 130, "interrupted",
+         _real_signal("lsnet_deploy.runtime.golden.check_parity", 15)),
     Case("eval-sigint", ("eval", "-m", "{tiny}", "--data", "{data}", "--json", "{out}/r.json"), 130, "interrupted",
          _real_signal("lsnet_deploy.evaluate.run.preprocess", 2)),
     Case("eval-sigterm", ("eval", "-m", "{tiny}", "--data", "{data}", "--md", "{out}/r.md"), 130, "interrupted",

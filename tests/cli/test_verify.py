@@ -11,7 +11,6 @@ import json
 import onnx
 import pytest
 
-from lsnet_deploy import exporters
 from lsnet_deploy.cli import run
 from lsnet_deploy.exporters import ExportOptions, export
 from lsnet_deploy.runtime import bench
@@ -79,7 +78,7 @@ def test_bench_exits_5_after_writing_its_reports(artifacts, tmp_path, capsys, mo
                                         (["compare", "lsnet_t", "lsnet_s"], "compare lsnet_t (a PyTorch model)")])
 def test_without_the_export_extra_one_line_and_exit_4(monkeypatch, capsys, tmp_path, argv, what):
     real = importlib.util.find_spec
-    monkeypatch.setattr(exporters.importlib.util, "find_spec", lambda name, *a: None if name == "torch" else
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else
                         real(name, *a))
     monkeypatch.chdir(tmp_path)
     assert run(argv) == 4
