@@ -16,7 +16,7 @@ from lsnet_deploy.core import __version__
 from lsnet_deploy.core.errors import BackendMissingError, UsageError
 from lsnet_deploy.core.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata
 from lsnet_deploy.core.parity import GATES, PARITY_IMAGES, Gate, Parity
-from lsnet_deploy.core.registry import class_attributes
+from lsnet_deploy.core.registry import class_attributes, field_options
 from lsnet_deploy.core.untrusted import MAX_IMG_SIZE, MIN_CROP_PCT
 from lsnet_deploy.runtime.engine import BACKENDS
 
@@ -50,6 +50,13 @@ class TargetConfig:
     partners: ClassVar[tuple[str, ...]] = ()
     #: precision -> why this target has none (the one-line refusal of ``--int8`` etc. says it)
     unsupported: ClassVar[dict[str, str]] = {}
+    #: precision -> how this target makes it, a few words for the ``--half``/``--int8``/``--bf16`` help
+    notes: ClassVar[dict[str, str]] = {}
+    #: its int8 is a QDQ ONNX file made by ``quantize.quantize_onnx`` (``--keep-float`` applies)
+    qdq_int8: ClassVar[bool] = False
+
+    # A field that is a CLI option says so: ``field(default=..., metadata={"flag": "--x", "help": "..."})``
+    # (literals: the export command reads them from the source, see :class:`TargetOption`).
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -60,6 +67,16 @@ class TargetConfig:
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an impossible value (runs on creation)."""
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """A target's own CLI option: a config field declared with ``metadata={"flag": ..., "help": ...}``."""
+
+    field: str  #: the config field it sets
+    flag: str  #: e.g. ``--workspace``
+    help: str
+    type: str  #: the field's annotation, as written (``"Path | None"``)
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,9 @@ class Target:
     precisions: tuple[str, ...] = TargetConfig.precisions
     partners: tuple[str, ...] = TargetConfig.partners
     unsupported: dict[str, str] = field(default_factory=dict, hash=False)
+    notes: dict[str, str] = field(default_factory=dict, hash=False)
+    qdq_int8: bool = TargetConfig.qdq_int8
+    options: tuple[TargetOption, ...] = ()  #: its own CLI options (``export``)
 
     @property
     def suffix(self) -> str:
@@ -113,8 +133,11 @@ def require_export(what: str) -> None:
 
 def discover_targets() -> dict[str, Target]:
     """``{name: Target}`` of every module here that defines a ``TargetConfig`` subclass, in file-name order."""
-    return {attrs["name"]: Target(module=f"{__package__}.{stem}", config=cls, **attrs)
-            for stem, cls, attrs in class_attributes(Path(__file__).parent, "(TargetConfig)", base="TargetConfig")}
+    folder, marker = Path(__file__).parent, "(TargetConfig)"
+    options = {(stem, cls): tuple(TargetOption(**o) for o in found)
+               for stem, cls, found in field_options(folder, marker, "TargetConfig")}
+    return {attrs["name"]: Target(module=f"{__package__}.{stem}", config=cls, options=options[stem, cls], **attrs)
+            for stem, cls, attrs in class_attributes(folder, marker, base="TargetConfig")}
 
 
 #: target name -> :class:`Target`, discovered from the target modules
@@ -134,7 +157,7 @@ def targets_for(precision: str) -> list[str]:
 
 
 #: targets whose int8 is a QDQ ONNX file made by ``quantize.quantize_onnx`` (``--keep-float`` applies)
-QDQ_TARGETS = ("onnx", "tensorrt")
+QDQ_TARGETS = tuple(name for name, t in TARGETS.items() if t.qdq_int8)
 
 
 @dataclass(frozen=True)
