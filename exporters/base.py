@@ -30,6 +30,8 @@ DEFAULT_EXPORTER = "torchscript"  #: both pass the gate on every lowering; this 
 MIN_OPSET = {"torchscript": 13, "dynamo": 18}
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
 MAX_OPSET = 20  #: the newest opset torch's TorchScript exporter emits (the range tested for both)
+#: the target of ``export`` without ``--target``, and the dynamic-batch file bench's sweep exports first
+DEFAULT_TARGET = "onnx"
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ QDQ_TARGETS = tuple(name for name, t in TARGETS.items() if t.qdq_int8)
 class ExportOptions:
     """What every target shares; target-only options go in ``config``. Bad values raise :class:`UsageError`."""
 
-    target: str = "onnx"
+    target: str = DEFAULT_TARGET
     ska: str | None = None  #: SKA lowering; None: the target's default
     imgsz: int | None = None  #: input size; None: the model's own (224 for names and checkpoints)
     batch: int = 1  #: static batch (the example batch when ``dynamic``)

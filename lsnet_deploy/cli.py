@@ -20,9 +20,10 @@ from lsnet_deploy.commands import COMMANDS
 from lsnet_deploy.core import __version__
 from lsnet_deploy.core.errors import DeployWarning, LsnetDeployError, OutputError, UsageError, reason
 from lsnet_deploy.core.interrupt import quiet_stdout
+from lsnet_deploy.exporters.base import TARGETS
 
 app = typer.Typer(name="lsnet-deploy", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Export LSNet to ONNX / OpenVINO / TensorRT, run it without torch, benchmark it, prove parity.")
+                  help=f"Export LSNet ({', '.join(TARGETS)}), run it without torch, benchmark it, prove parity.")
 _state = {"debug": False}
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from lsnet_deploy.exporters.base import (
     DEFAULT_EXPORTER,
     DEFAULT_OPSET,
+    DEFAULT_TARGET,
     EXPORTERS,
     MAX_OPSET,
     MIN_OPSET,
@@ -88,7 +89,7 @@ def export(
                                      "deterministic random weights."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes without --weights (default 1000)."),
-    target: str = typer.Option("onnx", "--target", "-t", help="Artifact format: " + ", ".join(
+    target: str = typer.Option(DEFAULT_TARGET, "--target", "-t", help="Artifact format: " + ", ".join(
         f"{name} ({'/'.join(BACKENDS[t.backend].suffixes)})" for name, t in TARGETS.items()) + "."),
     ska: Optional[str] = typer.Option(None, "--ska", help=_SKA_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: derived from model "
@@ -118,7 +119,8 @@ def export(
     calib_size: int = typer.Option(300, "--calib-size", help="int8 calibration images."),
     keep_float: Optional[List[str]] = typer.Option(None, "--keep-float", help=f"int8 QDQ ({', '.join(_QDQ)}): "
                                                    "compute this module in float, e.g. blocks4 or blocks4.3.ffn "
-                                                   "(repeatable; more accuracy, less speed-up; see docs/precision.md)."),
+                                                   "(repeatable; more accuracy, less speed-up; see "
+                                                   "docs/precision.md)."),
     simplify: bool = typer.Option(False, "--simplify", help="Simplify the graph with onnxslim."),
     fuse: bool = typer.Option(True, "--fuse/--no-fuse", help="Reparameterize (fold BN and branches) first."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Parity gate vs PyTorch (on by default; "
