@@ -37,7 +37,8 @@ def flag_preprocessing(imgsz, crop_pct, crop_mode, interpolation, mean, std):
 
 def eval_command(
     model: List[str] = typer.Option(..., "--model", "-m", help=f"Artifact ({'/'.join(suffix_backends())}), a "
-                                    "foreign ONNX classifier, or a checkpoint / model name (PyTorch). Repeat to compare."),
+                                    "foreign ONNX classifier, or a checkpoint / model name (PyTorch). Repeat to "
+                                    "compare."),
     data: Path = typer.Option(..., "--data", help="ImageFolder tree (DIR/<class>/<image>) or a 'path,label' list."),
     batch: int = typer.Option(32, "--batch", help="Images decoded and run at a time."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate an evenly spread subset of N images."),
