@@ -6,10 +6,10 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from lsnet_deploy import runtime
 from lsnet_deploy.core.errors import BackendMissingError, InputError
