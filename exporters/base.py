@@ -16,7 +16,7 @@ from lsnet_deploy.core import __version__
 from lsnet_deploy.core.errors import BackendMissingError, UsageError
 from lsnet_deploy.core.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata
 from lsnet_deploy.core.parity import GATES, PARITY_IMAGES, Gate, Parity
-from lsnet_deploy.core.registry import class_attributes
+from lsnet_deploy.core.registry import class_attributes, field_options
 from lsnet_deploy.core.untrusted import MAX_IMG_SIZE, MIN_CROP_PCT
 from lsnet_deploy.runtime.engine import BACKENDS
 
@@ -30,6 +30,8 @@ DEFAULT_EXPORTER = "torchscript"  #: both pass the gate on every lowering; this 
 MIN_OPSET = {"torchscript": 13, "dynamo": 18}
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
 MAX_OPSET = 20  #: the newest opset torch's TorchScript exporter emits (the range tested for both)
+#: the target of ``export`` without ``--target``, and the dynamic-batch file bench's sweep exports first
+DEFAULT_TARGET = "onnx"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,13 @@ class TargetConfig:
     #: how the target builds without the ONNX stage, for the refusal of ``--opset``/``--simplify``/``--exporter``
     #: (e.g. "converts from PyTorch directly"); empty: it starts from the ONNX stage and takes them
     no_onnx: ClassVar[str] = ""
+    #: precision -> how this target makes it, a few words for the ``--half``/``--int8``/``--bf16`` help
+    notes: ClassVar[dict[str, str]] = {}
+    #: its int8 is a QDQ ONNX file made by ``quantize.quantize_onnx`` (``--keep-float`` applies)
+    qdq_int8: ClassVar[bool] = False
+
+    # A field that is a CLI option says so: ``field(default=..., metadata={"flag": "--x", "help": "..."})``
+    # (literals: the export command reads them from the source, see :class:`TargetOption`).
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -63,6 +72,16 @@ class TargetConfig:
 
     def check(self) -> None:
         """Raise :class:`UsageError` for an impossible value (runs on creation)."""
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """A target's own CLI option: a config field declared with ``metadata={"flag": ..., "help": ...}``."""
+
+    field: str  #: the config field it sets
+    flag: str  #: e.g. ``--workspace``
+    help: str
+    type: str  #: the field's annotation, as written (``"Path | None"``)
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,9 @@ class Target:
     partners: tuple[str, ...] = TargetConfig.partners
     unsupported: dict[str, str] = field(default_factory=dict, hash=False)
     no_onnx: str = TargetConfig.no_onnx
+    notes: dict[str, str] = field(default_factory=dict, hash=False)
+    qdq_int8: bool = TargetConfig.qdq_int8
+    options: tuple[TargetOption, ...] = ()  #: its own CLI options (``export``)
 
     @property
     def suffix(self) -> str:
@@ -117,8 +139,11 @@ def require_export(what: str) -> None:
 
 def discover_targets() -> dict[str, Target]:
     """``{name: Target}`` of every module here that defines a ``TargetConfig`` subclass, in file-name order."""
-    return {attrs["name"]: Target(module=f"{__package__}.{stem}", config=cls, **attrs)
-            for stem, cls, attrs in class_attributes(Path(__file__).parent, "(TargetConfig)", base="TargetConfig")}
+    folder, marker = Path(__file__).parent, "(TargetConfig)"
+    options = {(stem, cls): tuple(TargetOption(**o) for o in found)
+               for stem, cls, found in field_options(folder, marker, "TargetConfig")}
+    return {attrs["name"]: Target(module=f"{__package__}.{stem}", config=cls, options=options[stem, cls], **attrs)
+            for stem, cls, attrs in class_attributes(folder, marker, base="TargetConfig")}
 
 
 #: target name -> :class:`Target`, discovered from the target modules
@@ -138,14 +163,14 @@ def targets_for(precision: str) -> list[str]:
 
 
 #: targets whose int8 is a QDQ ONNX file made by ``quantize.quantize_onnx`` (``--keep-float`` applies)
-QDQ_TARGETS = ("onnx", "tensorrt")
+QDQ_TARGETS = tuple(name for name, t in TARGETS.items() if t.qdq_int8)
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     """What every target shares; target-only options go in ``config``. Bad values raise :class:`UsageError`."""
 
-    target: str = "onnx"
+    target: str = DEFAULT_TARGET
     ska: str | None = None  #: SKA lowering; None: the target's default
     imgsz: int | None = None  #: input size; None: the model's own (224 for names and checkpoints)
     batch: int = 1  #: static batch (the example batch when ``dynamic``)

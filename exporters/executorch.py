@@ -61,6 +61,7 @@ class ExecuTorchConfig(TargetConfig):
     requires = ("torch", "executorch")
     extra = "lsnet-deploy[executorch]"
     precisions = ("fp32", "int8")
+    notes = {"int8": "PT2E, XNNPACK"}
 
     threads: int | None = None  #: ExecuTorch's thread pool during the parity run (process-wide)
 

@@ -21,7 +21,7 @@ import io
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +54,13 @@ class LiteRTConfig(TargetConfig):
     requires = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
     extra = '"lsnet-deploy[litert-export]"'
     precisions = ("fp32", "fp16", "int8")
+    notes = {"int8": "ai-edge-quantizer static a8w8"}
 
     threads: int | None = None  #: interpreter threads of the parity gate (default: one per core)
-    int8_io: bool = False  #: int8 input and output (``--int8`` only): for NPUs and the Edge TPU
+    #: int8 input and output (``--int8`` only): for NPUs and the Edge TPU
+    int8_io: bool = field(default=False, metadata={
+        "flag": "--int8-io", "help": "litert --int8: int8 input and output (NPUs, the Edge TPU); default float, "
+                                     "quantized inside the file."})
 
     def check(self) -> None:
         if self.threads is not None and self.threads < 1:

@@ -27,6 +27,8 @@ class OnnxConfig(TargetConfig):
     requires = ("onnx", "onnxruntime")
     extra = '"lsnet-deploy[export]"'
     precisions = ("fp32", "fp16", "int8")  #: int8: QDQ (exporters/quantize.py)
+    notes = {"fp16": "typed, GroupNorm/softmax/SKA fp32, fp32 I/O", "int8": "QDQ"}
+    qdq_int8 = True
 
 
 def check(options: ExportOptions) -> None:

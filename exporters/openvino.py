@@ -48,6 +48,8 @@ class OpenVINOConfig(TargetConfig):
     extra = "lsnet-deploy[openvino]"
     precisions = ("fp32", "fp16", "int8", "bf16")  #: bf16: f32 weights, bf16 compute (AVX512-BF16/AMX)
     partners = ("{stem}.bin",)  #: the weights beside the ``.xml``
+    notes = {"fp16": "compressed weights, f32 compute on CPU", "int8": "NNCF",
+             "bf16": "needs AVX512-BF16 or AMX; see `doctor`"}
 
     threads: int | None = None  #: CPU threads of the parity and int8-latency runs (default: OpenVINO's)
 

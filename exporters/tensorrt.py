@@ -63,13 +63,20 @@ class TensorRTConfig(TargetConfig):
     extra = "lsnet-deploy[tensorrt]"
     precisions = ("fp32", "fp16", "int8")
     partners = ("{name}.json",)  #: the sidecar (``runtime.tensorrt.sidecar_path``)
+    notes = {"fp16": "built from the typed fp16 ONNX",
+             "int8": "s8 QDQ, strongly typed; the entropy calibrator on DLA / TensorRT 8"}
+    qdq_int8 = True
 
     profile: tuple[int, int, int] | None = None  #: (min, opt, max) batch; None: from ``batch``/``dynamic``
-    workspace_gib: float = 4.0  #: builder workspace
+    workspace_gib: float = field(default=4.0, metadata={  # builder workspace
+        "flag": "--workspace", "help": "TensorRT builder workspace in GiB (default 4)."})
     calib_batch: int = 8
     calib_cache: Path | None = None  #: default: <engine>.calib
-    timing_cache: Path | None = None  #: read if present, written after the build
-    dla_core: int | None = None  #: Jetson DLA core; layers DLA cannot run fall back to the GPU
+    timing_cache: Path | None = field(default=None, metadata={
+        "flag": "--timing-cache", "help": "TensorRT timing cache file (read if present, written after the build)."})
+    #: Jetson DLA core; layers DLA cannot run fall back to the GPU
+    dla_core: int | None = field(default=None, metadata={
+        "flag": "--dla", "help": "TensorRT: build for this Jetson DLA core."})
     int8_mode: str = "auto"  #: see INT8_MODES
 
     def check(self) -> None:

@@ -16,13 +16,13 @@ import warnings
 
 import typer
 
-from lsnet_deploy.commands import COMMANDS
+from lsnet_deploy.commands import APP_HELP, COMMANDS
 from lsnet_deploy.core import __version__
 from lsnet_deploy.core.errors import DeployWarning, LsnetDeployError, OutputError, UsageError, reason
 from lsnet_deploy.core.interrupt import quiet_stdout
 
 app = typer.Typer(name="lsnet-deploy", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Export LSNet to ONNX / OpenVINO / TensorRT, run it without torch, benchmark it, prove parity.")
+                  help=APP_HELP)
 _state = {"debug": False}
 
 

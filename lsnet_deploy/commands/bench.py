@@ -61,7 +61,7 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
     if precision is not None:
         from lsnet_deploy.workflows.ladder import LadderOptions
 
-        ladder_opts = LadderOptions(model, split_list(backend, "--backend") or ("onnxruntime", "openvino"),
+        ladder_opts = LadderOptions(model, split_list(backend, "--backend") or LadderOptions.backends,
                                     split_list(precision, "--precision"), data, calib_size, threads or 2, rounds,
                                     iters or 20)
         return bench_ladder(ladder_opts, json_path, md_path)

@@ -31,7 +31,10 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     note = "  (bf16/AMX: OpenVINO defaults to bf16 here; lsnet-deploy pins f32 for fp32 artifacts)" \
         if any("bf16" in f or "amx" in f for f in feats) else ""
     table.add_row("cpu features", (", ".join(feats) or "-") + note)
-    table.add_row("bf16 compute", "yes: export --target openvino --bf16, bench --precision bf16" if env["cpu_bf16"]
+    from lsnet_deploy.exporters.base import targets_for
+
+    bf16 = " or ".join(targets_for("bf16"))
+    table.add_row("bf16 compute", f"yes: export --target {bf16} --bf16, bench --precision bf16" if env["cpu_bf16"]
                   else "no (needs AVX512-BF16 or AMX-BF16): bf16 artifacts are refused here")
     table.add_row("int8 dot products", env["int8_isa"] + (
         ": exact 32-bit accumulation" if env["int8_vnni"] else

@@ -10,6 +10,7 @@ import typer
 from lsnet_deploy.commands.bench import PROVIDER_HELP, split_list
 from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.core.metadata import CROP_MODES, IMAGENET_MEAN, IMAGENET_STD, default_crop_pct
+from lsnet_deploy.runtime.engine import suffix_backends
 
 
 def flag_preprocessing(imgsz, crop_pct, crop_mode, interpolation, mean, std):
@@ -35,8 +36,9 @@ def flag_preprocessing(imgsz, crop_pct, crop_mode, interpolation, mean, std):
 
 
 def eval_command(
-    model: List[str] = typer.Option(..., "--model", "-m", help="Artifact (.onnx/.xml/.engine/.param), a foreign ONNX "
-                                    "classifier, or a checkpoint / model name (PyTorch). Repeat to compare."),
+    model: List[str] = typer.Option(..., "--model", "-m", help=f"Artifact ({'/'.join(suffix_backends())}), a "
+                                    "foreign ONNX classifier, or a checkpoint / model name (PyTorch). Repeat to "
+                                    "compare."),
     data: Path = typer.Option(..., "--data", help="ImageFolder tree (DIR/<class>/<image>) or a 'path,label' list."),
     batch: int = typer.Option(32, "--batch", help="Images decoded and run at a time."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate an evenly spread subset of N images."),

@@ -12,6 +12,7 @@ from rich.console import Console
 from lsnet_deploy.exporters.base import (
     DEFAULT_EXPORTER,
     DEFAULT_OPSET,
+    DEFAULT_TARGET,
     EXPORTERS,
     MAX_OPSET,
     MIN_OPSET,
@@ -19,6 +20,8 @@ from lsnet_deploy.exporters.base import (
     lowering_facts,
 )
 from lsnet_deploy.runtime.engine import BACKENDS
+
+from .declared import given, option_type, parameter_name, with_options
 
 _LOWERINGS = lowering_facts()
 _SKA_HELP = ("SKA lowering (default per target: " + ", ".join(f"{k} -> {t.default_ska}" for k, t in TARGETS.items())
@@ -29,29 +32,42 @@ _OPSET_HELP = (f"ONNX opset, {_LOW}..{MAX_OPSET}"
                          if f["min_opset"] > _LOW)
                + "".join(f"; --exporter {e}: {MIN_OPSET[e]}..{MAX_OPSET}" for e in EXPORTERS if e != DEFAULT_EXPORTER)
                + "; default " + ", ".join(f"{DEFAULT_OPSET[e]} ({e})" for e in EXPORTERS) + ".")
-_INT8_TARGETS = " or ".join(name for name, t in TARGETS.items() if "int8" in t.precisions)
+_QDQ = [name for name, t in TARGETS.items() if t.qdq_int8]
 
 
-#: target-only CLI flags: config field -> flag
-_FLAGS = {"workspace_gib": "--workspace", "timing_cache": "--timing-cache", "dla_core": "--dla",
-          "int8_io": "--int8-io"}
+def precision_help(precision: str) -> str:
+    """The targets that make ``precision`` and how (their ``notes``), e.g. ``--target onnx or openvino; onnx: QDQ``."""
+    return f"--target {' or '.join(n for n, t in TARGETS.items() if precision in t.precisions)}" + "".join(
+        f"; {name}: {t.notes[precision]}" for name, t in TARGETS.items() if precision in t.notes)
 
 
-def target_config(target: str, **flags):
-    """The target's config from the target-only flags that were given (``None``: not given); a flag the target
-    has no option for is a :class:`UsageError`, not silently dropped."""
-    from dataclasses import fields
+def _target_options() -> dict:
+    found: dict = {}
+    for target in TARGETS.values():
+        for option in target.options:
+            found.setdefault(option.flag, (option_type(option.type), option.help))
+    return found
 
+
+#: every target's own options, declared in its config class (``TargetOption``): flag -> (type, help), in target
+#: order; a flag two targets share is one option (the first one's help)
+TARGET_OPTIONS = _target_options()
+
+
+def target_config(target: str, flags: dict):
+    """The target's config from the target-only options that were given (``{parameter name: value}``, ``None``:
+    not given); an option the target has not is a :class:`UsageError`, not silently dropped."""
     from lsnet_deploy.core.errors import UsageError
 
-    given = {name: value for name, value in flags.items() if value is not None}
-    if not given or target not in TARGETS:
+    values = {flag: flags.get(parameter_name(flag)) for flag in TARGET_OPTIONS}
+    values = given(values)
+    if not values or target not in TARGETS:
         return None  # the target's defaults; ExportOptions names the targets
-    cls = TARGETS[target].config_class()
-    unknown = [_FLAGS[name] for name in given if name not in {f.name for f in fields(cls)}]
+    fields = {o.flag: o.field for o in TARGETS[target].options}
+    unknown = [flag for flag in values if flag not in fields]
     if unknown:
         raise UsageError(f"--target {target} takes no {', '.join(unknown)}")
-    return cls(**given)
+    return TARGETS[target].config_class()(**{fields[flag]: value for flag, value in values.items()})
 
 
 def weights_label(meta) -> str:
@@ -73,7 +89,7 @@ def export(
                                      "deterministic random weights."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint (.pth/.safetensors/hf:repo)."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes without --weights (default 1000)."),
-    target: str = typer.Option("onnx", "--target", "-t", help="Artifact format: " + ", ".join(
+    target: str = typer.Option(DEFAULT_TARGET, "--target", "-t", help="Artifact format: " + ", ".join(
         f"{name} ({'/'.join(BACKENDS[t.backend].suffixes)})" for name, t in TARGETS.items()) + "."),
     ska: Optional[str] = typer.Option(None, "--ska", help=_SKA_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: derived from model "
@@ -93,26 +109,18 @@ def export(
     opset: Optional[int] = typer.Option(None, "--opset", help=_OPSET_HELP),
     exporter: str = typer.Option(DEFAULT_EXPORTER, "--exporter", help=f"torch.onnx exporter: {', '.join(EXPORTERS)} "
                                  "(dynamo: torch.export-based, needs onnxscript; see docs/onnx_export.md)."),
-    half: bool = typer.Option(False, "--half", help="fp16 (ONNX: typed, GroupNorm/softmax/SKA fp32, fp32 I/O; "
-                              "OpenVINO: compressed weights, f32 compute on CPU; TensorRT: built from that ONNX)."),
-    int8: bool = typer.Option(False, "--int8", help=f"int8 post-training quantization calibrated on --data, gated "
-                              f"on held-out images (--target {_INT8_TARGETS}; onnx: QDQ; openvino: NNCF; tensorrt: "
-                              "s8 QDQ, strongly typed; the entropy calibrator on DLA / TensorRT 8)."),
-    bf16: bool = typer.Option(False, "--bf16", help="openvino: bf16 compute (needs AVX512-BF16 or AMX; "
-                              "see `doctor`), gated at cosine 0.999 and top-1 agreement."),
+    half: bool = typer.Option(False, "--half", help=f"fp16 ({precision_help('fp16')})."),
+    int8: bool = typer.Option(False, "--int8", help="int8 post-training quantization calibrated on --data, gated on "
+                              f"held-out images ({precision_help('int8')})."),
+    bf16: bool = typer.Option(False, "--bf16", help=f"bf16 compute ({precision_help('bf16')}), gated at cosine 0.999 "
+                              "and top-1 agreement."),
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder for int8 calibration and parity "
                                      "(default: synthetic images, with a warning)."),
     calib_size: int = typer.Option(300, "--calib-size", help="int8 calibration images."),
-    keep_float: Optional[List[str]] = typer.Option(None, "--keep-float", help="int8 QDQ (onnx, tensorrt): compute "
-                                                   "this module in float, e.g. blocks4 or blocks4.3.ffn (repeatable; "
-                                                   "more accuracy, less speed-up; see docs/precision.md)."),
-    workspace: Optional[float] = typer.Option(None, "--workspace", help="TensorRT builder workspace in GiB "
-                                           "(default 4)."),
-    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="TensorRT timing cache file "
-                                             "(read if present, written after the build)."),
-    dla: Optional[int] = typer.Option(None, "--dla", help="TensorRT: build for this Jetson DLA core."),
-    int8_io: Optional[bool] = typer.Option(None, "--int8-io", help="litert --int8: int8 input and output (NPUs, "
-                                           "the Edge TPU); default float, quantized inside the file."),
+    keep_float: Optional[List[str]] = typer.Option(None, "--keep-float", help=f"int8 QDQ ({', '.join(_QDQ)}): "
+                                                   "compute this module in float, e.g. blocks4 or blocks4.3.ffn "
+                                                   "(repeatable; more accuracy, less speed-up; see "
+                                                   "docs/precision.md)."),
     simplify: bool = typer.Option(False, "--simplify", help="Simplify the graph with onnxslim."),
     fuse: bool = typer.Option(True, "--fuse/--no-fuse", help="Reparameterize (fold BN and branches) first."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Parity gate vs PyTorch (on by default; "
@@ -123,16 +131,19 @@ def export(
                                             "(default fp32 0.99999, fp16 0.999)."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Text file with one class name per line."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    **target_options,
 ) -> None:
-    """Export LSNet to an artifact (--target: ONNX, OpenVINO IR, TensorRT engine, ncnn, LiteRT, ExecuTorch),
-    with SKA lowered for that runtime, and check it against PyTorch."""
+    """Export LSNet to an artifact (--target), with SKA lowered for that runtime, and check it against PyTorch."""
     _export(**locals())
 
 
+with_options(export, [(flag, kind, text) for flag, (kind, text) in TARGET_OPTIONS.items()], before="simplify")
+
+
 def _export(model: Optional[str], weights: Optional[str], num_classes: Optional[int], target: str,
-            labels: Optional[Path], keep_float: Optional[List[str]], workspace: Optional[float],
-            timing_cache: Optional[Path], dla: Optional[int], int8_io: Optional[bool], **shared) -> None:
-    """The command's work: ``shared`` are the flags named as :class:`ExportOptions` fields."""
+            labels: Optional[Path], keep_float: Optional[List[str]], target_options: dict, **shared) -> None:
+    """The command's work: ``shared`` are the flags named as :class:`ExportOptions` fields, ``target_options`` the
+    target-only ones (``TARGET_OPTIONS``)."""
     from dataclasses import replace
 
     from lsnet_deploy.core.errors import DeployWarning
@@ -143,8 +154,7 @@ def _export(model: Optional[str], weights: Optional[str], num_classes: Optional[
     options = ExportOptions(target=target, class_names=_labels(labels), keep_float=tuple(keep_float or ()),
                             **shared)
     preflight(options)  # before the target's config (its module imports torch): a typo costs milliseconds
-    config = target_config(target, workspace_gib=workspace, timing_cache=timing_cache, dla_core=dla,
-                           int8_io=int8_io)
+    config = target_config(target, target_options)
     options = replace(options, config=config)
     console, err = Console(), Console(stderr=True)
     if not options.validate:

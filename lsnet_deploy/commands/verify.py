@@ -8,12 +8,14 @@ from typing import Optional
 import typer
 
 from lsnet_deploy.commands.bench import PROVIDER_HELP
+from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
 
 
-def verify(artifact: Path = typer.Argument(..., help="Artifact (.onnx/.xml/.engine/.param) exported by lsnet-deploy."),
+def verify(artifact: Path = typer.Argument(..., help=f"Artifact ({'/'.join(suffix_backends())}) exported by "
+                                           "lsnet-deploy."),
            device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda, jetson (or an OpenVINO device)."),
-           backend: str = typer.Option("auto", "--backend", "-b", help="auto (from the file), onnxruntime, "
-                                       "openvino or tensorrt."),
+           backend: str = typer.Option("auto", "--backend", "-b", help="auto (from the file), "
+                                       f"{', '.join(BACKENDS)}."),
            threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the backend's)."),
            provider: str = typer.Option("auto", "--provider", help=PROVIDER_HELP),
            ) -> None:

@@ -40,14 +40,10 @@ def module_calls(folder: Path, variable: str, call: str) -> List[Tuple[str, Dict
     return found
 
 
-def class_attributes(folder: Path, marker: str, base: str = "",
-                     decorator: str = "") -> List[Tuple[str, str, Dict[str, Any]]]:
-    """``(module stem, class name, literal class attributes)`` of each top-level class deriving from ``base``
-    or decorated with ``decorator``, in modules whose text contains ``marker``.
-
-    Class attributes are the plain ``name = literal`` assignments of the class body (dataclass
-    fields, which carry annotations, are left out)."""
-    found = []
+def _classes(folder: Path, marker: str, base: str = "",
+             decorator: str = "") -> Iterator[Tuple[str, ast.ClassDef]]:
+    """``(module stem, class node)`` of each top-level class deriving from ``base`` or decorated with ``decorator``,
+    in modules whose text contains ``marker``."""
     for stem, tree in _modules(folder, marker):
         for node in tree.body:
             if not isinstance(node, ast.ClassDef):
@@ -55,8 +51,52 @@ def class_attributes(folder: Path, marker: str, base: str = "",
             bases = [getattr(b, "id", None) for b in node.bases]
             decorators = [getattr(d, "id", None) for d in node.decorator_list]
             if (base and base in bases) or (decorator and decorator in decorators):
-                attrs = {t.id: _literal(item.value, f"{stem}.{node.name}.{t.id}")
-                         for item in node.body if isinstance(item, ast.Assign)
-                         for t in item.targets if isinstance(t, ast.Name)}
-                found.append((stem, node.name, attrs))
+                yield stem, node
+
+
+def class_attributes(folder: Path, marker: str, base: str = "",
+                     decorator: str = "") -> List[Tuple[str, str, Dict[str, Any]]]:
+    """``(module stem, class name, literal class attributes)`` of each top-level class deriving from ``base``
+    or decorated with ``decorator``, in modules whose text contains ``marker``.
+
+    Class attributes are the plain ``name = literal`` assignments of the class body (dataclass
+    fields, which carry annotations, are left out)."""
+    return [(stem, node.name, {t.id: _literal(item.value, f"{stem}.{node.name}.{t.id}")
+                               for item in node.body if isinstance(item, ast.Assign)
+                               for t in item.targets if isinstance(t, ast.Name)})
+            for stem, node in _classes(folder, marker, base, decorator)]
+
+
+def _metadata(item: ast.AnnAssign, where: str) -> Dict[str, Any]:
+    """The literal ``metadata=`` of a field declared ``name: type = field(..., metadata={...})``; ``{}`` if none."""
+    call = item.value
+    if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "field"):
+        return {}
+    return next((_literal(k.value, where) for k in call.keywords if k.arg == "metadata"), {})
+
+
+def field_options(folder: Path, marker: str, base: str) -> List[Tuple[str, str, List[Dict[str, Any]]]]:
+    """``(module stem, class name, options)`` of each top-level class deriving from ``base``: its dataclass fields
+    whose ``field(metadata=...)`` is a literal dict with a ``"flag"``, each as that dict plus ``field`` (the name)
+    and ``type`` (the annotation's source text, e.g. ``"Path | None"``), in declaration order."""
+    found = []
+    for stem, node in _classes(folder, marker, base):
+        options = []
+        for item in node.body:
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                meta = _metadata(item, f"{stem}.{node.name}.{item.target.id}")
+                if "flag" in meta:
+                    options.append({**meta, "field": item.target.id, "type": _source(item.annotation)})
+        found.append((stem, node.name, options))
     return found
+
+
+def _source(node: ast.AST) -> str:
+    """An annotation's text: a name, a dotted name, a string, or ``X | Y`` of those (Python 3.8 has no unparse)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return f"{_source(node.left)} | {_source(node.right)}"
+    if isinstance(node, ast.Attribute):
+        return f"{_source(node.value)}.{node.attr}"
+    if isinstance(node, ast.Constant):
+        return str(node.value)
+    return getattr(node, "id", type(node).__name__)

@@ -21,13 +21,8 @@ from lsnet_deploy.core.errors import LsnetDeployError, UsageError
 from lsnet_deploy.core.parity import compare_outputs
 
 PRECISIONS = ("fp32", "bf16", "int8")
-#: (backend, precision) -> ExportOptions fields; ``openvino``/``int8-qdq`` runs the onnxruntime int8 file
-EXPORTS = {("onnxruntime", "fp32"): {"target": "onnx"}, ("onnxruntime", "int8"): {"target": "onnx", "int8": True},
-           ("openvino", "fp32"): {"target": "openvino"}, ("openvino", "bf16"): {"target": "openvino", "bf16": True},
-           ("openvino", "int8"): {"target": "openvino", "int8": True}, ("ncnn", "fp32"): {"target": "ncnn"},
-           ("litert", "fp32"): {"target": "litert"}, ("litert", "int8"): {"target": "litert", "int8": True},
-           ("executorch", "fp32"): {"target": "executorch"},
-           ("executorch", "int8"): {"target": "executorch", "int8": True}}
+#: precision -> its ExportOptions flag (fp32: none)
+PRECISION_FLAGS = {"fp16": "half", "int8": "int8", "bf16": "bf16"}
 NO_KERNELS = "no bf16 CPU kernels for this model in onnxruntime (bf16 runs in OpenVINO)"
 
 
@@ -99,6 +94,17 @@ def held_out_images(options: LadderOptions, meta) -> tuple[np.ndarray, np.ndarra
     return load_files(held, meta), labels
 
 
+def export_fields(backend: str, precision: str) -> dict | None:
+    """The ExportOptions fields of the ``(backend, precision)`` artifact: the target whose artifact ``backend`` runs
+    and that makes ``precision`` (``exporters.TARGETS``); ``None``: no target does."""
+    from lsnet_deploy.exporters import TARGETS
+
+    target = next((n for n, t in TARGETS.items() if t.backend == backend and precision in t.precisions), None)
+    if target is None:
+        return None
+    return {"target": target, **({PRECISION_FLAGS[precision]: True} if precision in PRECISION_FLAGS else {})}
+
+
 def skip_reason(backend: str, precision: str, fields: dict | None) -> str | None:
     """Why the pair cannot be exported here (the target's own reason where it declares one); ``None``: it can."""
     from lsnet_deploy.core import probes
@@ -119,7 +125,7 @@ def export_all(options: LadderOptions, folder: Path, ladder: Ladder) -> dict[tup
     results = {}
     for backend in options.backends:
         for precision in options.precisions:
-            fields = EXPORTS.get((backend, precision))
+            fields = export_fields(backend, precision)
             reason = skip_reason(backend, precision, fields)
             if reason is None:
                 out = folder / f"{backend}_{precision}{TARGETS[fields['target']].suffix}"
@@ -134,14 +140,19 @@ def export_all(options: LadderOptions, folder: Path, ladder: Ladder) -> dict[tup
 
 
 def open_engines(results: dict, options: LadderOptions, stack) -> dict[tuple[str, str], object]:
-    """An engine per artifact (plus OpenVINO on the onnxruntime int8 QDQ file: ``int8-qdq``)."""
-    from lsnet_deploy.runtime import load
+    """An engine per artifact, plus ``(other, "int8-qdq")`` where another backend asked for runs a QDQ int8 file
+    (``Backend.also_runs``: OpenVINO on the onnxruntime int8 file)."""
+    from lsnet_deploy.exporters import TARGETS
+    from lsnet_deploy.runtime import BACKENDS, load
 
     engines = {key: stack.enter_context(load(r.path, key[0], threads=options.threads)) for key, r in results.items()}
-    if ("onnxruntime", "int8") in results and "openvino" in options.backends:
-        qdq = results["onnxruntime", "int8"].path
-        engines["openvino", "int8-qdq"] = stack.enter_context(load(qdq, "openvino", threads=options.threads))
-        results["openvino", "int8-qdq"] = results["onnxruntime", "int8"]
+    qdq = [(backend, r) for (backend, precision), r in list(results.items())
+           if precision == "int8" and TARGETS[export_fields(backend, precision)["target"]].qdq_int8]
+    for made_by, result in qdq:
+        for other in options.backends:
+            if other != made_by and other in BACKENDS and BACKENDS[other].runs(result.path):
+                engines[other, "int8-qdq"] = stack.enter_context(load(result.path, other, threads=options.threads))
+                results[other, "int8-qdq"] = result
     return engines
 
 
@@ -166,7 +177,7 @@ def run_ladder(options: LadderOptions) -> Ladder:
         logits = {key: np.concatenate([e(images[i:i + 1]) for i in range(len(images))]) for key, e in engines.items()}
         stats = interleaved({"eager": eager, **engines}, images[:1], options.rounds, options.iters)
     for (backend, precision), result in results.items():
-        fp32 = (backend, "fp32") if (backend, "fp32") in results else ("onnxruntime", "fp32")
+        fp32 = (backend, "fp32") if (backend, "fp32") in results else next(k for k in results if k[1] == "fp32")
         parity = compare_outputs(logits[backend, precision], logits[fp32])
         s = stats[backend, precision]
         ladder.rows.append(LadderRow(

@@ -29,7 +29,9 @@ def plan(opts: BenchOptions, folder: Path, report: BenchReport) -> Plan:
         raise BackendMissingError(f"--model {opts.model} is not an artifact, and exporting it needs torch: "
                                   'pip install "lsnet-deploy[export]"')
     backends = [b for b in opts.backends if b != TORCH]
-    return export_artifacts(opts, backends if opts.backends else ["onnxruntime"], folder, report)
+    from lsnet_deploy.exporters.base import DEFAULT_TARGET, TARGETS
+
+    return export_artifacts(opts, backends if opts.backends else [TARGETS[DEFAULT_TARGET].backend], folder, report)
 
 
 def target_for(backend: str) -> str | None:
@@ -52,11 +54,14 @@ def export_artifacts(opts: BenchOptions, backends: list[str], folder: Path, repo
         return export(opts.model, ExportOptions(target=target, imgsz=opts.imgsz, dynamic=True, validate=False,
                                                 output=folder / name, overwrite=True))
 
-    onnx = export_to("onnx")
+    from lsnet_deploy.exporters.base import DEFAULT_TARGET
+
+    onnx = export_to(DEFAULT_TARGET)
     artifacts: dict[str, Path] = {}
     for backend in backends:
         target = target_for(backend)
-        if target == "onnx" or (target is None and BACKENDS[backend].runs(onnx.path)):  # e.g. OpenVINO reads ONNX
+        # e.g. OpenVINO reads ONNX
+        if target == DEFAULT_TARGET or (target is None and BACKENDS[backend].runs(onnx.path)):
             artifacts[backend] = onnx.path
         elif target is None:
             report.skipped.append(Skipped(backend, None, f"no {backend} exporter in this build"))

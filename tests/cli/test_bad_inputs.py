@@ -50,7 +50,7 @@ EXIT = {UsageError: 2, InputError: 3, BackendMissingError: 4, ParityError: 5, Ou
 
 
 @pytest.fixture(scope="module")
-def f(tmp_path_factory) -> SimpleNamespace:
+def bad_files(tmp_path_factory) -> SimpleNamespace:
     """Every bad (and good) input file, made once."""
     d = tmp_path_factory.mktemp("bad_inputs")
     noise = np.random.default_rng(8).bytes
@@ -100,7 +100,7 @@ def f(tmp_path_factory) -> SimpleNamespace:
 @dataclass(frozen=True)
 class Case:
     id: str
-    argv: tuple[str, ...]  #: ``{name}`` fields are paths from the ``f`` fixture; ``{out}`` a fresh output path
+    argv: tuple[str, ...]  #: ``{name}`` fields: paths from the ``bad_files`` fixture; ``{out}``: a fresh output path
     error: type[LsnetDeployError]
     message: str  #: must appear in the CLI line and in the API error
     api: Callable[[SimpleNamespace], object] | None  #: the same mistake through the Python API
@@ -110,122 +110,125 @@ class Case:
 CASES = [
     # checkpoints
     Case("ckpt-missing", ("export", "-w", "{d}/gone.pth", "-o", "{out}"), InputError, "checkpoint not found",
-         lambda f: load_model(f.d / "gone.pth")),
+         lambda files: load_model(files.d / "gone.pth")),
     Case("ckpt-empty", ("export", "-w", "{empty_pth}", "-o", "{out}"), InputError, "checkpoint is empty",
-         lambda f: load_model(f.empty_pth)),
+         lambda files: load_model(files.empty_pth)),
     Case("ckpt-truncated", ("export", "-w", "{cut_pth}", "-o", "{out}"), InputError,
-         "not a readable PyTorch checkpoint", lambda f: load_model(f.cut_pth)),
+         "not a readable PyTorch checkpoint", lambda files: load_model(files.cut_pth)),
     Case("ckpt-random-bytes", ("export", "-w", "{noise_pth}", "-o", "{out}"), InputError,
-         "not a plain tensor checkpoint", lambda f: load_model(f.noise_pth)),
+         "not a plain tensor checkpoint", lambda files: load_model(files.noise_pth)),
     Case("ckpt-random-safetensors", ("info", "-w", "{noise_st}"), InputError, "not a readable safetensors file",
-         lambda f: load_model(f.noise_st)),
+         lambda files: load_model(files.noise_st)),
     Case("ckpt-not-a-state-dict", ("export", "-w", "{notsd_pth}", "-o", "{out}"), InputError,
-         "holds no state dict", lambda f: load_model(f.notsd_pth)),
+         "holds no state dict", lambda files: load_model(files.notsd_pth)),
     Case("ckpt-not-lsnet", ("info", "-w", "{other_pth}"), InputError, "not an LSNet checkpoint",
-         lambda f: load_model(f.other_pth)),
+         lambda files: load_model(files.other_pth)),
     Case("ckpt-other-variant", ("export", "-w", "{t2}", "--model", "lsnet_b", "-o", "{out}"), InputError,
-         "checkpoint looks like lsnet_t, not lsnet_b", lambda f: load_model(f.t2, variant="lsnet_b")),
+         "checkpoint looks like lsnet_t, not lsnet_b", lambda files: load_model(files.t2, variant="lsnet_b")),
     Case("ckpt-other-classes", ("export", "-w", "{t2}", "--num-classes", "10", "-o", "{out}"), InputError,
-         "checkpoint has 2 classes, not 10", lambda f: load_model(f.t2, num_classes=10)),
+         "checkpoint has 2 classes, not 10", lambda files: load_model(files.t2, num_classes=10)),
     # option values
     Case("model-unknown", ("compare", "lsnet_q", "lsnet_t"), UsageError, "unknown model 'lsnet_q'",
-         lambda f: load_source("lsnet_q")),
+         lambda files: load_source("lsnet_q")),
     Case("target-unknown", ("export", "--target", "coreml", "-o", "{out}"), UsageError,
-         "unknown target 'coreml'", lambda f: ExportOptions(target="coreml")),
+         "unknown target 'coreml'", lambda files: ExportOptions(target="coreml")),
     Case("ska-unknown", ("export", "--ska", "winograd", "-o", "{out}"), UsageError,
-         "unknown SKA lowering 'winograd'", lambda f: export("lsnet_t", ExportOptions(ska="winograd"))),
+         "unknown SKA lowering 'winograd'", lambda files: export("lsnet_t", ExportOptions(ska="winograd"))),
     Case("device-unknown", ("predict", "-m", "{art}", "{img}", "--device", "fpga"), UsageError,
-         "unknown device 'fpga'", lambda f: runtime.load(f.art, device="fpga")),
+         "unknown device 'fpga'", lambda files: runtime.load(files.art, device="fpga")),
     Case("backend-unknown", ("predict", "-m", "{art}", "{img}", "--backend", "caffe2"), UsageError,
-         "unknown backend 'caffe2'", lambda f: runtime.load(f.art, backend="caffe2")),
+         "unknown backend 'caffe2'", lambda files: runtime.load(files.art, backend="caffe2")),
     Case("imgsz-not-multiple-of-32", ("export", "--imgsz", "200", "-o", "{out}"), UsageError,
-         "multiple of 32, got 200", lambda f: ExportOptions(imgsz=200)),
+         "multiple of 32, got 200", lambda files: ExportOptions(imgsz=200)),
     Case("imgsz-too-small", ("info", "--imgsz", "16"), UsageError, "multiple of 32, got 16",
-         lambda f: build_model("lsnet_t", 10, 16)),
+         lambda files: build_model("lsnet_t", 10, 16)),
     Case("batch-negative", ("export", "--batch", "-2", "-o", "{out}"), UsageError, "--batch must be >= 1, got -2",
-         lambda f: ExportOptions(batch=-2)),
+         lambda files: ExportOptions(batch=-2)),
     Case("bench-batch-negative", ("bench", "-m", "{art}", "--batch", "2,-1"), UsageError,
-         "--batch sizes must be >= 1", lambda f: BenchOptions(str(f.art), batches=(2, -1)).check()),
+         "--batch sizes must be >= 1", lambda files: BenchOptions(str(files.art), batches=(2, -1)).check()),
     Case("bench-iters-zero", ("bench", "-m", "{art}", "--iters", "0"), UsageError, "--iters must be >= 1, got 0",
-         lambda f: BenchOptions(str(f.art), iters=0).check()),
+         lambda files: BenchOptions(str(files.art), iters=0).check()),
     Case("threads-zero", ("predict", "-m", "{art}", "{img}", "--threads", "0"), UsageError,
-         "threads must be >= 1, got 0", lambda f: runtime.load(f.art, threads=0)),
+         "threads must be >= 1, got 0", lambda files: runtime.load(files.art, threads=0)),
     Case("num-classes-zero", ("export", "--num-classes", "0", "-o", "{out}"), UsageError,
-         "num_classes must be >= 1, got 0", lambda f: build_model("lsnet_t", 0)),
+         "num_classes must be >= 1, got 0", lambda files: build_model("lsnet_t", 0)),
     # output paths
     Case("output-folder-missing", ("export", "-o", "{d}/a/b/m.onnx"), OutputError, "output folder does not exist",
-         lambda f: export("lsnet_t", ExportOptions(output=f.d / "a" / "b" / "m.onnx"))),
+         lambda files: export("lsnet_t", ExportOptions(output=files.d / "a" / "b" / "m.onnx"))),
     Case("output-folder-unwritable", ("export", "-o", "/proc/lsnet.onnx"), OutputError,
-         "output folder is not writable: /proc", lambda f: export("lsnet_t", ExportOptions(output="/proc/m.onnx"))),
+         "output folder is not writable: /proc", lambda files: export("lsnet_t", ExportOptions(output="/proc/m.onnx"))),
     Case("output-folder-read-only", ("export", "-o", "{d}/ro/m.onnx"), OutputError, "not writable",
-         lambda f: check_output(f.d / "ro" / "m.onnx"),
+         lambda files: check_output(files.d / "ro" / "m.onnx"),
          (pytest.mark.skipif(IS_ROOT, reason="root writes into read-only folders"),)),
     Case("output-is-a-directory", ("export", "-o", "{d}"), OutputError, "output path is a directory",
-         lambda f: export("lsnet_t", ExportOptions(output=f.d))),
+         lambda files: export("lsnet_t", ExportOptions(output=files.d))),
     Case("report-is-a-directory", ("bench", "-m", "{art}", "--csv", "{d}"), OutputError,
-         "output path is a directory", lambda f: check_output(f.d)),
+         "output path is a directory", lambda files: check_output(files.d)),
     Case("ir-path-not-xml", ("export", "-t", "openvino", "-o", "{out}"), UsageError,
          "--target openvino output path must end in .xml, got out.onnx",
-         lambda f: export("lsnet_t", ExportOptions(target="openvino", output=f.d / "out.onnx")), (needs_openvino,)),
+         lambda files: export("lsnet_t", ExportOptions(target="openvino", output=files.d / "out.onnx")),
+         (needs_openvino,)),
     Case("engine-sidecar-exists", ("export", "-t", "tensorrt", "-o", "{sidecar_engine}"), OutputError,
-         "output exists (pass --overwrite to replace it)", lambda f: export(
-             "lsnet_t", ExportOptions(target="tensorrt", output=f.sidecar_engine))),
+         "output exists (pass --overwrite to replace it)", lambda files: export(
+             "lsnet_t", ExportOptions(target="tensorrt", output=files.sidecar_engine))),
     Case("ir-bin-exists", ("export", "-t", "openvino", "-o", "{pair_xml}"), OutputError,
-         "output exists (pass --overwrite to replace it)", lambda f: export(
-             "lsnet_t", ExportOptions(target="openvino", output=f.pair_xml)), (needs_openvino,)),
+         "output exists (pass --overwrite to replace it)", lambda files: export(
+             "lsnet_t", ExportOptions(target="openvino", output=files.pair_xml)), (needs_openvino,)),
     # artifacts
     Case("onnx-random-bytes", ("predict", "-m", "{noise_onnx}", "{img}"), InputError, "not a loadable ONNX model",
-         lambda f: runtime.load(f.noise_onnx)),
+         lambda files: runtime.load(files.noise_onnx)),
     Case("onnx-truncated", ("bench", "-m", "{cut_onnx}"), InputError, "Protobuf parsing failed",
-         lambda f: runtime.load(f.cut_onnx)),
+         lambda files: runtime.load(files.cut_onnx)),
     Case("onnx-not-lsnet", ("predict", "-m", "{plain_onnx}", "{img}"), InputError,
-         "carries no lsnet-deploy metadata", lambda f: classify(runtime.load(f.plain_onnx), [open_image(f.img)])),
+         "carries no lsnet-deploy metadata",
+         lambda files: classify(runtime.load(files.plain_onnx), [open_image(files.img)])),
     Case("onnx-not-lsnet-compare", ("compare", "{plain_onnx}", "lsnet_t"), InputError,
          "carries no lsnet-deploy metadata", None),
     Case("onnx-unknown-custom-op", ("predict", "-m", "{custom_onnx}", "{img}"), InputError,
-         "evil.ops:Evil", lambda f: runtime.load(f.custom_onnx)),
+         "evil.ops:Evil", lambda files: runtime.load(files.custom_onnx)),
     Case("onnx-external-data-escapes", ("predict", "-m", "{escape_onnx}", "{img}"), InputError,
-         "escapes model directory", lambda f: runtime.load(f.escape_onnx)),
+         "escapes model directory", lambda files: runtime.load(files.escape_onnx)),
     Case("ir-without-bin", ("predict", "-m", "{nobin_xml}", "{img}"), InputError, "bin file cannot be found",
-         lambda f: runtime.load(f.nobin_xml), (needs_openvino,)),
+         lambda files: runtime.load(files.nobin_xml), (needs_openvino,)),
     Case("artifact-unknown-format", ("predict", "-m", "{notes}", "{img}"), InputError, "cannot tell the format",
-         lambda f: runtime.load(f.notes)),
+         lambda files: runtime.load(files.notes)),
     # images
     Case("image-truncated", ("predict", "-m", "{art}", "{cut_png}"), InputError, "cannot read image",
-         lambda f: open_image(f.cut_png)),
+         lambda files: open_image(files.cut_png)),
     Case("image-random-bytes", ("predict", "-m", "{art}", "{noise_jpg}"), InputError, "cannot identify image file",
-         lambda f: open_image(f.noise_jpg)),
+         lambda files: open_image(files.noise_jpg)),
     Case("image-tiny", ("predict", "-m", "{art}", "{img}", "{tiny_png}"), InputError,
-         "image is too small: 1x1 px", lambda f: open_image(f.tiny_png)),
+         "image is too small: 1x1 px", lambda files: open_image(files.tiny_png)),
     Case("image-float", ("predict", "-m", "{art}", "{float_tiff}"), InputError,
-         "floating-point images are not supported", lambda f: open_image(f.float_tiff)),
+         "floating-point images are not supported", lambda files: open_image(files.float_tiff)),
     Case("image-pattern-matches-nothing", ("predict", "-m", "{art}", "{d}/*.gif"), InputError, "no images match",
-         lambda f: find_images([f"{f.d}/*.gif"])),
+         lambda files: find_images([f"{files.d}/*.gif"])),
     Case("export-labels-not-utf8", ("export", "--labels", "{latin1_txt}", "-o", "{out}"), InputError,
          "is not UTF-8 text", None),
     Case("labels-not-utf8", ("predict", "-m", "{art}", "{img}", "--labels", "{latin1_txt}"), InputError,
-         "is not UTF-8 text", lambda f: read_labels(f.latin1_txt, 10)),
+         "is not UTF-8 text", lambda files: read_labels(files.latin1_txt, 10)),
     # backends and hardware
     Case("backend-not-installed", ("predict", "-m", "{fake_engine}", "{img}"), BackendMissingError,
-         "pip install lsnet-deploy[tensorrt]", lambda f: runtime.load(f.fake_engine),
+         "pip install lsnet-deploy[tensorrt]", lambda files: runtime.load(files.fake_engine),
          (pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed"),)),
     Case("export-backend-not-installed", ("export", "-t", "tensorrt", "-o", "{d}/m.engine"), BackendMissingError,
-         "pip install lsnet-deploy[tensorrt]", lambda f: export("lsnet_t", ExportOptions(target="tensorrt")),
+         "pip install lsnet-deploy[tensorrt]", lambda files: export("lsnet_t", ExportOptions(target="tensorrt")),
          (pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed"),)),
     Case("cuda-not-here", ("predict", "-m", "{art}", "{img}", "--device", "cuda"), BackendMissingError,
-         "needs CUDAExecutionProvider", lambda f: runtime.load(f.art, device="cuda"),
+         "needs CUDAExecutionProvider", lambda files: runtime.load(files.art, device="cuda"),
          (pytest.mark.skipif("CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
                              reason="this onnxruntime has CUDA"),)),
     Case("openvino-cuda-not-here", ("predict", "-m", "{art}", "{img}", "-b", "openvino", "-d", "cuda"),
          BackendMissingError, "OpenVINO has no device 'cuda'",
-         lambda f: runtime.load(f.art, backend="openvino", device="cuda"), (needs_openvino,)),
+         lambda files: runtime.load(files.art, backend="openvino", device="cuda"), (needs_openvino,)),
     Case("jetson-not-here", ("bench", "-m", "{art}", "--device", "jetson"), BackendMissingError,
-         "this is not a Jetson", lambda f: check_device("jetson"),
+         "this is not a Jetson", lambda files: check_device("jetson"),
          (pytest.mark.skipif(Path("/etc/nv_tegra_release").exists(), reason="this is a Jetson"),)),
     # parity
     Case("parity-gate-fails", ("export", "--num-classes", "2", "--imgsz", "32", "--rtol", "1e-30", "-o", "{out}"),
          ParityError, "failed the parity gate",
-         lambda f: export("lsnet_t", ExportOptions(imgsz=32, rtol=1e-30, output=f.d / "gate.onnx"), num_classes=2)),
+         lambda files: export("lsnet_t", ExportOptions(imgsz=32, rtol=1e-30, output=files.d / "gate.onnx"),
+                              num_classes=2)),
 ]
 
 
@@ -234,8 +237,8 @@ def _params(api: bool):
 
 
 @pytest.fixture
-def read_only_folder(f):
-    ro = f.d / "ro"
+def read_only_folder(bad_files):
+    ro = bad_files.d / "ro"
     ro.mkdir(exist_ok=True)
     ro.chmod(0o555)
     yield ro
@@ -247,21 +250,21 @@ def _files(folder: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("case", _params(api=False))
-def test_cli_prints_one_line_and_exits_with_the_class_code(case, f, tmp_path, capsys, read_only_folder):
-    before = _files(f.d)
-    argv = [a.format(**vars(f), out=tmp_path / "out.onnx") for a in case.argv]
+def test_cli_prints_one_line_and_exits_with_the_class_code(case, bad_files, tmp_path, capsys, read_only_folder):
+    before = _files(bad_files.d)
+    argv = [a.format(**vars(bad_files), out=tmp_path / "out.onnx") for a in case.argv]
     assert run(argv) == EXIT[case.error]
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert case.message in lines[0] and "Traceback" not in err
-    assert list(tmp_path.iterdir()) == [] and _files(f.d) == before  # nothing written, no temporaries
+    assert list(tmp_path.iterdir()) == [] and _files(bad_files.d) == before  # nothing written, no temporaries
 
 
 @pytest.mark.parametrize("case", _params(api=True))
-def test_api_raises_the_class(case, f, read_only_folder):
+def test_api_raises_the_class(case, bad_files, read_only_folder):
     with pytest.raises(case.error) as info:
-        case.api(f)
+        case.api(bad_files)
     assert case.message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -270,13 +273,13 @@ def test_the_matrix_is_big_enough():
     assert len({c.id for c in CASES}) == len(CASES) >= 30
 
 
-def test_debug_shows_the_traceback_of_an_input_error(f, capsys):
-    assert run(["--debug", "predict", "-m", str(f.art), str(f.d / "gone.jpg")]) == 3
+def test_debug_shows_the_traceback_of_an_input_error(bad_files, capsys):
+    assert run(["--debug", "predict", "-m", str(bad_files.art), str(bad_files.d / "gone.jpg")]) == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: image not found")
 
 
-def test_unexpected_exception_is_one_line_with_exit_1(f, capsys, monkeypatch):
+def test_unexpected_exception_is_one_line_with_exit_1(bad_files, capsys, monkeypatch):
     """A bug (not a user mistake) still gets one line, exit 1, and the traceback under --debug."""
     import lsnet_deploy.runtime as rt
 
@@ -284,12 +287,12 @@ def test_unexpected_exception_is_one_line_with_exit_1(f, capsys, monkeypatch):
         raise ZeroDivisionError("division by zero\nsecond line")
 
     monkeypatch.setattr(rt, "load", broken)
-    assert run(["predict", "-m", str(f.art), str(f.img)]) == 1
+    assert run(["predict", "-m", str(bad_files.art), str(bad_files.img)]) == 1
     err = capsys.readouterr().err
     assert err == ("error: internal error: ZeroDivisionError: division by zero second line "
                    "(rerun with --debug for the traceback)\n")
     with pytest.raises(ZeroDivisionError):
-        run(["--debug", "predict", "-m", str(f.art), str(f.img)])
+        run(["--debug", "predict", "-m", str(bad_files.art), str(bad_files.img)])
 
 
 # ---- images an edge camera or a dataset really produces: converted, not refused ----
@@ -307,16 +310,16 @@ def _save(path: Path, image: Image.Image) -> Path:
     ("16-bit", lambda: Image.fromarray(np.full((64, 80), 40000, np.uint16)), (156, 156, 156)),  # 40000/257
     ("16-bit-max", lambda: Image.fromarray(np.full((64, 80), 65535, np.uint16)), (255, 255, 255)),
 ])
-def test_other_image_modes_become_8bit_rgb(f, tmp_path, capsys, mode, make, pixel):
+def test_other_image_modes_become_8bit_rgb(bad_files, tmp_path, capsys, mode, make, pixel):
     path = _save(tmp_path / "im.png", make())
     image = open_image(path)
     assert image.mode == "RGB" and image.size == (80, 64)
     assert image.getpixel((5, 5)) == pixel
-    assert run(["predict", "-m", str(f.art), str(path), "-k", "1"]) == 0
+    assert run(["predict", "-m", str(bad_files.art), str(path), "-k", "1"]) == 0
     assert capsys.readouterr().out.startswith(str(path))
 
 
-def test_cmyk_jpeg_is_converted(f, tmp_path):
+def test_cmyk_jpeg_is_converted(bad_files, tmp_path):
     image = open_image(_save(tmp_path / "c.jpg", Image.new("CMYK", (64, 64), (0, 0, 0, 0))))
     assert image.mode == "RGB" and image.getpixel((3, 3)) == (255, 255, 255)
 
@@ -334,8 +337,8 @@ def test_labels_saved_by_windows_notepad_are_read(tmp_path):
     (np.zeros((64, 64, 4), np.uint8), r"\(H, W, 3\) uint8"),
     (np.zeros((64, 64, 3), np.uint16), r"\(H, W, 3\) uint8"),
 ])
-def test_bad_camera_frames(f, frame, message):
-    engine = runtime.load(f.art)
+def test_bad_camera_frames(bad_files, frame, message):
+    engine = runtime.load(bad_files.art)
     with pytest.raises(InputError, match=message):
         classify(engine, [frame])
 
@@ -363,21 +366,21 @@ def _with(value):
     (_with(-np.inf), "NaN or Inf"),
     (None, "numpy array, got NoneType"),
 ])
-def test_engine_refuses_bad_arrays(f, bad, message):
-    with runtime.load(f.art) as engine, pytest.raises(InputError, match=message):
+def test_engine_refuses_bad_arrays(bad_files, bad, message):
+    with runtime.load(bad_files.art) as engine, pytest.raises(InputError, match=message):
         engine(bad)
 
 
-def test_engine_accepts_strided_arrays(f):
+def test_engine_accepts_strided_arrays(bad_files):
     """Views (a BGR->RGB flip, Fortran order) are not errors: they are made contiguous."""
-    with runtime.load(f.art) as engine:
+    with runtime.load(bad_files.art) as engine:
         want = engine(np.ascontiguousarray(BATCH[:, ::-1]))
         np.testing.assert_array_equal(engine(BATCH[:, ::-1]), want)
         np.testing.assert_array_equal(engine(np.asfortranarray(BATCH[:, ::-1])), want)
 
 
-def test_calling_a_closed_engine_is_a_usage_error(f):
-    engine = runtime.load(f.art)
+def test_calling_a_closed_engine_is_a_usage_error(bad_files):
+    engine = runtime.load(bad_files.art)
     engine.close()
     engine.close()  # idempotent
     with pytest.raises(UsageError, match="is closed"):

@@ -138,7 +138,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def f(tmp_path_factory) -> SimpleNamespace:
+def matrix_files(tmp_path_factory) -> SimpleNamespace:
     """Inputs, good and bad, and odd output paths: made once."""
     d = tmp_path_factory.mktemp("matrix")
     noise = np.random.default_rng(15).bytes
@@ -165,17 +165,18 @@ def f(tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize("case", params(CASES))
-def test_one_line_the_class_code_and_nothing_left(case, f, tmp_path, capsys, monkeypatch):
-    if case.id == "export-output-is-a-device" and not f.null_onnx.exists():
+def test_one_line_the_class_code_and_nothing_left(case, matrix_files, tmp_path, capsys, monkeypatch):
+    if case.id == "export-output-is-a-device" and not matrix_files.null_onnx.exists():
         pytest.skip("no device node could be made here")
-    run_case(case, vars(f), tmp_path, capsys, monkeypatch, watched=f.d)
+    run_case(case, vars(matrix_files), tmp_path, capsys, monkeypatch, watched=matrix_files.d)
 
 
-def test_names_are_case_insensitive(f, capsys):
+def test_names_are_case_insensitive(matrix_files, capsys):
     from lsnet_deploy.runtime.bench import BenchOptions
 
-    assert run(["predict", "-m", str(f.art), str(f.img), "-b", "ONNXRuntime", "--device", "CPU", "-k", "1"]) == 0
-    assert capsys.readouterr().out.startswith(str(f.img))
+    assert run(["predict", "-m", str(matrix_files.art), str(matrix_files.img), "-b", "ONNXRuntime", "--device", "CPU",
+                "-k", "1"]) == 0
+    assert capsys.readouterr().out.startswith(str(matrix_files.img))
     opts = BenchOptions("m.onnx", device="CUDA", backends=("OpenVINO", "Torch"))
     assert (opts.device, opts.backends) == ("cuda", ("openvino", "torch"))
     assert (ExportOptions(target="OpenVINO", ska="Shift").target, ExportOptions(ska="DWConv").ska) == \

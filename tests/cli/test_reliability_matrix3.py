@@ -202,7 +202,7 @@ def _checkpoint(path: Path, name: str, value: float) -> Path:
 
 
 @pytest.fixture(scope="module")
-def f(tmp_path_factory) -> SimpleNamespace:
+def hostile_files(tmp_path_factory) -> SimpleNamespace:
     """The tiny artifact, its hostile copies, odd images and folders, bad checkpoints: made once."""
     d = tmp_path_factory.mktemp("matrix3")
     tiny = tiny_artifact(d / "tiny.onnx")
@@ -234,11 +234,11 @@ def f(tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize("case", params(CASES))
-def test_one_line_the_code_at_once_and_nothing_left(case, f, tmp_path, capsys, monkeypatch):
+def test_one_line_the_code_at_once_and_nothing_left(case, hostile_files, tmp_path, capsys, monkeypatch):
     sigterm = signal.getsignal(signal.SIGTERM)
     start = time.perf_counter()
     try:
-        run_case(case, vars(f), tmp_path, capsys, monkeypatch, watched=f.d)
+        run_case(case, vars(hostile_files), tmp_path, capsys, monkeypatch, watched=hostile_files.d)
     finally:
         signal.signal(signal.SIGTERM, sigterm)
     if case.code == 3 and case.argv[0] in ("predict", "verify", "bench", "eval"):
@@ -251,8 +251,8 @@ def test_the_matrix_is_big_enough_and_each_hostile_file_is_used():
     assert all(f"{{{name}}}" in used for name in [*PROPS, *GOLDEN, *SIDECARS])
 
 
-def test_the_untouched_tiny_artifact_passes(f, capsys):
-    assert cli.run(["verify", str(f.tiny)]) == 0 and "PASS" in capsys.readouterr().out
+def test_the_untouched_tiny_artifact_passes(hostile_files, capsys):
+    assert cli.run(["verify", str(hostile_files.tiny)]) == 0 and "PASS" in capsys.readouterr().out
 
 
 # --- image folders that predict must take in its stride
@@ -288,7 +288,7 @@ def test_an_unreadable_subfolder_is_one_line_not_a_silent_skip(loops):
         locked.chmod(0o755)
 
 
-def test_non_utf8_and_very_long_names_are_classified(f, tmp_path):
+def test_non_utf8_and_very_long_names_are_classified(hostile_files, tmp_path):
     """Printed as ``\\xNN`` (stdout, CSV), kept exactly in the JSON; no UnicodeEncodeError (it was exit 1)."""
     import subprocess
     import sys
@@ -296,7 +296,7 @@ def test_non_utf8_and_very_long_names_are_classified(f, tmp_path):
     odd = os.fsdecode(b"caf\xe9-" + b"n" * 200 + b".png")
     Image.fromarray(np.full((40, 40, 3), 60, np.uint8)).save(tmp_path / odd)
     exe = Path(sys.executable).with_name("lsnet-deploy")
-    done = subprocess.run([str(exe), "predict", "-m", str(f.tiny), str(tmp_path), "-k", "1", "--json",
+    done = subprocess.run([str(exe), "predict", "-m", str(hostile_files.tiny), str(tmp_path), "-k", "1", "--json",
                            str(tmp_path / "p.json"), "--csv", str(tmp_path / "p.csv")],
                           capture_output=True, timeout=120, env={**os.environ, "LC_ALL": "C.UTF-8"})
     assert done.returncode == 0 and done.stderr == b"", done.stderr
@@ -305,12 +305,12 @@ def test_non_utf8_and_very_long_names_are_classified(f, tmp_path):
 
 
 @pytest.mark.slow
-def test_thousands_of_images_stream_in_bounded_memory(f, tmp_path):
+def test_thousands_of_images_stream_in_bounded_memory(hostile_files, tmp_path):
     """2,000 images through predict_files: the memory held is one batch's, not the folder's."""
     for i in range(2000):
         Image.fromarray(np.full((24, 24, 3), i % 251, np.uint8)).save(tmp_path / f"{i:04d}.png")
     paths = find_images([tmp_path])
-    with runtime.load(f.tiny) as engine:
+    with runtime.load(hostile_files.tiny) as engine:
         tracemalloc.start()
         try:
             count = sum(1 for p in predict_files(engine, paths, 1) if not p.error)
@@ -321,11 +321,11 @@ def test_thousands_of_images_stream_in_bounded_memory(f, tmp_path):
     assert peak < 4 << 20, f"peak {peak / 2**20:.1f} MiB"  # all 2,000 inputs: 23 MiB of float32
 
 
-def test_many_images_through_the_cli_with_one_bad_one(f, tmp_path, capsys):
+def test_many_images_through_the_cli_with_one_bad_one(hostile_files, tmp_path, capsys):
     for i in range(300):
         Image.fromarray(np.full((24, 24, 3), i % 251, np.uint8)).save(tmp_path / f"{i:03d}.png")
-    (tmp_path / "150.png").write_bytes(f.half_png.read_bytes())
-    assert cli.run(["predict", "-m", str(f.tiny), str(tmp_path), "-k", "1"]) == 3
+    (tmp_path / "150.png").write_bytes(hostile_files.half_png.read_bytes())
+    assert cli.run(["predict", "-m", str(hostile_files.tiny), str(tmp_path), "-k", "1"]) == 3
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert out.count("\n  1.") == 299 and len(lines) == 1
@@ -335,7 +335,7 @@ def test_many_images_through_the_cli_with_one_bad_one(f, tmp_path, capsys):
 # --- one engine, several threads (the engine alone: tests/runtime/test_runtime_robustness.py)
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-def test_one_engine_from_several_threads_classifies_as_sequential_calls(f, tmp_path, backend):
+def test_one_engine_from_several_threads_classifies_as_sequential_calls(hostile_files, tmp_path, backend):
     """The image path (preprocessing, fixed-batch chunking with padding, top-k) from 4 threads at once."""
     pytest.importorskip(backend)
     fixed = tiny_artifact(tmp_path / "b2.onnx", batch=2)
