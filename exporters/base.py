@@ -303,6 +303,7 @@ class ExportResult:
     gate: Gate | None = None
     size_bytes: int = 0
     notes: tuple[str, ...] = ()  #: target-specific facts to show (int8 cost, trtexec line)
-    details: Any = None  #: the target's own facts (OpenVINO: the int8 report; TensorRT: the trtexec line)
+    #: the target's own facts: ``openvino.Int8Report``, ``tensorrt.BuildFacts``, ``executorch.Delegation``; None
+    details: object = None
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -31,7 +30,7 @@ Writer = Callable[[Sequence[Path]], "Built | None"]
 class Built:
     """What a writer learned while building: final metadata, extra notes, the target's own details."""
 
-    def __init__(self, metadata: ArtifactMetadata | None = None, notes: Sequence[str] = (), details: Any = None):
+    def __init__(self, metadata: ArtifactMetadata | None = None, notes: Sequence[str] = (), details: object = None):
         self.metadata, self.notes, self.details = metadata, tuple(notes), details
 
 

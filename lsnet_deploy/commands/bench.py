@@ -7,25 +7,11 @@ from typing import Optional
 
 import typer
 
-from lsnet_deploy.core.errors import UsageError
+from lsnet_deploy.commands.common import PROVIDER_HELP, split_list
 from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
 
 _SUFFIXES = "/".join(suffix_backends())
 #: ``--provider`` help, shared by bench, verify and eval
-PROVIDER_HELP = ("onnxruntime execution provider: auto (from --device), cpu, cuda or tensorrt (onnxruntime-gpu; "
-                 "cuda and tensorrt need --device cuda).")
-
-
-def split_list(text: Optional[str], option: str, cast=str) -> tuple:
-    """``"a,b"`` -> ``(a, b)``; :class:`UsageError` naming ``option`` when an item does not parse."""
-    if not text:
-        return ()
-    try:
-        return tuple(cast(item.strip()) for item in text.split(",") if item.strip())
-    except ValueError as e:
-        raise UsageError(f"{option}: expected a comma-separated list, got {text!r}") from e
-
-
 def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUFFIXES}), or a checkpoint / "
                                     "model name to export first (sweep mode)."),
           device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda or jetson."),

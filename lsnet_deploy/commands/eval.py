@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from lsnet_deploy.commands.bench import PROVIDER_HELP, split_list
+from lsnet_deploy.commands.common import PROVIDER_HELP, split_list
 from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.core.metadata import CROP_MODES, IMAGENET_MEAN, IMAGENET_STD, default_crop_pct
 from lsnet_deploy.runtime.engine import suffix_backends

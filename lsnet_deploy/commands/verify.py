@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from lsnet_deploy.commands.bench import PROVIDER_HELP
+from lsnet_deploy.commands.common import PROVIDER_HELP
 from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
 
 
@@ -24,7 +24,7 @@ def verify(artifact: Path = typer.Argument(..., help=f"Artifact ({'/'.join(suffi
     from rich.console import Console
 
     from lsnet_deploy import runtime
-    from lsnet_deploy.commands.compare import parity_table
+    from lsnet_deploy.commands.common import parity_table
     from lsnet_deploy.core.errors import ParityError
     from lsnet_deploy.runtime.golden import self_test
 

@@ -65,7 +65,7 @@ def test_free_memory_is_read_from_the_kernel():
 def test_bench_warns_before_allocating(monkeypatch, tmp_path):
     from lsnet_deploy.exporters import ExportOptions, export
     from lsnet_deploy.runtime.bench import BenchOptions
-    from lsnet_deploy.workflows.sweep import bench as run_bench
+    from lsnet_deploy.workflows.sweep import run_sweep as run_bench
 
     art = export("lsnet_t", ExportOptions(imgsz=32, dynamic=True, validate=False, output=tmp_path / "m.onnx"),
                  num_classes=3).path
