@@ -156,7 +156,7 @@ def host_tags(command: str, device: str, environment: Optional[dict] = None) -> 
     tags = {"lsnet.command": command, "lsnet.device": device, "lsnet.host": platform.node(),
             "lsnet.cpu": str(cpu.get("model")), "lsnet.cpu_flags": ",".join(cpu.get("features", [])),
             "lsnet.int8_isa": str(env.get("int8_isa") or doctor.int8_isa()),
-            "lsnet.gpu": str(env["cuda_gpu"] if "cuda_gpu" in env else doctor.cuda_gpu() or ""),
+            "lsnet.gpu": str((env.get("cuda_gpu") if "cuda_gpu" in env else doctor.cuda_gpu()) or ""),
             "lsnet.python": platform.python_version(), "lsnet.platform": platform.platform(),
             "lsnet.version": __version__, "mlflow.source.name": f"lsnet-deploy {command}",
             "mlflow.source.type": "LOCAL", "mlflow.user": user}

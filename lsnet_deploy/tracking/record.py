@@ -95,9 +95,14 @@ def enqueue(record: RunRecord, folder: Path) -> Path:
             copies.mkdir(exist_ok=True)
             shutil.copy2(f["path"], copies / Path(f["path"]).name)
             f["path"] = str(copies / Path(f["path"]).name)
+    enqueue_again(record, path)
+    return path
+
+
+def enqueue_again(record: RunRecord, path: Path) -> None:
+    """(Re)write a queued run's JSON file (after a failed ``runs sync``: with the partial run it left)."""
     text = json.dumps(asdict(record), indent=1, allow_nan=False) + "\n"
     write_report(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return path
 
 
 def queued(folder: Path) -> List[Path]:

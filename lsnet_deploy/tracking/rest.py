@@ -93,6 +93,11 @@ class RestStore:
                 raise
         return self.call("experiments/create", {"name": name})["experiment_id"] if create else None
 
+    def experiments(self) -> List[Tuple[str, str]]:
+        """``(id, name)`` of every active experiment."""
+        found = self.call("experiments/search", {"max_results": 1000}).get("experiments", [])
+        return [(e["experiment_id"], e["name"]) for e in found]
+
     def create_run(self, experiment_id: str, run_name: str, start_ms: int, tags: Dict[str, str]) -> Tuple[str, str]:
         """A new run: ``(run_id, artifact_uri)``."""
         info = self.call("runs/create", {"experiment_id": experiment_id, "run_name": run_name,

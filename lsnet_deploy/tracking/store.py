@@ -76,6 +76,9 @@ class MlflowStore:
             return found.experiment_id
         return self.client.create_experiment(name) if create else None
 
+    def experiments(self) -> List[Tuple[str, str]]:
+        return [(e.experiment_id, e.name) for e in self.client.search_experiments(max_results=1000)]
+
     def create_run(self, experiment_id: str, run_name: str, start_ms: int, tags: Dict[str, str]) -> Tuple[str, str]:
         run = self.client.create_run(experiment_id, start_time=start_ms, tags=tags, run_name=run_name)
         return run.info.run_id, run.info.artifact_uri
