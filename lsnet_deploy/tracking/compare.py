@@ -55,12 +55,14 @@ def rows_of(run: RunInfo) -> List[Row]:
 
 
 def pick_baseline(runs: List[RunInfo], spec: str) -> RunInfo:
-    """``RUN_ID`` (or a unique prefix), ``latest`` (the run before the newest) or ``KEY=VALUE`` (the newest run with
+    """``RUN_ID`` (or a unique prefix), ``latest`` (the run before the newest, of the newest's command) or ``KEY=VALUE`` (the newest run with
     that tag or param; ``KEY`` as given, or ``lsnet.KEY``/``lsnet.tag.KEY``). ``runs`` are newest first."""
     if spec == "latest":
-        if len(runs) < 2:
-            raise UsageError(f"--baseline latest needs two runs; {len(runs)} found")
-        return runs[1]
+        newest = runs[0].tags.get("lsnet.command") if runs else None
+        same = [run for run in runs if run.tags.get("lsnet.command") == newest]
+        if len(same) < 2:
+            raise UsageError(f"--baseline latest needs two runs of one command; {len(same)} found")
+        return same[1]
     if "=" in spec:
         k, _, v = spec.partition("=")
         keys = (k, f"lsnet.{k}", f"lsnet.tag.{k}")

@@ -135,8 +135,8 @@ class RestStore:
         out: List[RunInfo] = []
         token = None
         while len(out) < max_results:
-            body = {"experiment_ids": experiment_ids, "filter": filter_string, "order_by": ["attributes.start_time DESC"],
-                    "max_results": min(1000, max_results - len(out))}
+            body = {"experiment_ids": experiment_ids, "filter": filter_string,
+                    "order_by": ["attributes.start_time DESC"], "max_results": min(1000, max_results - len(out))}
             if token:
                 body["page_token"] = token
             page = self.call("runs/search", body)

@@ -1,0 +1,76 @@
+"""A real MLflow tracking server on 127.0.0.1 (SQLite backend store in a temp folder, a free port, one worker)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mlflow.server", reason="the MLflow server (the [dev] extra installs mlflow)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``mlflow server`` over ``folder/mlflow.db`` and ``folder/artifacts``; :meth:`stop` and :meth:`start` again
+    keep the store and the port."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port, self.process = folder, free_port(), None
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90) -> "Server":
+        argv = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db",
+                "--artifacts-destination", str(self.folder / "artifacts"), "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", "1"]
+        log = open(self.folder / "server.log", "ab")
+        self.process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"mlflow server not up in {timeout} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # the server's own process group (uvicorn's worker too)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A running server for the session (shared: tests use their own experiment names)."""
+    server = Server(tmp_path_factory.mktemp("mlflow_server")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of this test alone (to stop and restart)."""
+    server = Server(tmp_path).start()
+    yield server
+    server.stop()
