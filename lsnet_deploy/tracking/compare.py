@@ -55,8 +55,9 @@ def rows_of(run: RunInfo) -> List[Row]:
 
 
 def pick_baseline(runs: List[RunInfo], spec: str) -> RunInfo:
-    """``RUN_ID`` (or a unique prefix), ``latest`` (the run before the newest, of the newest's command) or ``KEY=VALUE`` (the newest run with
-    that tag or param; ``KEY`` as given, or ``lsnet.KEY``/``lsnet.tag.KEY``). ``runs`` are newest first."""
+    """``RUN_ID`` (or a unique prefix), ``latest`` (the run before the newest, of the newest's command) or
+    ``KEY=VALUE`` (the newest run with that tag or param; ``KEY`` as given, or ``lsnet.KEY``/``lsnet.tag.KEY``).
+    ``runs`` are newest first."""
     if spec == "latest":
         newest = runs[0].tags.get("lsnet.command") if runs else None
         same = [run for run in runs if run.tags.get("lsnet.command") == newest]

@@ -31,11 +31,17 @@ class Server:
         self.uri = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90) -> "Server":
+        return self.launch().wait(timeout)
+
+    def launch(self) -> "Server":
         argv = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db",
                 "--artifacts-destination", str(self.folder / "artifacts"), "--host", "127.0.0.1",
                 "--port", str(self.port), "--workers", "1"]
         log = open(self.folder / "server.log", "ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        return self
+
+    def wait(self, timeout: float) -> "Server":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -51,26 +57,18 @@ class Server:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)  # the server's own process group (uvicorn's worker too)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            os.killpg(self.process.pid, signal.SIGKILL)  # its own process group (uvicorn's worker too); SQLite
+            self.process.wait()  # commits each request, so nothing is lost
         self.process = None
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A running server for the session (shared: tests use their own experiment names)."""
-    server = Server(tmp_path_factory.mktemp("mlflow_server")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def own_server(tmp_path):
-    """A server of this test alone (to stop and restart)."""
-    server = Server(tmp_path).start()
-    yield server
-    server.stop()
+def mlflow_server(tmp_path_factory, small_export):
+    """A running server for the session (tests use their own experiment names); the 64 px export the tests
+    bench is made while it boots."""
+    server = Server(tmp_path_factory.mktemp("mlflow_server")).launch()
+    try:
+        small_export("unfold")
+        yield server.wait(90)
+    finally:
+        server.stop()
