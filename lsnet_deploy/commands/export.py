@@ -76,7 +76,7 @@ def export(
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes without --weights (default 1000)."),
     target: str = typer.Option("onnx", "--target", "-t", help="Artifact format: " + ", ".join(
         f"{name} ({'/'.join(BACKENDS[t.backend].suffixes)})" for name, t in TARGETS.items()) + "."),
-    ska: Optional[str] = typer.Option(None, "--ska", help=_SKA_HELP),
+    ska: Optional[str] = typer.Option(None, "--ska", help=_SKA_HELP), track_tag: Optional[List[str]] = TRACK_TAG,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: derived from model "
                                        "and options, e.g. lsnet_t_224_shift_b1_op17.onnx)."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size, a multiple of 32 (default: the "
@@ -107,8 +107,7 @@ def export(
     keep_float: Optional[List[str]] = typer.Option(None, "--keep-float", help="int8 QDQ (onnx, tensorrt): compute "
                                                    "this module in float, e.g. blocks4 or blocks4.3.ffn (repeatable; "
                                                    "more accuracy, less speed-up; see docs/precision.md)."),
-    workspace: Optional[float] = typer.Option(None, "--workspace", help="TensorRT builder workspace in GiB "
-                                           "(default 4)."),
+    workspace: Optional[float] = typer.Option(None, "--workspace", help="TensorRT builder workspace, GiB (default 4)."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="TensorRT timing cache file "
                                              "(read if present, written after the build)."),
     dla: Optional[int] = typer.Option(None, "--dla", help="TensorRT: build for this Jetson DLA core."),
@@ -125,7 +124,6 @@ def export(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Text file with one class name per line."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     track: Optional[str] = TRACK, experiment: Optional[str] = EXPERIMENT, track_artifact: bool = TRACK_ARTIFACT,
-    track_tag: Optional[List[str]] = TRACK_TAG,
 ) -> None:
     """Export LSNet to an artifact (--target: ONNX, OpenVINO IR, TensorRT engine, ncnn, LiteRT, ExecuTorch),
     with SKA lowered for that runtime, and check it against PyTorch."""

@@ -82,8 +82,8 @@ def _slower(cand: Dict[str, float], base: Dict[str, float], tolerance: float) ->
         "median_ci_high_ms", base.get("latency_median_ms"))
     if lo is None or hi is None or not lo > hi * (1 + tolerance):
         return None
-    return (f"slower: median {cand.get('latency_median_ms', lo):.3g} ms, CI low {lo:.3g} > baseline CI high "
-            f"{hi:.3g} +{tolerance:.0%}")
+    return (f"slower: median {cand.get('latency_median_ms', lo):.4g} ms, CI low {lo:.4g} > baseline CI high "
+            f"{hi:.4g} +{tolerance:.0%}")
 
 
 def judge(row: Row, base: Row, tolerance: float, accuracy_tolerance: float) -> List[str]:

@@ -18,11 +18,11 @@ from typing import Dict, List, Optional
 
 import typer
 
-from lsnet_deploy.errors import BackendMissingError, UsageError
+from lsnet_deploy.errors import UsageError
 
 from . import collect
 from .record import RunRecord, enqueue, now_ms, push, queue_folder
-from .store import TRACK_EXTRA, is_http, open_store, resolve_uri
+from .store import is_http, missing_client, open_store, resolve_uri
 
 #: seconds per request (``LSNET_TRACK_TIMEOUT``); a push gets five of them in all before it is queued
 TIMEOUT_ENV = "LSNET_TRACK_TIMEOUT"
@@ -55,8 +55,7 @@ class Tracker:
             return cls()
         uri = resolve_uri(track)
         if not is_http(uri) and importlib.util.find_spec("mlflow") is None:
-            raise BackendMissingError(f"--track {uri} needs the MLflow client: {TRACK_EXTRA} (or track to an "
-                                      "http(s):// server, which needs no extra)")
+            raise missing_client(uri)
         pairs = {}
         for tag in tags or []:
             k, sep, v = tag.partition("=")

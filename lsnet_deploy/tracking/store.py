@@ -49,6 +49,12 @@ def is_http(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+def missing_client(uri: str) -> BackendMissingError:
+    """The one line (exit 4) for a local store without MLflow's client."""
+    return BackendMissingError(f"--track {uri} needs the MLflow client: {TRACK_EXTRA} (Python >= 3.10; or track to an "
+                               "http(s):// server, which needs no extra)")
+
+
 def open_store(uri: str, deadline_s: Optional[float] = None):
     """The store for ``uri``; :class:`BackendMissingError` (exit 4) for a local store without the MLflow client."""
     if is_http(uri):
@@ -65,8 +71,7 @@ class MlflowStore:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
-            raise BackendMissingError(f"--track {uri} needs the MLflow client: {TRACK_EXTRA} "
-                                      "(or track to an http(s):// server, which needs no extra)") from None
+            raise missing_client(uri) from None
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
 
