@@ -128,8 +128,8 @@ def cells(row: Row) -> Dict[str, str]:
     where = t.get("lsnet.jetson") or t.get("lsnet.gpu") if t.get("lsnet.device") != "cpu" else t.get("lsnet.cpu")
     latency = "-" if "latency_median_ms" not in m else (
         f"{m['latency_median_ms']:.2f} [{_num(m.get('median_ci_low_ms'))}, {_num(m.get('median_ci_high_ms'))}]")
-    quality = next((f"{stat} {m[stat]:.4g}" for stat in ("top1", "parity_cosine", "parity_top1_agreement")
-                    if stat in m), "-")
+    quality = ("-" if not {"top1", "parity_cosine"} & set(m) else f"top-1 {100 * m['top1']:.2f} %" if "top1" in m
+               else f"cosine {m['parity_cosine']:.6f}")
     verdict = next((("pass" if m[v] else "FAIL") for v in VERDICTS if v in m), "-")
     return {"run": run.run_id[:8], "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime(run.start_ms / 1000)),
             "command": t.get("lsnet.command", "-"), "host": t.get("lsnet.host", "-"),

@@ -11,12 +11,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+from urllib.parse import urlparse
 
 from lsnet_deploy.errors import BackendMissingError
 
 #: MLflow 3.7+'s default store when no URI is set (``./mlruns`` before it)
 DEFAULT_URI = "sqlite:///mlflow.db"
 TRACK_EXTRA = 'pip install "lsnet-deploy[track]"'
+#: MLflow's opt-in for the file store (``./mlruns``, ``file:``), which it keeps in maintenance mode
+FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
 
 
 class TrackingError(Exception):
@@ -68,6 +71,10 @@ class MlflowStore:
     """The same interface as ``RestStore`` over MLflow's own client (local file and SQLite stores)."""
 
     def __init__(self, uri: str):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage pings from a measurement tool
+        if urlparse(uri).scheme in ("", "file") and os.environ.get(FILE_STORE_ENV, "").lower() not in ("1", "true"):
+            raise TrackingError(f"{uri}: MLflow 3.17+ refuses the file store unless {FILE_STORE_ENV}=true "
+                                f"(its default is {DEFAULT_URI})")
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:

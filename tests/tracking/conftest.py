@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # the server and the clients here: no usage pings
 pytest.importorskip("mlflow.server", reason="the MLflow server (the [dev] extra installs mlflow)")
 
 

@@ -12,8 +12,10 @@ import mlflow
 import pytest
 
 from lsnet_deploy.cli import run
-from lsnet_deploy.tracking import collect, compare, hook
+from lsnet_deploy.tracking import collect, compare, hook, store
 from lsnet_deploy.tracking.store import RunInfo
+
+from helpers import gradient_image
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +28,40 @@ def test_track_alone_writes_mlflows_default_local_store(artifact, tmp_path, monk
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert run(["verify", "--track", str(artifact)]) == 0  # --track alone, then the artifact: the default store
     assert "tracked: run " in capsys.readouterr().err
-    store = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    (got,) = store.search_runs([store.get_experiment_by_name("lsnet-deploy/lsnet_t").experiment_id])
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (got,) = client.search_runs([client.get_experiment_by_name("lsnet-deploy/lsnet_t").experiment_id])
     assert got.data.metrics["passed"] == 1.0 and got.data.tags["lsnet.command"] == "verify"
     assert got.data.metrics["parity_cosine"] > 0.99999 and got.data.params["input_size"] == "64"
     assert run(["runs", "--track", f"sqlite:///{tmp_path}/mlflow.db", "--baseline", got.info.run_id]) == 0
+
+
+def test_eval_track_to_a_file_store_matches_its_json(artifact, tmp_path, capsys, monkeypatch):
+    """``eval --track file:...``: every tracked number is the ``--json`` report's (MLflow's file store is opt-in)."""
+    for k, cls in enumerate(("clean", "dirty")):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(3):
+            gradient_image(tmp_path / "data" / cls / f"{i}.png", (60 + 7 * i + 20 * k, 50 + 5 * i))
+    uri = (tmp_path / "mlruns").as_uri()
+    argv = ["eval", "-m", str(artifact), "--data", str(tmp_path / "data"), "--json", str(tmp_path / "e.json"),
+            "--track", uri, "--experiment", "eval-local"]
+    monkeypatch.delenv(store.FILE_STORE_ENV, raising=False)
+    assert run(argv) == 0
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert f"refuses the file store unless {store.FILE_STORE_ENV}=true" in warning and "run queued in" in warning
+    monkeypatch.setenv(store.FILE_STORE_ENV, "true")
+    assert run(argv) == 0
+    doc = json.loads((tmp_path / "e.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (got,) = client.search_runs([client.get_experiment_by_name("eval-local").experiment_id])
+    m, label = doc["models"][0], artifact.stem
+    expected = {"top1": m["accuracy"], "macro_recall": m["macro_recall"], "roc_auc": m["binary"]["roc_auc"],
+                "class.dirty.recall": m["per_class"]["dirty"]["recall"],
+                "at_threshold.threshold": m["binary"]["at_threshold"]["threshold"]}
+    assert {k: got.data.metrics[f"{label}.{k}"] for k in expected} == expected
+    assert got.data.params["images"] == "6" and got.data.params[f"{label}.backend"] == "onnxruntime"
+    assert {a.path for a in client.list_artifacts(got.info.run_id, "reports")} == {"reports/e.json",
+                                                                                 "reports/eval.json"}
+    assert capsys.readouterr().err.startswith("tracked: run ")
 
 
 def test_a_local_store_without_the_extra_is_one_line_exit_4(artifact, monkeypatch, capsys):
