@@ -103,8 +103,13 @@ def send(record: RunRecord, queue: Path) -> Optional[str]:
                 store.timeout = timeout
             run_id = push(record, store)
     except Exception as e:  # noqa: BLE001 - an unreachable or failing store costs a warning, never the result
-        path = enqueue(record, queue)
         why = " ".join(str(e).split())[:200] or type(e).__name__
+        try:
+            path = enqueue(record, queue)
+        except Exception as q:  # noqa: BLE001 - an unwritable queue folder: say so, keep the command's result
+            typer.echo(f"warning: tracking to {record.uri} failed ({why}) and the run could not be queued in "
+                       f"{queue} ({q}); the reports are the record", err=True)
+            return None
         typer.echo(f"warning: tracking to {record.uri} failed ({why}); run queued in {path}: "
                    f"lsnet-deploy runs sync --queue {queue}", err=True)
         return None

@@ -21,6 +21,7 @@ from lsnet_deploy.cli import run
 from lsnet_deploy.tracking import hook, rest
 
 from helpers import find_python38
+from mlflow_helpers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON38 = find_python38()
@@ -197,3 +198,33 @@ def test_the_stdlib_client_on_python_38(mlflow_server):
     got = client(mlflow_server).get_run(done.stdout.strip())
     assert got.data.metrics == {"x.median_ms": 1.25} and got.data.params == {"variant": "lsnet_t"}
     assert got.data.tags["lsnet.host"] == "jetson" and got.info.end_time == 3000
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_run_and_restarted_on_its_store(bench_json, tmp_path, capsys, monkeypatch):
+    """The process dies (SIGKILL) between creating the run and logging it; a new server on the same SQLite store
+    and port takes the queued run from ``runs sync``."""
+    server = Server(tmp_path).start()
+    artifact, out = bench_json[0], tmp_path / "reports"
+    out.mkdir()
+    create = rest.RestStore.create_run
+
+    def create_then_kill(self, *args, **kwargs):
+        made = create(self, *args, **kwargs)
+        server.stop()
+        return made
+
+    monkeypatch.setattr(rest.RestStore, "create_run", create_then_kill)
+    try:
+        assert run(bench_argv(artifact, out, server.uri, "killed")) == 0
+        monkeypatch.undo()
+        (warning,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: tracking")]
+        assert "Connection refused" in warning
+        assert run(["runs", "sync", "--queue", str(out / "lsnet-track-queue")]) == 4  # still down: kept
+        assert len(list((out / "lsnet-track-queue").glob("*.json"))) == 1
+        server.start()
+        assert run(["runs", "sync", "--queue", str(out / "lsnet-track-queue")]) == 0
+        (landed,) = runs_of(server, "killed")
+        assert_rows_logged(landed, json.loads((out / "b.json").read_text()))
+    finally:
+        server.stop()
