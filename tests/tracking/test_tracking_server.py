@@ -219,7 +219,7 @@ def test_a_server_killed_mid_run_and_restarted_on_its_store(bench_json, tmp_path
         assert run(bench_argv(artifact, out, server.uri, "killed")) == 0
         monkeypatch.undo()
         (warning,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: tracking")]
-        assert "Connection refused" in warning
+        assert "Connection re" in warning  # refused, or reset while the process died
         assert run(["runs", "sync", "--queue", str(out / "lsnet-track-queue")]) == 4  # still down: kept
         assert len(list((out / "lsnet-track-queue").glob("*.json"))) == 1
         server.start()
