@@ -85,16 +85,26 @@ def bench_params(doc: dict) -> Params:
     return out
 
 
+def _labels(models: list) -> list:
+    """Each eval model's metric prefix: its file stem (dots as ``_``), made unique by its position where two
+    stems agree."""
+    labels: list = []
+    for i, m in enumerate(models):
+        stem = key(Path(m["model"]).stem).replace(".", "_")  # a dot would split ``runs``' row key
+        labels.append(stem if stem not in labels else f"{stem}_{i}")
+    return labels
+
+
 def eval_params_metrics(doc: dict) -> Tuple[Params, Metrics]:
     """Per model (keyed by its file stem): top-1/top-5, macro and per-class precision/recall, AUCs, threshold
     report; agreement between models."""
     params: Params = {"data": str(doc.get("data")), "images": str(doc.get("images")),
                       "classes": str(len(doc.get("class_names", [])))}
     metrics: Metrics = {}
+    labels = _labels(doc.get("models", []))
     names = {}
-    for i, m in enumerate(doc.get("models", [])):
-        label = names[m["model"]] = key(Path(m["model"]).stem if i == 0 or Path(m["model"]).stem not in names.values()
-                                        else f"{Path(m['model']).stem}_{i}")
+    for label, m in zip(labels, doc.get("models", [])):
+        names.setdefault(m["model"], label)
         params.update({f"{label}.model": m["model"], f"{label}.backend": m["backend"],
                        f"{label}.precision": m["precision"], f"{label}.kind": m["kind"]})
         stats = {"top1": m.get("accuracy"), "top5": m.get("top5_accuracy"), "macro_precision": m.get("macro_precision"),

@@ -141,3 +141,17 @@ def test_bench_metrics_keys_and_values():
         "openvino.int8.b8.throughput": 3200.0, "openvino.int8.b8.parity_cosine": 0.991,
         "openvino.int8.b8.parity_ok": 1.0}
     assert collect.key("Schmutz/ä b") == "Schmutz/_ b"
+
+
+def test_eval_labels_are_unique_row_keys():
+    model = {"backend": "onnxruntime", "precision": "int8", "kind": "artifact", "per_class": {}}
+    doc = {"models": [{**model, "model": "a/lsnet_t.int8.onnx", "accuracy": 0.5},
+                      {**model, "model": "b/lsnet_t.int8.onnx", "accuracy": 0.25}],
+           "agreement": [{"a": "a/lsnet_t.int8.onnx", "b": "b/lsnet_t.int8.onnx", "top1_agreement": 0.75}]}
+    params, metrics = collect.eval_params_metrics(doc)
+    assert metrics == {"lsnet_t_int8.top1": 0.5, "lsnet_t_int8_1.top1": 0.25,
+                       "agreement.lsnet_t_int8~lsnet_t_int8_1": 0.75}
+    assert params["lsnet_t_int8_1.model"] == "b/lsnet_t.int8.onnx"
+    rows = compare.rows_of(RunInfo("r", tags={"lsnet.command": "eval"}, metrics=metrics))
+    assert [(r.key, r.metrics) for r in rows] == [("-", {"agreement.lsnet_t_int8~lsnet_t_int8_1": 0.75}),
+                                                  ("lsnet_t_int8", {"top1": 0.5}), ("lsnet_t_int8_1", {"top1": 0.25})]
