@@ -5,6 +5,7 @@ exit code; a server that stops in the middle of a run; the standard-library clie
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
 import platform
@@ -94,9 +95,15 @@ def test_bench_two_machines_then_a_slower_run_is_flagged(mlflow_server, bench_js
     assert_rows_logged(second, slow)
 
     table = out / "runs.json"
-    assert run(["runs", "--track", mlflow_server.uri, "--experiment", "two-machines", "--json", str(table)]) == 0
+    assert run(["runs", "--track", mlflow_server.uri, "--experiment", "two-machines", "--json", str(table),
+                "--csv", str(out / "runs.csv"), "--md", str(out / "runs.md")]) == 0
     rows = json.loads(table.read_text())
     assert {r["tags"]["lsnet.host"] for r in rows} == {first.data.tags["lsnet.host"], "orin-01"}
+    lines = list(csv.DictReader((out / "runs.csv").open()))
+    assert [(r["host"], r["row"], float(r["latency_median_ms"])) for r in lines] == [
+        (host, f"{x['backend']}.fp32.b1", x["latency_ms"]["median"])
+        for host, d in (("orin-01", slow), (first.data.tags["lsnet.host"], doc)) for x in d["results"]]
+    assert (out / "runs.md").read_text().count("| orin-01 |") == len(doc["results"])
     assert run(["runs", "--track", mlflow_server.uri, "--experiment", "two-machines", "--baseline",
                 first.info.run_id[:10], "--json", str(table)]) == 5
     flagged = {r["row"]: r["regressions"] for r in json.loads(table.read_text()) if r["regressions"]}
