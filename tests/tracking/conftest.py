@@ -9,6 +9,8 @@ import pytest
 from mlflow_helpers import Server
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # the server and the clients here: no usage pings
+# a loaded CI machine can keep the test server busy past the 3 s default: tests of the timeouts set their own
+os.environ.setdefault("LSNET_TRACK_TIMEOUT", "30")
 pytest.importorskip("mlflow.server", reason="the MLflow server (the [dev] extra installs mlflow)")
 
 
