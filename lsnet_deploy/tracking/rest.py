@@ -26,7 +26,7 @@ from .store import RunInfo, TrackingError, TrackingUnreachable
 API = "/api/2.0/mlflow/"
 ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts/"
 #: MLflow's per-request limits of ``runs/log-batch``
-BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}
+BATCH_LIMITS = {"metrics": 800, "params": 100, "tags": 100}  # and 1000 entries in all
 #: seconds per request (connect, and each read)
 DEFAULT_TIMEOUT = 3.0
 
@@ -45,9 +45,13 @@ def _pairs(mapping: Dict[str, str]) -> List[Dict[str, str]]:
     return [{"key": k, "value": str(v)} for k, v in mapping.items()]
 
 
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def batches(params: list, tags: list, metrics: list) -> Iterable[Dict[str, list]]:
+    """``{"params", "tags", "metrics"}`` slices within MLflow's ``log-batch`` limits (one request for a usual run)."""
+    n = max(-(-len(params) // BATCH_LIMITS["params"]), -(-len(tags) // BATCH_LIMITS["tags"]),
+            -(-len(metrics) // BATCH_LIMITS["metrics"]))
+    for i in range(n):
+        yield {kind: items[i * BATCH_LIMITS[kind]:(i + 1) * BATCH_LIMITS[kind]]
+               for kind, items in (("params", params), ("tags", tags), ("metrics", metrics))}
 
 
 class RestStore:
@@ -107,12 +111,10 @@ class RestStore:
     def log_batch(self, run_id: str, params: Dict[str, str], tags: Dict[str, str], metrics: Dict[str, float],
                   timestamp_ms: int) -> None:
         """Everything in as few ``log-batch`` requests as MLflow's limits allow."""
-        entries = {"params": _pairs(params), "tags": _pairs(tags),
-                   "metrics": [{"key": k, "value": float(v), "timestamp": timestamp_ms, "step": 0}
-                               for k, v in metrics.items()]}
-        for kind, items in entries.items():
-            for chunk in _chunks(items, BATCH_LIMITS[kind]):
-                self.call("runs/log-batch", {"run_id": run_id, kind: chunk})
+        entries = batches(_pairs(params), _pairs(tags), [{"key": k, "value": float(v), "timestamp": timestamp_ms,
+                                                          "step": 0} for k, v in metrics.items()])
+        for batch in entries:
+            self.call("runs/log-batch", {"run_id": run_id, **batch})
 
     def end_run(self, run_id: str, status: str, end_ms: int) -> None:
         self.call("runs/update", {"run_id": run_id, "status": status, "end_time": end_ms})

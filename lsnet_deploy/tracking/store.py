@@ -99,14 +99,12 @@ class MlflowStore:
                   timestamp_ms: int) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
-        from .rest import BATCH_LIMITS
+        from .rest import batches
 
-        entries = {"params": [Param(k, str(v)) for k, v in params.items()],
-                   "tags": [RunTag(k, str(v)) for k, v in tags.items()],
-                   "metrics": [Metric(k, float(v), timestamp_ms, 0) for k, v in metrics.items()]}
-        for kind, items in entries.items():
-            for i in range(0, len(items), BATCH_LIMITS[kind]):
-                self.client.log_batch(run_id, **{kind: items[i:i + BATCH_LIMITS[kind]]})
+        for batch in batches([Param(k, str(v)) for k, v in params.items()],
+                             [RunTag(k, str(v)) for k, v in tags.items()],
+                             [Metric(k, float(v), timestamp_ms, 0) for k, v in metrics.items()]):
+            self.client.log_batch(run_id, **batch)
 
     def end_run(self, run_id: str, status: str, end_ms: int) -> None:
         self.client.set_terminated(run_id, status, end_ms)

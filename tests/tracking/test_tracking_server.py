@@ -235,3 +235,14 @@ def test_a_server_killed_mid_run_and_restarted_on_its_store(bench_json, tmp_path
         assert_rows_logged(landed, json.loads((out / "b.json").read_text()))
     finally:
         server.stop()
+
+
+def test_log_batch_beyond_mlflows_limits(mlflow_server):
+    """150 params and 1700 metrics: three requests (100 + 800, 50 + 800, 100), all of it read back."""
+    store = rest.RestStore(mlflow_server.uri)
+    run_id, _ = store.create_run(store.experiment_id("limits"), "limits", 1000, {})
+    params = {f"p{i}": str(i) for i in range(150)}
+    metrics = {f"m{i}": i / 7 for i in range(1700)}
+    store.log_batch(run_id, params, {"t": "x"}, metrics, 2000)
+    got = client(mlflow_server).get_run(run_id).data
+    assert got.params == params and got.metrics == metrics and got.tags["t"] == "x"
