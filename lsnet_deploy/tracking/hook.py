@@ -93,9 +93,18 @@ class Tracker:
         return record
 
 
+def request_timeout(default: float = 3.0) -> float:
+    """``LSNET_TRACK_TIMEOUT`` seconds, or ``default`` when unset or not a positive number."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 def send(record: RunRecord, queue: Path) -> Optional[str]:
     """Push ``record``; on any failure queue it in ``queue`` with one warning line. The run id, or ``None``."""
-    timeout = float(os.environ.get(TIMEOUT_ENV, "3"))
+    timeout = request_timeout()
     try:
         with quiet_mlflow():
             store = open_store(record.uri, deadline_s=5 * timeout)
