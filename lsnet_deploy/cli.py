@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import re
 import signal
 import sys
 import traceback
@@ -49,10 +50,25 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+#: options whose value may be left out (``--track`` alone: the default store); a value must then look like a URI
+OPTIONAL_VALUES = ("--track",)
+
+
+def optional_values(argv: list[str]) -> list[str]:
+    """``--track`` followed by nothing, an option or a non-URI (an artifact path) becomes ``--track=``; ``--track URI``
+    (``scheme:...``) and ``--track=VALUE`` are left as they are."""
+    out = []
+    for i, arg in enumerate(argv):
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        out.append(f"{arg}=" if arg in OPTIONAL_VALUES and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", nxt) else arg)
+    return out
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv``; returns the exit code instead of exiting (used by tests)."""
     _state["debug"] = False
     try:
+        argv = optional_values(list(sys.argv[1:] if argv is None else argv))
         result = app(args=argv, prog_name="lsnet-deploy", standalone_mode=False)
         if result == 130:  # typer turns KeyboardInterrupt into a silent Exit(130)
             return _fail("interrupted", 130)

@@ -272,6 +272,7 @@ def run_bench(opts: BenchOptions, planner: Planner = plan_artifact) -> BenchRepo
     with keep_partial(report, mark_partial), \
             tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp, ExitStack() as stack:
         artifacts, meta, weights = planner(opts, Path(tmp), report)
+        report.config["metadata"] = meta.summary()  # what was benched: variant, size, precision, lowering, ...
         short = warn_if_short(opts.batches, meta.img_size)
         if short:
             report.warnings.append(short)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import glob
 import io
+import os
+import shutil
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -320,3 +324,18 @@ def tiny_ncnn(path: Path, classes: int = 2, size: int = 32, precision: str = "fp
                                                                                 ("weights_sha256", weights))}}
     path.with_name(path.name + ".json").write_text(json.dumps(doc))
     return path
+
+
+def find_python38() -> str | None:
+    """A working Python 3.8 (``LSNET_PYTHON38``, pyenv's, then ``python3.8`` on PATH: pyenv shims may refuse)."""
+    candidates = [os.environ.get("LSNET_PYTHON38"), *sorted(glob.glob(os.path.expanduser(
+        "~/.pyenv/versions/3.8*/bin/python"))), shutil.which("python3.8")]
+    for python in filter(None, candidates):
+        try:
+            done = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                                  text=True, timeout=30)
+        except OSError:
+            continue
+        if done.stdout.strip() == "(3, 8)":
+            return python
+    return None

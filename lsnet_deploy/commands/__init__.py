@@ -2,6 +2,6 @@
 
 from lsnet_deploy.exporters.base import TARGETS
 
-COMMANDS = ["info", "doctor", "export", "compare", "predict", "verify", "bench", "eval"]
+COMMANDS = ["info", "doctor", "export", "compare", "predict", "verify", "bench", "eval", "runs"]
 #: the root ``--help`` line (the targets from their registry)
 APP_HELP = f"Export LSNet ({', '.join(TARGETS)}), run it without torch, benchmark it, prove parity."

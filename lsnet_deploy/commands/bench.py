@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from lsnet_deploy.commands.common import PROVIDER_HELP, split_list
 from lsnet_deploy.runtime.engine import BACKENDS, suffix_backends
+from lsnet_deploy.tracking.hook import EXPERIMENT, TRACK, TRACK_ARTIFACT, TRACK_TAG, Tracker
 
 _SUFFIXES = "/".join(suffix_backends())
 #: ``--provider`` help, shared by bench, verify and eval
@@ -38,12 +39,15 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
                                               "and the held-out images every precision is judged on."),
           calib_size: int = typer.Option(300, "--calib-size", help="--precision: int8 calibration images."),
           rounds: int = typer.Option(10, "--rounds", help="--precision: interleaved rounds (--iters calls each, "
-                                     "default 20).")) -> None:
+                                     "default 20)."),
+          track: Optional[str] = TRACK, experiment: Optional[str] = EXPERIMENT, track_artifact: bool = TRACK_ARTIFACT,
+          track_tag: Optional[List[str]] = TRACK_TAG) -> None:
     """Benchmark an artifact (or export a checkpoint first) against PyTorch: latency stats, parity, memory.
 
     Parity per row is vs PyTorch when torch and the weights are here, else vs the artifact's golden data. Exits 5
     (after writing the reports) when a row fails its gate; Ctrl-C or SIGTERM: finished rows shown, written, 130.
     """
+    tracker = Tracker.from_options(track, experiment, track_artifact, track_tag)
     if precision is not None:
         from lsnet_deploy.workflows.ladder import LadderOptions
 
@@ -57,12 +61,13 @@ def bench(model: str = typer.Option(..., "--model", "-m", help=f"Artifact ({_SUF
     opts = BenchOptions(model=model, device=device, backends=split_list(backend, "--backend"),
                         batches=split_list(batch, "--batch", int), warmup=warmup, iters=iters, seconds=seconds,
                         threads=threads, provider=provider, weights=weights, imgsz=imgsz, progress=True)
-    bench_rows(opts, {"json_path": json_path, "csv_path": csv_path, "md_path": md_path, "plot_path": plot_path})
+    bench_rows(opts, {"json_path": json_path, "csv_path": csv_path, "md_path": md_path, "plot_path": plot_path},
+               tracker)
 
 
-def bench_rows(opts, paths: dict) -> None:
-    """The bench run of ``opts``: rows shown and written to ``paths`` (partial ones on Ctrl-C); exit 5 after
-    writing when a row fails its gate."""
+def bench_rows(opts, paths: dict, tracker: Optional[Tracker] = None) -> None:
+    """The bench run of ``opts``: rows shown and written to ``paths`` (partial ones on Ctrl-C), the run tracked;
+    exit 5 after writing when a row fails its gate."""
     from lsnet_deploy.core.interrupt import save_partial
     from lsnet_deploy.runtime.report import check_report_paths
     from lsnet_deploy.workflows.sweep import run_sweep
@@ -72,6 +77,11 @@ def bench_rows(opts, paths: dict) -> None:
         report = run_sweep(opts)
     for path in show(report, paths):
         typer.echo(f"wrote {path}")
+    if tracker is not None:
+        from lsnet_deploy.runtime.report import finite
+        from lsnet_deploy.tracking.hook import publish_bench
+
+        publish_bench(tracker, finite(report.as_dict()), paths)
     failed = [f"{r.backend} batch {r.batch} ({'; '.join(r.parity_failures)})" for r in report.rows if r.parity_failures]
     if failed:
         from lsnet_deploy.core.errors import ParityError

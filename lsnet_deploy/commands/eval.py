@@ -11,6 +11,7 @@ from lsnet_deploy.commands.common import PROVIDER_HELP, split_list
 from lsnet_deploy.core.errors import UsageError
 from lsnet_deploy.core.metadata import CROP_MODES, IMAGENET_MEAN, IMAGENET_STD, default_crop_pct
 from lsnet_deploy.runtime.engine import suffix_backends
+from lsnet_deploy.tracking.hook import EXPERIMENT, TRACK, TRACK_ARTIFACT, TRACK_TAG, Tracker
 
 
 def flag_preprocessing(imgsz, crop_pct, crop_mode, interpolation, mean, std):
@@ -69,13 +70,17 @@ def eval_command(
     md_path: Optional[Path] = typer.Option(None, "--md", help="Write the tables as Markdown here."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write confusion matrices and threshold/PR "
                                              "curves (PNG) here."),
+    track: Optional[str] = TRACK, experiment: Optional[str] = EXPERIMENT, track_artifact: bool = TRACK_ARTIFACT,
+    track_tag: Optional[List[str]] = TRACK_TAG,
 ) -> None:
     """Accuracy, per-class precision/recall, confusion matrix, binary threshold report, agreement between models."""
     from rich.console import Console
 
     from lsnet_deploy.evaluate import EvalOptions, evaluate
     from lsnet_deploy.evaluate.report import check_report_paths, print_tables, write_reports
+    from lsnet_deploy.tracking.hook import publish_eval
 
+    tracker = Tracker.from_options(track, experiment, track_artifact, track_tag)
     options = EvalOptions(batch=batch, backend=backend, device=device, threads=threads, provider=provider, limit=limit,
                           preprocessing=flag_preprocessing(imgsz, crop_pct, crop_mode, interpolation, mean, std),
                           positive=positive, threshold=threshold, target_recall=target_recall,
@@ -88,6 +93,7 @@ def eval_command(
     for path in paths.values():
         if path is not None:
             typer.echo(f"wrote {path}")
+    publish_eval(tracker, doc, paths, device)
 
 
 def register(app: typer.Typer) -> None:

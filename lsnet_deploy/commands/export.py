@@ -20,6 +20,7 @@ from lsnet_deploy.exporters.base import (
     lowering_facts,
 )
 from lsnet_deploy.runtime.engine import BACKENDS
+from lsnet_deploy.tracking.hook import EXPERIMENT, TRACK, TRACK_ARTIFACT, TRACK_TAG, Tracker
 
 from .declared import given, option_type, parameter_name, with_options
 
@@ -131,7 +132,8 @@ def export(
                                             "(default fp32 0.99999, fp16 0.999)."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Text file with one class name per line."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    **target_options,
+    track: Optional[str] = TRACK, experiment: Optional[str] = EXPERIMENT, track_artifact: bool = TRACK_ARTIFACT,
+    track_tag: Optional[List[str]] = TRACK_TAG, **target_options,
 ) -> None:
     """Export LSNet to an artifact (--target), with SKA lowered for that runtime, and check it against PyTorch."""
     _export(**locals())
@@ -141,7 +143,8 @@ with_options(export, [(flag, kind, text) for flag, (kind, text) in TARGET_OPTION
 
 
 def _export(model: Optional[str], weights: Optional[str], num_classes: Optional[int], target: str,
-            labels: Optional[Path], keep_float: Optional[List[str]], target_options: dict, **shared) -> None:
+            labels: Optional[Path], keep_float: Optional[List[str]], target_options: dict, track: Optional[str],
+            experiment: Optional[str], track_artifact: bool, track_tag: Optional[List[str]], **shared) -> None:
     """The command's work: ``shared`` are the flags named as :class:`ExportOptions` fields, ``target_options`` the
     target-only ones (``TARGET_OPTIONS``)."""
     from dataclasses import replace
@@ -149,8 +152,10 @@ def _export(model: Optional[str], weights: Optional[str], num_classes: Optional[
     from lsnet_deploy.core.errors import DeployWarning
     from lsnet_deploy.exporters import ExportOptions
     from lsnet_deploy.exporters import export as run_export
-    from lsnet_deploy.exporters.preflight import preflight
+    from lsnet_deploy.exporters.preflight import partner_paths, preflight
+    from lsnet_deploy.tracking.hook import publish_export
 
+    tracker = Tracker.from_options(track, experiment, track_artifact, track_tag)
     options = ExportOptions(target=target, class_names=_labels(labels), keep_float=tuple(keep_float or ()),
                             **shared)
     preflight(options)  # before the target's config (its module imports torch): a typo costs milliseconds
@@ -168,6 +173,7 @@ def _export(model: Optional[str], weights: Optional[str], num_classes: Optional[
         if issubclass(w.category, DeployWarning):
             err.print(f"[bold yellow]WARNING: {w.message}[/]")
     show(result, console, err)
+    publish_export(tracker, result, options, partner_paths(target, result.path))
 
 
 def show(result, console: Console, err: Console) -> None:

@@ -22,13 +22,15 @@ class InputError(LsnetDeployError):
 
 
 class BackendMissingError(LsnetDeployError):
-    """An optional package (OpenVINO, TensorRT, ...) or hardware (CUDA, Jetson) is not available."""
+    """An optional package (OpenVINO, TensorRT, MLflow's client, ...), hardware (CUDA, Jetson) or the tracking
+    server is not available."""
 
     exit_code = 4
 
 
 class ParityError(LsnetDeployError):
-    """An artifact's outputs do not match PyTorch within the gate's thresholds."""
+    """An artifact's outputs do not match PyTorch within the gate's thresholds (or ``runs --baseline`` found a
+    regression)."""
 
     exit_code = 5
 

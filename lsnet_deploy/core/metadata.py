@@ -100,6 +100,11 @@ class ArtifactMetadata:
         except UsageError as e:
             raise InputError(f"artifact metadata: {e}") from e
 
+    def summary(self) -> dict[str, object]:
+        """The fields without the class names, plus the preprocessing in words (bench's JSON, tracked params)."""
+        fields = {k: v for k, v in asdict(self).items() if k != "class_names"}
+        return {**fields, "preprocessing": self.preprocessing.describe()}
+
     def to_props(self) -> dict[str, str]:
         """``{key: str}`` with a ``lsnet.`` prefix on every key."""
         return {f"lsnet.{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in asdict(self).items()}

@@ -134,6 +134,12 @@ CASES = [
          "--threshold must be in [0, 1]"),
     # --- doctor
     Case("doctor-unknown-option", ("doctor", "--bogus"), 2, "No such option"),
+    # --- runs (tracking): a closed port is unreachable at once; a bad tolerance; a missing queue
+    Case("runs-server-unreachable", ("runs", "--track", "http://127.0.0.1:9"), 4, "tracking server unreachable"),
+    Case("runs-tolerance-negative", ("runs", "--tolerance", "-1"), 2, "--tolerance"),
+    Case("runs-sync-queue-missing", ("runs", "sync", "--queue", "{d}/nope"), 3, "not a folder"),
+    Case("bench-track-tag-malformed", ("bench", "-m", "{art}", "--track", "http://127.0.0.1:9", "--track-tag", "x"),
+         2, "--track-tag takes KEY=VALUE"),
 ]
 
 

@@ -20,7 +20,8 @@ MAY_IMPORT = {
     "exporters": {"core", "models", "runtime"},
     "workflows": {"core", "models", "runtime", "exporters"},
     "evaluate": {"core", "models", "runtime", "exporters"},
-    "commands": {"core", "models", "runtime", "exporters", "workflows", "evaluate"},
+    "tracking": {"core", "runtime"},
+    "commands": {"core", "models", "runtime", "exporters", "workflows", "evaluate", "tracking"},
     "cli": {"core", "commands"},
 }
 #: the one import across floors that the guide allows: the runtime's optional PyTorch engine rebuilds the model an

@@ -8,7 +8,6 @@ with the reason, where no Python 3.8 is found (set ``LSNET_PYTHON38`` to point a
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -22,26 +21,11 @@ import pytest
 from lsnet_deploy.core.synthetic import make_frame
 from lsnet_deploy.exporters import ExportOptions, export
 
-from helpers import tamper
+from helpers import find_python38, tamper
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv38"
 EXPORT_LINE = 'pip install "lsnet-deploy[export]"'
-
-
-def find_python38() -> str | None:
-    """A working Python 3.8 (``LSNET_PYTHON38``, pyenv's, then ``python3.8`` on PATH: pyenv shims may refuse)."""
-    candidates = [os.environ.get("LSNET_PYTHON38"), *sorted(glob.glob(os.path.expanduser(
-        "~/.pyenv/versions/3.8*/bin/python"))), shutil.which("python3.8")]
-    for python in filter(None, candidates):
-        try:
-            done = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
-                                  text=True, timeout=30)
-        except OSError:
-            continue
-        if done.stdout.strip() == "(3, 8)":
-            return python
-    return None
 
 
 PYTHON38 = find_python38()
