@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 from lsnet_deploy.core.errors import UsageError
 
-from .store import RunInfo
+from .common import RunInfo
 
 ROW = re.compile(r"^(?P<row>[^.]+\.[^.]+\.b\d+)\.(?P<stat>[^.]+)$")
 HIGHER_IS_BETTER = re.compile(r"(^|\.)(top1|parity_top1_agreement)$|^agreement\.")

@@ -11,8 +11,9 @@ from typing import List, Optional, Tuple
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
 
 from . import compare, record
+from .common import RunInfo, TrackingError, TrackingUnreachable
 from .hook import quiet_mlflow
-from .store import RunInfo, TrackingError, TrackingUnreachable, open_store, resolve_uri
+from .store import open_store, resolve_uri
 
 
 def _failed(uri: str, e: TrackingError):

@@ -28,10 +28,12 @@ def model():
 
 #: every (exporter, lowering) pair; the dynamo exports of the lowerings other than ``custom`` (the one
 #: whose node count the custom op changes) are slow, their torchscript twins cover the lowering by default.
-#: ``planar`` (the ncnn form) is slow on both: test_export_ska runs it alone in onnxruntime, test_ncnn in ncnn
+#: The forms one runtime needs are slow on both: ``planar`` (ncnn), ``shift4d`` (ExecuTorch) and ``dwconv``;
+#: test_export_ska runs each alone in onnxruntime, and their targets' tests export them
+BY_DEFAULT = ("unfold", "shift", "custom")
 PAIRS = [pytest.param(exporter, name, id=f"{name}-{exporter}",
-                      marks=[pytest.mark.slow] if (exporter == "dynamo" and name != "custom") or name == "planar"
-                      else [])
+                      marks=[] if name == "custom" or (exporter == "torchscript" and name in BY_DEFAULT)
+                      else [pytest.mark.slow])
          for name in LOWERINGS for exporter in EXPORTERS]
 
 
@@ -79,6 +81,7 @@ def test_dynamo_writes_fewer_nodes_than_torchscript(exports, name):
     assert nodes["dynamo"] < nodes["torchscript"], (name, nodes)
 
 
+@pytest.mark.slow
 def test_dynamo_re_export_is_byte_identical(model, exports, tmp_path):
     again = export(model, ExportOptions(ska="custom", imgsz=SMALL, dynamic=True, exporter="dynamo",
                                         output=tmp_path / "again.onnx"))

@@ -51,6 +51,7 @@ def test_cli_openvino_int8_reports_its_cost_and_warns_on_synthetic_data(tmp_path
     assert out.is_file() and out.with_suffix(".bin").stat().st_size < 20e6
 
 
+@pytest.mark.slow
 def test_custom_lowering_runs_in_openvino(tmp_path: Path):
     """OpenVINO does not expand ONNX model-local functions; reading inlines the lsnet::SKA body."""
     import numpy as np

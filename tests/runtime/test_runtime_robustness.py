@@ -106,6 +106,7 @@ print(json.dumps({"warm": warm, "end": rss_mb(), "same": bool(np.array_equal(out
 """
 
 
+@pytest.mark.slow
 def test_soak_2000_inferences_keeps_memory_flat(onnx_artifact, tmp_path):
     image = gradient_image(tmp_path / "g.png")
     proc = subprocess.run(python_cmd(BLOCK_TORCH, SOAK) + [str(onnx_artifact()), str(image)],

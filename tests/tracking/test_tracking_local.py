@@ -13,7 +13,7 @@ import pytest
 
 from lsnet_deploy.cli import run
 from lsnet_deploy.tracking import collect, compare, hook, store
-from lsnet_deploy.tracking.store import RunInfo
+from lsnet_deploy.tracking.common import RunInfo
 
 from helpers import gradient_image
 
