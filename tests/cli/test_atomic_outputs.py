@@ -44,6 +44,7 @@ def _signal_at_temp(runs: dict, timeout: float = 180) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_interrupted_exports_leave_no_partial_file(tmp_path):
     """SIGINT (Ctrl-C) on a fresh output, SIGTERM (docker stop) on an existing one with --overwrite, side by
     side. Each: exit 130, one line, no temporary left, the old file untouched."""

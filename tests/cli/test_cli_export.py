@@ -66,6 +66,7 @@ def test_no_validate_is_loud_and_default_name(tmp_path, monkeypatch, capsys):
         assert engine.metadata.class_names == ("clean", "dirty")
 
 
+@pytest.mark.slow
 def test_export_lsnet_t_224_prints_the_parity_table(tmp_path, capsys):
     out_file = tmp_path / "t.onnx"
     assert run(["export", "--model", "lsnet_t", "-o", str(out_file)]) == 0

@@ -59,6 +59,7 @@ def test_cli_compare_json(files, capsys):
     assert report["passed"] and report["parity"]["top1_agreement"] == 1.0 and report["parity"]["max_rel"] < 1e-4
 
 
+@pytest.mark.slow
 def test_checkpoints_and_names(tmp_path, capsys):
     same, other = tmp_path / "same.pth", tmp_path / "other.pth"
     sd = tame_model("lsnet_t", 2, 64).state_dict()

@@ -48,6 +48,7 @@ def test_export_onto_a_full_disk(tmp_path, capsys, target, names):
 
 
 @needs_openvino
+@pytest.mark.slow
 def test_openvino_save_failure_with_space_left_is_still_an_output_error(tmp_path, monkeypatch, capsys):
     import openvino as ov
 

@@ -96,6 +96,7 @@ def test_fp16_export(small_model, small_exports, tmp_path):
     assert cos > 0.999 and result.size_bytes < 0.6 * small_exports["shift"].size_bytes
 
 
+@pytest.mark.slow
 def test_wrong_lowering_fails_gate_and_leaves_no_file(small_model, tmp_path, monkeypatch):
     monkeypatch.setitem(LOWERINGS, "transposed", TransposedSKA)
     out = tmp_path / "bad.onnx"

@@ -129,6 +129,7 @@ def test_two_class_model_in_three_precisions(two_class, tmp_path):
         assert (engine.metadata.quantization, engine.metadata.gate_isa) == ("nncf overflow-fix", probes.int8_isa())
 
 
+@pytest.mark.slow
 def test_export_api_target_openvino_writes_the_ir_pair(tmp_path):
     """The registry wiring (parity is covered above; validate=False keeps this test cheap)."""
     from lsnet_deploy.exporters import ExportOptions, export

@@ -45,7 +45,10 @@ def test_parameter_counts(variant, count):
     assert sum(p.numel() for p in build_model(variant).parameters()) == count
 
 
-@pytest.mark.parametrize("variant,classes", [("lsnet_t", 1000), ("lsnet_s_distill", 1000), ("lsnet_b", 2)])
+# LSNet-T by default; the distilled S and the B (10-14 s each on 2 cores) in the slow run
+@pytest.mark.parametrize("variant,classes", [("lsnet_t", 1000),
+                                             pytest.param("lsnet_s_distill", 1000, marks=pytest.mark.slow),
+                                             pytest.param("lsnet_b", 2, marks=pytest.mark.slow)])
 def test_logits_match_upstream_model(variant, classes):
     """Upstream's own model/lsnet.py, same tame weights and input, in float64 (fixture, see README there)."""
     expected = np.load(FIXTURES / "upstream_logits.npz")[f"{variant}_{classes}"]
