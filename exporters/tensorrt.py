@@ -21,16 +21,17 @@ with one :class:`BackendMissingError` line when TensorRT or an NVIDIA GPU is mis
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from lsnet_deploy.core.artifacts import atomic_outputs, check_output, write_bytes
+from lsnet_deploy.core.artifacts import check_output, write_bytes
 from lsnet_deploy.core.errors import InputError, UsageError
 from lsnet_deploy.core.golden import KEY as GOLDEN_KEY
 from lsnet_deploy.core.metadata import ArtifactMetadata
-from lsnet_deploy.core.parity import Logits, check_parity
+from lsnet_deploy.core.parity import Logits
 from lsnet_deploy.core.untrusted import read_metadata, require_lsnet
 from lsnet_deploy.runtime.tensorrt import (
     DeviceBuffer,
@@ -47,6 +48,7 @@ from .inputs import int8_images, parity_images
 from .names import artifact_path
 from .onnx_stage import staged_onnx
 from .preflight import check_artifact_paths
+from .publish import Built, gate_engine, publish
 from .trt_calibrator import CalibrationBatches, calib_cache_path, make_calibrator
 
 NORM_ONNX_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalization")
@@ -374,31 +376,36 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
         check_output(finals[2], options.overwrite)
     images = int8_images(options.data, options.calib_size, meta, options.parity_size) if mode else None
     checked = images.held_out if images else parity_images(options.data, meta, options.parity_size)
-    notes: tuple[str, ...] = ()
-    with atomic_outputs(*finals, overwrite=options.overwrite) as temps:
+    built: dict = {"meta": meta, "notes": (), "onnx": onnx_path}
+
+    def write(temps: Sequence[Path]) -> Built:
         build_from = onnx_path
         if derive:
-            meta, notes = derive_onnx(onnx_path, temps[2], meta, settings, options, images, checked, reference)
-            onnx_path, build_from = finals[2], temps[2]
+            built["meta"], built["notes"] = derive_onnx(onnx_path, temps[2], meta, settings, options, images,
+                                                        checked, reference)
+            built["onnx"], build_from = finals[2], temps[2]
         elif mode == "calibrator":
-            meta = replace(meta, quantization="entropy calibrator")
-        command = trtexec_command(onnx_path, output, replace(facts, metadata=meta), options, support)
+            built["meta"] = replace(meta, quantization="entropy calibrator")
+        facts_now = replace(facts, metadata=built["meta"])
+        built["command"] = trtexec_command(built["onnx"], output, facts_now, options, support)
         temps[0].write_bytes(build_serialized(trt, build_from, settings, config, output,
                                               images.calibration if mode == "calibrator" else None))
-        lines = trtexec_by_generation(onnx_path, output, replace(facts, metadata=meta), options, mode)
-        write_sidecar(temps[1], meta, settings, options.precision, support.version, gpu_name(cuda_runtime()),
-                      command, facts.golden, lines)
-        parity = None
-        if reference is not None:
-            with TensorRTEngine(temps[0], device="jetson" if config.dla_core is not None else "cuda") as engine:
-                parity = check_parity(engine, reference, checked, options.gate(),
-                              f"TensorRT {options.precision} engine {output.name}")
-    return ExportResult(output, meta, parity, gate=options.gate() if parity else None,
-                        size_bytes=output.stat().st_size,
-                        notes=(*notes, f"TensorRT {support.version}: {settings['build_path']}",
-                               f"equivalent trtexec command: {command}"),
-                        details=BuildFacts(sidecar_path(output), command, settings["build_path"],
-                                           finals[2] if derive else None))
+        lines = trtexec_by_generation(built["onnx"], output, facts_now, options, mode)
+        write_sidecar(temps[1], built["meta"], settings, options.precision, support.version,
+                      gpu_name(cuda_runtime()), built["command"], facts.golden, lines)
+        return Built(built["meta"])
+
+    def check(temps: Sequence[Path], meta: ArtifactMetadata):
+        device = "jetson" if config.dla_core is not None else "cuda"
+        return gate_engine(lambda: TensorRTEngine(temps[0], device=device), reference, checked, options,
+                           f"TensorRT {options.precision} engine {output.name}")
+
+    result = publish(output, replace(options, validate=reference is not None), meta, write, check,
+                     partners=finals[1:], sized=1)
+    notes = (*built["notes"], f"TensorRT {support.version}: {settings['build_path']}",
+             f"equivalent trtexec command: {built['command']}")
+    return replace(result, notes=notes, details=BuildFacts(sidecar_path(output), built["command"],
+                                                           settings["build_path"], finals[2] if derive else None))
 
 
 def check_engine_path(output: Path, overwrite: bool) -> None:
