@@ -188,9 +188,9 @@ CASES = [
     Case("eval-sigterm", ("eval", "-m", "{tiny}", "--data", "{data}", "--md", "{out}/r.md"), 130, "interrupted",
          _real_signal("lsnet_deploy.evaluate.run.preprocess", 15)),
     Case("export-sigint-at-the-gate", ("export", "--num-classes", "3", "--imgsz", "32", "-o", "{out}/m.onnx"), 130,
-         "interrupted", _real_signal("lsnet_deploy.exporters.onnx.parity_gate", 2), marks=(slow,)),
+         "interrupted", _real_signal("lsnet_deploy.exporters.publish.check_parity", 2), marks=(slow,)),
     Case("export-sigterm-at-the-gate", ("export", "--num-classes", "3", "--imgsz", "32", "-o", "{out}/m.onnx"), 130,
-         "interrupted", _real_signal("lsnet_deploy.exporters.onnx.parity_gate", 15), marks=(slow,)),
+         "interrupted", _real_signal("lsnet_deploy.exporters.publish.check_parity", 15), marks=(slow,)),
 ]
 
 
