@@ -265,9 +265,9 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
             with backend_write(path, need=len(data)):
                 temps[0].write_bytes(data)
             notes = (counts.summary(),) + ((f"int8 calibration: {split.describe()}",) if int8 else ())
-            return Built(notes=notes, details=counts)
+            return Built(notes=list(notes), details=counts)
 
-        def check(temps: Sequence[Path], meta: ArtifactMetadata):
+        def check(temps: Sequence[Path], built: Built):
             images = "held-out images" if int8 else "ExecuTorch runtime"
             return gate_engine(lambda: ExecuTorchEngine(temps[0], threads=options.target_config().threads),
                                reference, checked, options,

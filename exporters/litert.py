@@ -34,7 +34,7 @@ from lsnet_deploy.runtime.litert import write_props
 
 from .base import ExportOptions, ExportResult, Source, TargetConfig
 from .inputs import int8_images, parity_images
-from .publish import publish
+from .publish import Built, publish
 from .quantize import agreement_note
 
 #: max-rel of the fp32 file's logits against PyTorch's (LiteRT's XNNPACK measured 1.5e-6 on LSNet-T)
@@ -255,21 +255,20 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
             checked = parity_images(options.data, meta, options.parity_size)
         flat = write_props(flat, {**meta.to_props(), **runtime_golden.record(meta, reference).to_props()})
 
-        def write(temps: Sequence[Path]) -> None:
+        def write(temps: Sequence[Path]) -> Built:
             temps[0].write_bytes(flat)
             with LiteRTEngine(temps[0], threads=config.threads) as engine:
-                notes.insert(0, engine.delegation.describe())
+                return Built(notes=[engine.delegation.describe(), *notes])
 
-        def check(temps: Sequence[Path], meta: ArtifactMetadata):
+        def check(temps: Sequence[Path], built: Built):
             with LiteRTEngine(temps[0], threads=config.threads) as engine:
                 what = f"{path.name} (--ska {options.lowering}, {options.precision}, LiteRT XNNPACK)"
                 parity = check_parity(engine, reference, checked, gate, what)
                 if options.int8:
-                    notes.append(agreement_note(check_parity(engine, fp32_logits, checked), len(checked), images))
+                    built.notes.append(agreement_note(check_parity(engine, fp32_logits, checked), len(checked), images))
             return parity
 
-        result = publish(path, options, meta, write, check, partners=(), gate=gate)
-    return replace(result, notes=tuple(notes))
+        return publish(path, options, meta, write, check, partners=(), gate=gate)
 
 
 __all__ = ["LiteRTConfig", "check", "convert", "default_path", "export", "fp16_weights", "int8_scopes", "litert_gate",

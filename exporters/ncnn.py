@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
-from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.untrusted import ncnn_layers
 
 from .base import ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import image_files, parity_images
 from .names import artifact_path
 from .preflight import lowering
-from .publish import gate_engine, publish
+from .publish import Built, gate_engine, publish
 
 if TYPE_CHECKING:
     from torch import nn
@@ -144,9 +143,9 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
             write_sidecar(temps[0], {**meta.to_props(), **golden}, meta.precision,
                           {"pnnx_version": importlib.metadata.version("pnnx")})
 
-        def check(temps: Sequence[Path], meta: ArtifactMetadata):
+        def check(temps: Sequence[Path], built: Built):
             return gate_engine(lambda: NcnnEngine(temps[0], threads=config.threads), reference,
-                               parity_images(options.data, meta, options.parity_size), options,
+                               parity_images(options.data, built.metadata, options.parity_size), options,
                                f"ncnn {options.precision} {output.name}")
 
         return publish(output, options, meta, write, check, sized=2)

@@ -143,9 +143,10 @@ def build_onnx(source: Source, options: ExportOptions) -> ExportResult:
             proto = to_fp16(proto) if options.half else proto
             onnx.save(finish(proto, meta, runtime_golden.record(meta, reference).to_props()), temps[0])
 
-        def check(temps: Sequence[Path], meta: ArtifactMetadata):
+        def check(temps: Sequence[Path], built: Built):
             return gate_engine(lambda: OnnxRuntimeEngine(temps[0]), reference,
-                               parity_images(options.data, meta, options.parity_size), options, what(path, options))
+                               parity_images(options.data, built.metadata, options.parity_size), options,
+                               what(path, options))
 
         return publish(path, options, meta, write, check, partners=())
 

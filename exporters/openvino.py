@@ -16,7 +16,6 @@ import numpy as np
 
 from lsnet_deploy.core.artifacts import backend_write
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError, reason
-from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.parity import Logits, Parity
 from lsnet_deploy.core.probes import int8_isa
 from lsnet_deploy.core.untrusted import read_metadata, require_lsnet
@@ -28,7 +27,7 @@ from .inputs import image_files, int8_images, parity_images
 from .names import artifact_path
 from .onnx_stage import staged_onnx
 from .preflight import check_artifact_paths
-from .publish import gate_engine, publish
+from .publish import Built, gate_engine, publish
 
 INSTALL_HINT = "pip install lsnet-deploy[openvino]"
 #: the int8 IR's ``quantization`` metadata: NNCF PTQ, weights within 7 bits on every layer (:func:`quantize`)
@@ -175,23 +174,20 @@ def export_openvino(onnx_path: str | Path, output: str | Path, reference: Logits
     else:
         checked, ir = parity_images(options.data, meta, options.parity_size), model
     write_metadata(ir, meta, golden)
-    found: dict = {}
-
     def write(temps: Sequence[Path]) -> None:
         with backend_write(output, need=Path(onnx_path).stat().st_size // _SHRINK.get(options.precision, 1)):
             ov.save_model(ir, str(temps[0]), compress_to_fp16=options.precision == "fp16")
 
-    def check(temps: Sequence[Path], meta: ArtifactMetadata):
+    def check(temps: Sequence[Path], built: Built):
         parity = gate_engine(lambda: OpenVINOEngine(temps[0], threads=config.threads), reference, checked, options,
                              f"OpenVINO {options.precision} IR {output.name}")
         if int8:
-            found["report"] = int8_report(ov, model, temps[0], parity, checked[:1], len(checked), config.threads)
+            built.details = int8_report(ov, model, temps[0], parity, checked[:1], len(checked), config.threads)
+            built.notes.append(built.details.summary())
         return parity
 
-    result = publish(output, replace(options, validate=reference is not None), meta, write, check,
-                     partners=[output.with_suffix(".bin")])
-    report = found.get("report")
-    return replace(result, notes=(report.summary(),) if report else (), details=report)
+    return publish(output, replace(options, validate=reference is not None), meta, write, check,
+                   partners=[output.with_suffix(".bin")])
 
 
 def check_ir_path(output: Path, overwrite: bool) -> None:

@@ -10,6 +10,7 @@ again at the moment of writing, the one check that a race can still fail.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +23,21 @@ from lsnet_deploy.runtime.engine import Engine
 from .base import ExportOptions, ExportResult
 from .preflight import partner_paths
 
-#: ``write(temporary paths) -> facts``: builds the artifact and its partner files; what it returns
-#: (metadata changed while building, notes, details) updates the result
-Writer = Callable[[Sequence[Path]], "Built | None"]
 
-
+@dataclass
 class Built:
-    """What a writer learned while building: final metadata, extra notes, the target's own details."""
+    """What the stage learned while building and gating: final metadata, the notes to show (the gate may add
+    its own), the target's own details."""
 
-    def __init__(self, metadata: ArtifactMetadata | None = None, notes: Sequence[str] = (), details: object = None):
-        self.metadata, self.notes, self.details = metadata, tuple(notes), details
+    metadata: ArtifactMetadata | None = None
+    notes: list[str] = field(default_factory=list)
+    details: object = None
+
+
+#: ``write(temporary paths) -> Built | None``: builds the artifact and its partner files
+Writer = Callable[[Sequence[Path]], "Built | None"]
+#: ``check(temporary paths, built) -> Parity``: gates the written files (``built.metadata`` is final)
+Checker = Callable[[Sequence[Path], Built], Parity]
 
 
 def gate_engine(open_engine: Callable[[], Engine], reference: Logits, inputs: np.ndarray, options: ExportOptions,
@@ -42,21 +48,20 @@ def gate_engine(open_engine: Callable[[], Engine], reference: Logits, inputs: np
 
 
 def publish(path: Path, options: ExportOptions, meta: ArtifactMetadata, write: Writer,
-            check: Callable[[Sequence[Path], ArtifactMetadata], Parity | None] | None,
+            check: Checker | None,
             partners: Sequence[Path] | None = None, gate=None, sized: int | None = None) -> ExportResult:
     """Write ``path`` (and its ``partners``: by default the target's, from the registry) through ``write``,
     run ``check`` on the temporary files unless ``options.validate`` is off, and move them into place.
     ``size_bytes`` sums the first ``sized`` files (all by default: a sidecar is left out by passing fewer)."""
     finals = [Path(path), *(partner_paths(options.target, Path(path)) if partners is None else partners)]
-    built = Built()
     with atomic_outputs(*finals, overwrite=options.overwrite) as temps:
-        built = write(temps) or built
-        meta = built.metadata or meta
-        parity = check(temps, meta) if options.validate and check is not None else None
+        built = write(temps) or Built()
+        built.metadata = built.metadata or meta
+        parity = check(temps, built) if options.validate and check is not None else None
         size = sum(t.stat().st_size for t in temps[:sized] if t.exists())
     used = gate if gate is not None else options.gate()
-    return ExportResult(Path(path), meta, parity, gate=used if parity is not None else None, size_bytes=size,
-                        notes=built.notes, details=built.details)
+    return ExportResult(Path(path), built.metadata, parity, gate=used if parity is not None else None,
+                        size_bytes=size, notes=tuple(built.notes), details=built.details)
 
 
-__all__ = ["Built", "Writer", "gate_engine", "publish"]
+__all__ = ["Built", "Checker", "Writer", "gate_engine", "publish"]

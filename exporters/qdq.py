@@ -11,7 +11,6 @@ from pathlib import Path
 
 import onnx
 
-from lsnet_deploy.core.metadata import ArtifactMetadata
 from lsnet_deploy.core.probes import int8_isa
 from lsnet_deploy.runtime import golden as runtime_golden
 
@@ -30,7 +29,6 @@ def export_int8(source: Source, options: ExportOptions) -> ExportResult:
     held = images.held_out
     with tempfile.TemporaryDirectory() as work, source.reference() as reference:
         fp32 = Path(work) / "fp32.onnx"
-        built: dict = {}
 
         def write(temps: Sequence[Path]) -> Built:
             proto = onnx_graph(source.model, replace(options, int8=False, keep_float=()), meta.opset)
@@ -39,18 +37,15 @@ def export_int8(source: Source, options: ExportOptions) -> ExportResult:
             final = replace(meta, quantization=result.scheme, float_ops=result.float_ops, gate_isa=int8_isa())
             golden = runtime_golden.record(final, reference).to_props()
             onnx.save(finish(onnx.load(str(temps[0])), final, golden), temps[0])
-            built["nodes"] = f"{result.quantized_nodes} nodes in int8; float: {', '.join(result.float_ops)}"
-            return Built(final, (built["nodes"],))
+            return Built(final, [f"{result.quantized_nodes} nodes in int8; float: {', '.join(result.float_ops)}"])
 
-        def check(temps: Sequence[Path], final: ArtifactMetadata):
+        def check(temps: Sequence[Path], built: Built):
             parity, vs_fp32 = held_out_check(temps[0], fp32, held, reference.run_batched(held), options.gate(),
                                              what(path, options, ", held-out images"))
-            built["agreement"] = agreement_note(vs_fp32, len(held), images)
+            built.notes.insert(0, agreement_note(vs_fp32, len(held), images))
             return parity
 
-        result = publish(path, options, meta, write, check, partners=())
-    notes = (built["agreement"],) if "agreement" in built else ()
-    return replace(result, notes=(*notes, built["nodes"]))
+        return publish(path, options, meta, write, check, partners=())
 
 
 __all__ = ["export_int8"]

@@ -376,36 +376,31 @@ def build_engine(onnx_path: str | Path, output: str | Path, reference: Logits | 
         check_output(finals[2], options.overwrite)
     images = int8_images(options.data, options.calib_size, meta, options.parity_size) if mode else None
     checked = images.held_out if images else parity_images(options.data, meta, options.parity_size)
-    built: dict = {"meta": meta, "notes": (), "onnx": onnx_path}
-
     def write(temps: Sequence[Path]) -> Built:
-        build_from = onnx_path
+        final, notes, source, build_from = meta, (), onnx_path, onnx_path
         if derive:
-            built["meta"], built["notes"] = derive_onnx(onnx_path, temps[2], meta, settings, options, images,
-                                                        checked, reference)
-            built["onnx"], build_from = finals[2], temps[2]
+            final, notes = derive_onnx(onnx_path, temps[2], meta, settings, options, images, checked, reference)
+            source, build_from = finals[2], temps[2]
         elif mode == "calibrator":
-            built["meta"] = replace(meta, quantization="entropy calibrator")
-        facts_now = replace(facts, metadata=built["meta"])
-        built["command"] = trtexec_command(built["onnx"], output, facts_now, options, support)
+            final = replace(meta, quantization="entropy calibrator")
+        facts_now = replace(facts, metadata=final)
+        command = trtexec_command(source, output, facts_now, options, support)
         temps[0].write_bytes(build_serialized(trt, build_from, settings, config, output,
                                               images.calibration if mode == "calibrator" else None))
-        lines = trtexec_by_generation(built["onnx"], output, facts_now, options, mode)
-        write_sidecar(temps[1], built["meta"], settings, options.precision, support.version,
-                      gpu_name(cuda_runtime()), built["command"], facts.golden, lines)
-        return Built(built["meta"])
+        lines = trtexec_by_generation(source, output, facts_now, options, mode)
+        write_sidecar(temps[1], final, settings, options.precision, support.version, gpu_name(cuda_runtime()),
+                      command, facts.golden, lines)
+        return Built(final, [*notes, f"TensorRT {support.version}: {settings['build_path']}",
+                             f"equivalent trtexec command: {command}"],
+                     BuildFacts(sidecar_path(output), command, settings["build_path"], finals[2] if derive else None))
 
-    def check(temps: Sequence[Path], meta: ArtifactMetadata):
+    def check(temps: Sequence[Path], built: Built):
         device = "jetson" if config.dla_core is not None else "cuda"
         return gate_engine(lambda: TensorRTEngine(temps[0], device=device), reference, checked, options,
                            f"TensorRT {options.precision} engine {output.name}")
 
-    result = publish(output, replace(options, validate=reference is not None), meta, write, check,
-                     partners=finals[1:], sized=1)
-    notes = (*built["notes"], f"TensorRT {support.version}: {settings['build_path']}",
-             f"equivalent trtexec command: {built['command']}")
-    return replace(result, notes=notes, details=BuildFacts(sidecar_path(output), built["command"],
-                                                           settings["build_path"], finals[2] if derive else None))
+    return publish(output, replace(options, validate=reference is not None), meta, write, check,
+                   partners=finals[1:], sized=1)
 
 
 def check_engine_path(output: Path, overwrite: bool) -> None:
