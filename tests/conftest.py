@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-import torch
+# The cores are split between pytest-xdist workers: two workers each running two OpenMP threads on a 2-core
+# machine wait on each other's spinning threads (a subset of the suite took 3x longer). Set before torch is
+# imported, so OpenMP and the CLI subprocesses the tests start inherit it.
+THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
-import helpers
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
-torch.set_num_threads(2)
+import helpers  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture
