@@ -7,12 +7,13 @@ a layer type this module does not know is refused (:class:`InputError`), never g
 quantized reproduces the input bytes.
 
 Quantized layers (``Convolution``, ``ConvolutionDepthWise``, ``InnerProduct`` of at least ``min_macs``
-multiply-accumulates): weights int8 per output channel (per group for depthwise), scale ``127 / absmax``
-(``31 / absmax`` for 3x3 stride-1 convolutions, as ``ncnn2table`` does for ncnn's int8 Winograd), stored with
-ncnn's int8 tag; the input blob's scale ``127 / threshold``, the threshold chosen by KL divergence over a
-2048-bin histogram of the calibration activations (``ncnn2table``'s default ``kl``), computed by ncnn itself on
-the fp32 file. The layer line gains ``8=2`` (``8=1`` depthwise) and the scales follow the bias in the ``.bin``:
-the layer reads float, quantizes its input, computes in int8 and writes float, so every other layer stays fp32.
+multiply-accumulates, outside the stem, which stays float): weights int8 per output channel (per group for
+depthwise), scale ``127 / absmax`` (``31 / absmax`` for 3x3 stride-1 convolutions, as ``ncnn2table`` does for
+ncnn's int8 Winograd), stored with ncnn's int8 tag; the input blob's scale ``127 / threshold``, the threshold
+chosen by KL divergence over a 2048-bin histogram of the calibration activations (``ncnn2table``'s default
+``kl``), computed by ncnn itself on the fp32 file. The layer line gains ``8=2`` (``8=1`` depthwise) and the
+scales follow the bias in the ``.bin``: the layer reads float, quantizes its input, computes in int8 and writes
+float, so every other layer stays fp32.
 """
 
 from __future__ import annotations
@@ -198,27 +199,29 @@ def write_model(header: list[str], layers: list[Layer], quantized: dict[str, Int
     Path(weights).write_bytes(b"".join(chunks))
 
 
+def _kl(hist: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """KL divergence of each threshold's clipped reference (the tail added to its last bin) from its
+    ``TARGET_BINS``-level quantization (the tail left out), expanded back over the non-empty bins."""
+    mass, filled = np.concatenate([[0.0], np.cumsum(hist)]), np.concatenate([[0], np.cumsum(hist > 0)])
+    k, t = np.arange(BINS)[None, :], thresholds[:, None]
+    valid, level = k < t, k * TARGET_BINS // t
+    lo = (level * t + TARGET_BINS - 1) // TARGET_BINS
+    hi = np.minimum(((level + 1) * t + TARGET_BINS - 1) // TARGET_BINS, t)
+    merged = np.where(hist > 0, (mass[hi] - mass[lo]) / np.maximum(filled[hi] - filled[lo], 1), 0.0)
+    p = np.where(valid, hist + np.where(k == t - 1, 1.0 - mass[t], 0.0) + 1e-4, 0.0)
+    q = np.where(valid, merged + 1e-4, 1.0)
+    p, q = p / p.sum(1, keepdims=True), q / np.where(valid, q, 0.0).sum(1, keepdims=True)
+    return (p * np.log(np.where(valid, p / q, 1.0))).sum(1)
+
+
 def kl_threshold(histogram: np.ndarray) -> int:
-    """The bin (``TARGET_BINS``..``BINS``) whose clipped distribution, merged into ``TARGET_BINS`` int8 levels
-    and expanded back over its non-empty bins (the clipped mass left out), is nearest the reference in KL
-    divergence (``ncnn2table``'s kl)."""
-    hist = histogram.astype(np.float64)
-    hist = hist / max(hist.sum(), 1.0)
-    best, best_kl = TARGET_BINS, np.inf
-    for threshold in range(TARGET_BINS, BINS):
-        ref = hist[:threshold].copy()
-        ref[-1] += hist[threshold:].sum()
-        edges = (np.arange(TARGET_BINS + 1) * threshold) // TARGET_BINS
-        level = np.repeat(np.arange(TARGET_BINS), np.diff(edges))
-        nonzero = hist[:threshold] > 0
-        sums = np.bincount(level, hist[:threshold], TARGET_BINS)
-        counts = np.bincount(level, nonzero, TARGET_BINS)
-        expanded = np.where(nonzero, sums[level] / np.maximum(counts[level], 1), 0.0)
-        p, q = ref + 1e-4, expanded + 1e-4
-        kl = float(np.sum((p / p.sum()) * np.log((p / p.sum()) / (q / q.sum()))))
-        if kl < best_kl:
-            best, best_kl = threshold, kl
-    return best
+    """The histogram bin (``TARGET_BINS``..``BINS``) to clip at, by KL divergence (``ncnn2table``'s kl): every
+    16th candidate, then every one around the best."""
+    hist = histogram.astype(np.float64) / max(float(histogram.sum()), 1.0)
+    coarse = np.arange(TARGET_BINS, BINS, 16)
+    best = int(coarse[_kl(hist, coarse).argmin()])
+    fine = np.arange(max(TARGET_BINS, best - 15), min(BINS, best + 16))
+    return int(fine[_kl(hist, fine).argmin()])
 
 
 def _blob(ex, name: str) -> np.ndarray:
@@ -229,15 +232,15 @@ def _blob(ex, name: str) -> np.ndarray:
 
 
 def blob_scales(param: Path, weights: Path, blobs: list[str], images: np.ndarray, input_blob: str,
-                outputs: list[str]) -> tuple[dict[str, float], dict[str, tuple]]:
+                outputs: list[str], threads: int | None = 1) -> tuple[dict[str, float], dict[str, tuple]]:
     """``({blob: 127 / KL threshold}, {output blob: shape})``: ``blobs`` of the fp32 model computed by ncnn on
-    ``images`` (two passes: absmax, then histograms); ``outputs`` are only measured (for MACs)."""
+    ``images`` (two passes: absmax, then histograms) with ``threads``; ``outputs`` are only measured (for MACs)."""
     import ncnn
 
     from lsnet_deploy.runtime.ncnn import configure
 
     net = ncnn.Net()
-    configure(net.opt, None, False)
+    configure(net.opt, threads, False)
     net.opt.use_int8_inference = False
     if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
         raise InputError("ncnn cannot load the fp32 model to calibrate")
@@ -263,6 +266,21 @@ def blob_scales(param: Path, weights: Path, blobs: list[str], images: np.ndarray
             for b in blobs}, shapes
 
 
+def stem(layers: list[Layer], input_blob: str) -> list[str]:
+    """The names of the stem: the chain of ``Convolution`` layers straight from the input, each reading the one
+    before (LSNet's three 3x3 stride-2 convolutions), kept float: quantized alone, each costs the most accuracy
+    (docs/ncnn.md)."""
+    readers: dict[str, list[Layer]] = {}
+    for layer in layers:
+        for blob in layer.bottoms:
+            readers.setdefault(blob, []).append(layer)
+    names, blob = [], input_blob
+    while len(readers.get(blob, [])) == 1 and readers[blob][0].type == "Convolution":
+        names.append(readers[blob][0].name)
+        blob = readers[blob][0].tops[0]
+    return names
+
+
 def layer_macs(layer: Layer, out_shape: tuple) -> int:
     """Multiply-accumulates of one quantizable layer: its weights times its output's spatial size."""
     weights = layer.int(2) if layer.type == "InnerProduct" else layer.int(6)
@@ -281,18 +299,20 @@ class Int8Result:
 def quantize(param: Path, weights: Path, out_param: Path, out_weights: Path, images: np.ndarray,
              input_blob: str, min_macs: int) -> Int8Result:
     """ncnn int8 of the fp32 ``param`` + ``weights`` into ``out_param`` + ``out_weights``, calibrated on ``images``
-    (float32 NCHW, preprocessed): every quantizable layer of at least ``min_macs`` multiply-accumulates."""
+    (float32 NCHW, preprocessed): every quantizable layer of at least ``min_macs`` multiply-accumulates outside
+    the :func:`stem`."""
     header, layers = read_model(param, weights)
     candidates = [x for x in layers if x.type in QUANTIZABLE and x.arrays]
     _, shapes = blob_scales(param, weights, [], images[:1], input_blob, [x.tops[0] for x in candidates])
-    chosen = [x for x in candidates if layer_macs(x, shapes[x.tops[0]]) >= min_macs]
+    kept = set(stem(layers, input_blob))
+    chosen = [x for x in candidates if layer_macs(x, shapes[x.tops[0]]) >= min_macs and x.name not in kept]
     scales, _ = blob_scales(param, weights, sorted({x.bottoms[0] for x in chosen}), images, input_blob, [])
     plan = {x.name: Int8Layer(weight_scales(x), scales[x.bottoms[0]]) for x in chosen}
     write_model(header, layers, plan, out_param, out_weights)
     scheme = (f"ncnn int8 per-channel kl; {len(plan)} of {len(candidates)} conv/linear layers "
-              f"(>= {min_macs} MACs)")
+              f"(>= {min_macs} MACs; stem float)")
     return Int8Result(tuple(plan), len(candidates), scheme)
 
 
 __all__ = ["Int8Layer", "Int8Result", "LAYOUTS", "Layer", "QUANTIZABLE", "WEIGHTLESS", "blob_scales",
-           "kl_threshold", "parse_param", "quantize", "read_model", "to_int8", "weight_scales", "write_model"]
+           "kl_threshold", "parse_param", "quantize", "read_model", "stem", "to_int8", "weight_scales", "write_model"]

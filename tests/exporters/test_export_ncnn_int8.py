@@ -143,6 +143,9 @@ def test_int8_export_passes_the_held_out_gate_and_runs_everywhere(frames, tmp_pa
     layers = (out.read_text().splitlines())[2:]
     count = int(result.metadata.quantization.split("; ")[1].split()[0])
     assert sum(" 8=2" in ln or " 8=1" in ln for ln in layers) == count > 0
+    parsed = ncnn_int8.parse_param(out.read_text())[1]
+    stem = ncnn_int8.stem(parsed, "in0")  # LSNet's three 3x3 stride-2 convolutions stay float
+    assert len(stem) == 3 and not any(" 8=" in x.line for x in parsed if x.name in stem)
     assert run(["verify", str(out)]) == 0 and "PASS" in capsys.readouterr().out
 
 
