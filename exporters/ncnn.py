@@ -195,7 +195,7 @@ def _quantized(param: Path, weights: Path, fp32: Path, temps: Sequence[Path], im
     shutil.move(weights, weights_path(fp32))
     write_sidecar(fp32, replace(meta, precision="fp32").to_props(), "fp32", _stack())
     result = quantize(fp32, weights_path(fp32), temps[0], temps[1], images.calibration, INPUT_BLOB, MIN_MACS)
-    final = replace(meta, quantization=result.scheme, gate_isa=int8_isa())
+    final = replace(meta, quantization=result.scheme, float_ops=result.float_types, gate_isa=int8_isa())
     return Built(final, [result.scheme])
 
 

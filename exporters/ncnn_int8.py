@@ -294,6 +294,7 @@ class Int8Result:
     quantized: tuple[str, ...]  #: layer names
     candidates: int  #: Convolution / ConvolutionDepthWise / InnerProduct layers with weights
     scheme: str
+    float_types: tuple[str, ...]  #: the types of the layers that compute in float (data movement left out)
 
 
 def quantize(param: Path, weights: Path, out_param: Path, out_weights: Path, images: np.ndarray,
@@ -311,7 +312,9 @@ def quantize(param: Path, weights: Path, out_param: Path, out_weights: Path, ima
     write_model(header, layers, plan, out_param, out_weights)
     scheme = (f"ncnn int8 per-channel kl; {len(plan)} of {len(candidates)} conv/linear layers "
               f"(>= {min_macs} MACs; stem float)")
-    return Int8Result(tuple(plan), len(candidates), scheme)
+    moves = {"Input", "Split", "Reshape", "Permute", "Crop", "Slice", "Padding", "Concat", "Flatten", "MemoryData"}
+    floats = sorted({x.type for x in layers if x.name not in plan and x.type not in moves})
+    return Int8Result(tuple(plan), len(candidates), scheme, tuple(floats))
 
 
 __all__ = ["Int8Layer", "Int8Result", "LAYOUTS", "Layer", "QUANTIZABLE", "WEIGHTLESS", "blob_scales",

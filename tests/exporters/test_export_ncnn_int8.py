@@ -131,6 +131,7 @@ def test_int8_export_passes_the_held_out_gate_and_runs_everywhere(frames, tmp_pa
     assert result.metadata.precision == "int8" and result.gate.min_cosine == 0.99 and result.gate.min_top1 == 0.99
     assert result.metadata.quantization.startswith("ncnn int8 per-channel kl; ") and "conv/linear layers" in \
         result.metadata.quantization
+    assert {"Convolution", "GroupNorm", "MatMul", "BinaryOp"} <= set(result.metadata.float_ops)  # the stem, SKA, ...
     assert result.notes[0].startswith("int8 vs fp32 on 4 held-out images: top-1 agreement 100.0%")
     runtime = pytest.importorskip("lsnet_deploy.runtime.ncnn")
     from lsnet_deploy.exporters.inputs import int8_images
