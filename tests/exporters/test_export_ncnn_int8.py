@@ -157,3 +157,14 @@ def test_a_wrong_calibration_fails_the_gate_and_writes_nothing(frames, tmp_path,
                 "--num-classes", "2", "-o", str(out)])
     assert code == 5 and "ncnn int8 q.param, held-out images" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_without_data_it_calibrates_on_synthetic_images_and_warns(tmp_path):
+    from lsnet_deploy.exporters.inputs import SyntheticCalibrationWarning
+
+    with pytest.warns(SyntheticCalibrationWarning, match="int8 calibration on 8 SYNTHETIC images"):
+        result = export(tame_model("lsnet_t", 2, SMALL), ExportOptions(target="ncnn", int8=True, imgsz=SMALL,
+                                                                       calib_size=8, output=tmp_path / "q.param"))
+    assert result.metadata.precision == "int8" and result.parity.cosine >= 0.99  # measured: 0.998
+    assert "(synthetic, not held out)" in result.notes[0]
