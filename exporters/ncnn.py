@@ -10,7 +10,9 @@ data, the blob names and the files' sha256 go into the sidecar (``runtime/ncnn.p
 
 Every artifact is gated through the runtime's :class:`~lsnet_deploy.runtime.ncnn.NcnnEngine` on held-out
 inputs: fp32 with fp16 packing/storage/arithmetic off, under the strict fp32 gate; fp16 with all three on
-(ncnn's ARM default), at cosine >= 0.999. int8 is refused: see :data:`NcnnConfig.unsupported` and docs/ncnn.md.
+(ncnn's ARM default), at cosine >= 0.999. int8 (:mod:`.ncnn_int8`: ncnn's own int8 format, quantized in Python
+since the wheels lack ncnn2table/ncnn2int8) is calibrated on the user's images and gated on held-out ones at
+cosine >= 0.99 and top-1 agreement >= 99 %, like the other int8 targets (docs/ncnn.md).
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ import subprocess
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
+from lsnet_deploy.core.parity import Gate
 from lsnet_deploy.core.untrusted import ncnn_layers
 
 from .base import ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
-from .inputs import image_files, parity_images
+from .inputs import image_files, int8_images, parity_images
 from .names import artifact_path
 from .preflight import lowering
 from .publish import Built, gate_engine, publish
@@ -52,11 +55,9 @@ class NcnnConfig(TargetConfig):
     default_ska = "planar"
     requires = ("pnnx", "ncnn")
     extra = '"lsnet-deploy[ncnn-export]"'
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
+    notes = {"int8": "ncnn int8: per-channel weights, KL-calibrated inputs of the large convolutions"}
     partners = ("{stem}.ncnn.bin", "{name}.json")  #: the weights and the sidecar (``runtime/ncnn.py``)
-    unsupported = {"int8": "ncnn quantizes with its C++ tools ncnn2table and ncnn2int8, which the ncnn and pnnx "
-                           "wheels do not ship, and pnnx has no int8 path (docs/ncnn.md); for int8 use --target "
-                           "onnx or openvino"}
 
     threads: int | None = None  #: CPU threads of the parity run (default: ncnn's, the big cores)
 
@@ -74,6 +75,16 @@ def check(options: ExportOptions) -> None:
                          f"untouched ({fit}); {options.lowering} is not one (ncnn blobs have at most 4 dimensions)")
     if options.data is not None:
         image_files(options.data, 1)
+
+
+#: the int8 file's held-out top-1 agreement with PyTorch (the precision ladder's bar, as LiteRT's)
+INT8_MIN_TOP1 = 0.99
+
+
+def ncnn_gate(options: ExportOptions) -> Gate:
+    """The precision's gate; int8 also needs top-1 agreement :data:`INT8_MIN_TOP1` on the held-out images."""
+    gate = options.gate()
+    return replace(gate, min_top1=max(gate.min_top1, INT8_MIN_TOP1)) if options.int8 else gate
 
 
 def trace(model: nn.Module, options: ExportOptions, size: int, path: Path) -> None:
@@ -123,32 +134,69 @@ def run_pnnx(pt: Path, size: int, half: bool) -> tuple[Path, Path]:
 
 
 def export(source: Source, options: ExportOptions) -> ExportResult:
-    """Trace, convert with pnnx, publish the three files (the sidecar through the runtime's codec) and gate them
-    in ncnn unless ``validate`` is off."""
+    """Trace, convert with pnnx (int8: then :func:`.ncnn_int8.quantize` on the fp32 files), publish the three
+    files (the sidecar through the runtime's codec) and gate them in ncnn unless ``validate`` is off."""
+    from lsnet_deploy.core.parity import compare_outputs
     from lsnet_deploy.runtime import golden as runtime_golden
     from lsnet_deploy.runtime.ncnn import NcnnEngine, sidecar_path, weights_path, write_sidecar
 
-    config = options.target_config()
+    from .quantize import agreement_note
+
+    config, gate = options.target_config(), ncnn_gate(options)
     meta = source.metadata(batch=None, precision=options.precision, ska=options.lowering, opset=None)
     output = Path(options.output or artifact_path(meta, options.precision, ".param"))
+    images = int8_images(options.data, options.calib_size, meta, options.parity_size) if options.int8 else None
+    checked = images.held_out if images is not None else parity_images(options.data, meta, options.parity_size)
     with tempfile.TemporaryDirectory(prefix="lsnet-ncnn-") as tmp, source.reference() as reference:
-        def write(temps: Sequence[Path]) -> None:
-            trace(source.model, options, meta.img_size, Path(tmp) / "model.pt")
-            param, weights = run_pnnx(Path(tmp) / "model.pt", meta.img_size, options.half)
+        fp32 = Path(tmp) / "fp32.param"  # int8: the fp32 files it is quantized from
+
+        def write(temps: Sequence[Path]) -> Built:
             if (weights_path(temps[0]), sidecar_path(temps[0])) != tuple(temps[1:]):
                 raise RuntimeError(f"internal: temporary names {temps[1].name}, {temps[2].name} do not pair")
-            shutil.move(param, temps[0])
-            shutil.move(weights, temps[1])
-            golden = runtime_golden.record(meta, reference).to_props()
-            write_sidecar(temps[0], {**meta.to_props(), **golden}, meta.precision,
-                          {"pnnx_version": importlib.metadata.version("pnnx")})
+            trace(source.model, options, meta.img_size, Path(tmp) / "model.pt")
+            param, weights = run_pnnx(Path(tmp) / "model.pt", meta.img_size, options.half)
+            built = Built(meta)
+            if images is None:
+                shutil.move(param, temps[0])
+                shutil.move(weights, temps[1])
+            else:
+                built = _quantized(param, weights, fp32, temps, images, meta)
+            golden = runtime_golden.record(built.metadata, reference).to_props()
+            write_sidecar(temps[0], {**built.metadata.to_props(), **golden}, built.metadata.precision, _stack())
+            return built
 
         def check(temps: Sequence[Path], built: Built):
-            return gate_engine(lambda: NcnnEngine(temps[0], threads=config.threads), reference,
-                               parity_images(options.data, built.metadata, options.parity_size), options,
-                               f"ncnn {options.precision} {output.name}")
+            what = f"ncnn {options.precision} {output.name}" + (", held-out images" if images is not None else "")
+            parity = gate_engine(lambda: NcnnEngine(temps[0], threads=config.threads), reference, checked, options,
+                                 what, gate)
+            if images is not None:
+                with NcnnEngine(temps[0], threads=config.threads) as q, NcnnEngine(fp32, threads=config.threads) as f:
+                    vs_fp32 = compare_outputs(q.run_batched(checked), f.run_batched(checked))
+                built.notes.insert(0, agreement_note(vs_fp32, len(checked), images))
+            return parity
 
-        return publish(output, options, meta, write, check, sized=2)
+        return publish(output, options, meta, write, check, sized=2, gate=gate)
+
+
+def _stack() -> dict:
+    return {"pnnx_version": importlib.metadata.version("pnnx")}
+
+
+def _quantized(param: Path, weights: Path, fp32: Path, temps: Sequence[Path], images, meta) -> Built:
+    """pnnx's fp32 files moved to ``fp32`` (with a sidecar: the agreement check opens them), quantized into
+    ``temps``; the final metadata records the scheme and the CPU's int8 path."""
+    from lsnet_deploy.core.probes import int8_isa
+    from lsnet_deploy.runtime.ncnn import INPUT_BLOB, weights_path, write_sidecar
+
+    from .ncnn_int8 import quantize
+    from .quantize import MIN_MACS
+
+    shutil.move(param, fp32)
+    shutil.move(weights, weights_path(fp32))
+    write_sidecar(fp32, replace(meta, precision="fp32").to_props(), "fp32", _stack())
+    result = quantize(fp32, weights_path(fp32), temps[0], temps[1], images.calibration, INPUT_BLOB, MIN_MACS)
+    final = replace(meta, quantization=result.scheme, float_ops=result.float_types, gate_isa=int8_isa())
+    return Built(final, [result.scheme])
 
 
 __all__ = ["NcnnConfig", "check", "export"]

@@ -10,7 +10,8 @@ silent wrong answer or ncnn's own messages.
 
 ncnn has no batch axis: a batch runs image by image (``input_shape[0]`` is dynamic). Precision options:
 ``fp16=None`` follows the artifact (fp32: fp16 packing, storage and arithmetic off, the parity setting;
-fp16: all three on, ncnn's default on ARM); ``True``/``False`` forces them. Vulkan is never used.
+fp16: all three on, ncnn's default on ARM; int8: off, the int8 layers run ncnn's int8 kernels, its default
+``use_int8_inference``); ``True``/``False`` forces them. Vulkan is never used.
 """
 
 from __future__ import annotations

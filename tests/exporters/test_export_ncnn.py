@@ -1,5 +1,5 @@
 """The ncnn target (issue 26): the ``planar`` lowering, export through pnnx, native layers only, parity per
-precision, and what it refuses (int8, lowerings ncnn cannot hold, ONNX-only options).
+precision, and what it refuses (lowerings ncnn cannot hold, ONNX-only options); int8: test_export_ncnn_int8.py.
 
 One gated fp32 export is shared by the session (``conftest.ncnn_export``); the fp16 export and the
 placeholder refusal run pnnx again and are slow. The engine on its own: tests/runtime/test_ncnn_engine.py.
@@ -90,8 +90,6 @@ def test_a_placeholder_layer_is_named():
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"int8": True}, "--int8 is not available for --target ncnn: ncnn quantizes with its C++ tools ncnn2table and "
-                     "ncnn2int8, which the ncnn and pnnx wheels do not ship"),
     ({"ska": "shift"}, "--target ncnn needs an SKA lowering whose tensors stay at most 4-D with the batch axis "
                        "untouched (planar); shift is not one"),
     ({"opset": 17}, "--opset is an ONNX option"),

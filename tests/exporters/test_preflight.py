@@ -42,7 +42,8 @@ CASES = [  # (argv, exit code, part of the one stderr line)
     (("export", "-t", "openvino", "-o", "{out}/old.xml"), 6, "output exists"),  # its .bin does
     (("export", "-t", "ncnn", "-o", "{out}/old.param"), 6, "output exists"),  # its .ncnn.bin does
     (("export", "-t", "ncnn", "--ska", "shift", "-o", "{out}/m.param"), 2, "--target ncnn needs an SKA lowering"),
-    (("export", "-t", "ncnn", "--int8", "-o", "{out}/m.param"), 2, "--int8 is not available for --target ncnn"),
+    (("export", "-t", "ncnn", "--int8", "--data", "{out}/none", "-o", "{out}/m.param"), 3,
+     "calibration data folder not found"),
     (("export", "-t", "ncnn", "--opset", "17", "-o", "{out}/m.param"), 2, "--opset is an ONNX option"),
 ]
 
