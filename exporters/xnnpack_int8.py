@@ -28,7 +28,8 @@ from torchao.quantization.pt2e.quantizer import QuantizationConfig, Quantizer
 
 from .quantize import MIN_MACS, PERCENTILE
 
-#: XNNPACK quantizer patterns annotated, in this order (conv+relu first, so that the Relu folds)
+#: XNNPACK quantizer patterns annotated (its ``conv`` annotator leaves a conv read only by a Relu to ``conv_relu``:
+#: the Relu folds into the int8 conv's output range)
 PATTERNS = ("conv_relu", "conv", "linear_relu", "linear")
 INT8_TARGETS = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
 
