@@ -1,4 +1,4 @@
-"""LSNet -> ExecuTorch program (``.pte``), delegated to XNNPACK, in fp32 or int8 (PT2E, XNNPACK quantizer).
+"""LSNet -> ExecuTorch program (``.pte``), delegated to XNNPACK, in fp32 or int8 (PT2E: :mod:`.xnnpack_int8`).
 
 ``torch.export`` of the fused model with SKA as ``shift4d`` and GroupNorm in a 4-D reshape/mean form
 (:class:`GroupNorm4d`, swapped in for the export only: the model and its state dict stay as they are),
