@@ -1,4 +1,4 @@
-"""LSNet -> ExecuTorch program (``.pte``), delegated to XNNPACK, in fp32 or int8 (PT2E, XNNPACK quantizer).
+"""LSNet -> ExecuTorch program (``.pte``), delegated to XNNPACK, in fp32 or int8 (PT2E: :mod:`.xnnpack_int8`).
 
 ``torch.export`` of the fused model with SKA as ``shift4d`` and GroupNorm in a 4-D reshape/mean form
 (:class:`GroupNorm4d`, swapped in for the export only: the model and its state dict stay as they are),
@@ -44,7 +44,6 @@ from .ska import Lowering, lowered
 
 INSTALL_HINT = 'pip install "lsnet-deploy[executorch]"'
 PROPS_METHOD = "lsnet_props"  #: the program's method returning its properties (``runtime.executorch``)
-QUANTIZATION = "pt2e xnnpack s8 per-channel"
 INT8_MIN_TOP1 = 0.99  #: the int8 gate's top-1 agreement on held-out images (with the int8 gate's cosine 0.99)
 #: loggers that print import-time noise (torchao's optional CUDA kernels, a pytree deprecation)
 _QUIET = ("torchao", "torch.utils._pytree", "executorch")
@@ -191,39 +190,31 @@ def prepared_model(source: Source, options: ExportOptions) -> nn.Module:
     return fuse_model(model) if options.fuse else model
 
 
-def calibrated(exported, calibration: np.ndarray, float_types: tuple[type, ...] = ()):
-    """PT2E int8: XNNPACK's symmetric per-channel quantizer, calibrated image by image, converted; the ops of
-    modules of ``float_types`` stay in fp32."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    for kind in float_types:
-        quantizer.set_module_type(kind, None)
-    prepared = prepare_pt2e(exported.module(), quantizer)
-    with torch.no_grad():
-        for image in calibration:
-            prepared(torch.from_numpy(np.ascontiguousarray(image[None])))
-    return convert_pt2e(prepared)
-
-
 def lower(model: nn.Module, example: torch.Tensor, props: dict[str, str], calibration: np.ndarray | None):
-    """``(program bytes, Delegation)`` of ``model`` (SKA and GroupNorm already in their XNNPACK forms)."""
+    """``(program bytes, Delegation)`` of ``model`` (SKA and GroupNorm already in their XNNPACK forms); int8
+    when ``calibration`` is given (:mod:`.xnnpack_int8`: SKA and GroupNorm stay float)."""
     exir, partitioner, constant_prop_pass = import_stack()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.export and exir warn about internals on every export
         exported = constant_prop_pass(torch.export.export(model, (example,)))  # before int8: it folds dequantize
         if calibration is not None:
+            from .xnnpack_int8 import quantized
+
             float_types = (type(next(m for m in model.modules() if isinstance(m, Lowering))), GroupNorm4d)
-            exported = torch.export.export(calibrated(exported, calibration, float_types), (example,))
+            exported = torch.export.export(quantized(exported, calibration, float_types), (example,))
         edge = exir.to_edge_transform_and_lower(exported, transform_passes=[tidy_views],
                                                 partitioner=[partitioner()],
                                                 constant_methods={PROPS_METHOD: json.dumps(props)})
         counts = delegation(edge)
         return edge.to_executorch().buffer, counts
+
+
+def int8_recipe() -> str:
+    """The metadata's ``quantization`` string of :mod:`.xnnpack_int8`'s recipe (docs/executorch.md "int8")."""
+    from .quantize import MIN_MACS, PERCENTILE
+
+    return (f"pt2e xnnpack s8 per-channel percentile{PERCENTILE:g}; int8 conv/linear >= {MIN_MACS} MACs; "
+            "float: residual adds, SKA, GroupNorm")
 
 
 def default_path(meta: ArtifactMetadata) -> Path:
@@ -246,7 +237,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
 
     int8 = options.int8
     meta = source.metadata(batch=options.batch, precision=options.precision, ska=options.lowering,
-                           quantization=QUANTIZATION if int8 else "", gate_isa=int8_isa() if int8 else "")
+                           quantization=int8_recipe() if int8 else "", gate_isa=int8_isa() if int8 else "")
     path = Path(options.output or default_path(meta))
     threshold = replace(options.gate(), min_top1=INT8_MIN_TOP1) if int8 else options.gate()
     with source.reference() as reference:
