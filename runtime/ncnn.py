@@ -17,6 +17,7 @@ fp16: all three on, ncnn's default on ARM; int8: off, the int8 layers run ncnn's
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -94,9 +95,17 @@ def unknown_layers(types) -> list:
     return [f"{t} x{n}" for t, n in sorted(counts.items())]
 
 
+def default_threads() -> Optional[int]:
+    """``OMP_NUM_THREADS`` when it is a positive integer (ncnn's loops are OpenMP's, yet it sizes them itself), else
+    ``None``: ncnn's own default, the big cores."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def configure(opt, threads: Optional[int], fp16: bool) -> None:
-    """CPU only, ``threads`` (``None``: ncnn's default, the big cores), fp16 packing/storage/arithmetic as ``fp16``."""
+    """CPU only, ``threads`` (``None``: :func:`default_threads`), fp16 packing/storage/arithmetic as ``fp16``."""
     opt.use_vulkan_compute = False
+    threads = threads or default_threads()
     if threads:
         opt.num_threads = int(threads)
     opt.use_fp16_packed = opt.use_fp16_storage = opt.use_fp16_arithmetic = bool(fp16)

@@ -87,6 +87,16 @@ print(json.dumps(got))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.param"]
 
 
+@pytest.mark.parametrize("env,expected", [("3", 3), ("", None), ("0", None), ("two", None), ("-1", None)])
+def test_threads_default_to_omp_num_threads(env, expected, tiny, monkeypatch):
+    import ncnn
+
+    monkeypatch.setenv("OMP_NUM_THREADS", env)
+    own = ncnn.Option().num_threads  # ncnn's default: the big cores
+    with runtime.load(tiny) as engine, runtime.load(tiny, threads=2) as given:
+        assert engine.net.opt.num_threads == (expected or own) and given.net.opt.num_threads == 2
+
+
 def test_cpu_only_and_fp16_from_the_artifact(tiny, tmp_path):
     with pytest.raises(UsageError, match="the ncnn backend runs on the CPU here"):
         runtime.load(tiny, device="gpu")
