@@ -1,4 +1,4 @@
-"""PyTorch -> LiteRT (``.tflite``) through litert-torch, in fp32, fp16 weights or full-integer int8.
+"""PyTorch -> LiteRT (``.tflite``) through litert-torch, in fp32, fp16 weights or int8.
 
 The fused model, with SKA lowered (``shift`` by default, ``unfold`` too: XNNPACK delegates either
 whole), goes through ``litert_torch.convert`` straight from PyTorch: no ONNX stage (onnx2tf pins
