@@ -1,6 +1,7 @@
 """``export --target litert`` (issue 24): options refused before the model loads (fast), the metadata entry, and,
 marked slow (a conversion is 10-30 s here), parity per precision in LiteRT's own interpreter, XNNPACK delegation,
-the int8 held-out gate and its failure on a broken calibration, the CLI line."""
+the int8 held-out gate and its failure on a broken calibration, int8 I/O (one engine per export, verify, predict,
+bench), the CLI line."""
 
 from __future__ import annotations
 
