@@ -1,4 +1,4 @@
-"""PyTorch -> LiteRT (``.tflite``) through litert-torch, in fp32, fp16 weights or full-integer int8.
+"""PyTorch -> LiteRT (``.tflite``) through litert-torch, in fp32, fp16 weights or int8.
 
 The fused model, with SKA lowered (``shift`` by default, ``unfold`` too: XNNPACK delegates either
 whole), goes through ``litert_torch.convert`` straight from PyTorch: no ONNX stage (onnx2tf pins
@@ -59,8 +59,8 @@ class LiteRTConfig(TargetConfig):
     threads: int | None = None  #: interpreter threads of the parity gate (default: one per core)
     #: int8 input and output (``--int8`` only): for NPUs and the Edge TPU
     int8_io: bool = field(default=False, metadata={
-        "flag": "--int8-io", "help": "litert --int8: int8 input and output (NPUs, the Edge TPU); default float, "
-                                     "quantized inside the file."})
+        "flag": "--int8-io", "help": "litert --int8: int8 input and output tensors (the NPU / Edge TPU interface) "
+                                     "around the same int8 convs, float between them: not full-integer."})
 
     def check(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -164,24 +164,27 @@ def int8_scopes(flat: bytes, min_macs: int) -> tuple[list[str], int]:
     return scopes, candidates
 
 
-def robust_ranges(per_batch: list[dict]) -> dict:
-    """One calibration result from per-batch ones: :data:`RANGE_PERCENTILE` of the batches' extremes."""
+def robust_ranges(per_batch: list[dict], exact: Sequence[str] = ()) -> dict:
+    """One calibration result from per-batch ones: :data:`RANGE_PERCENTILE` of the batches' extremes, except the
+    tensors named in ``exact`` (the graph's input and output: their whole range, clipping none of it)."""
     merged = {}
     for name, first in per_batch[0].items():
         merged[name] = dict(first)
-        for key, q in (("min", 100 - RANGE_PERCENTILE), ("max", RANGE_PERCENTILE)):
+        for key, q, whole in (("min", 100 - RANGE_PERCENTILE, np.min), ("max", RANGE_PERCENTILE, np.max)):
             if key in first:
-                merged[name][key] = np.percentile(np.stack([np.asarray(p[name][key]) for p in per_batch]), q,
-                                                  axis=0).astype(np.float32)
+                values = np.stack([np.asarray(p[name][key]) for p in per_batch])
+                merged[name][key] = (whole(values, axis=0) if name in exact else
+                                     np.percentile(values, q, axis=0)).astype(np.float32)
     return merged
 
 
 def quantize_int8(flat: bytes, images: np.ndarray, batch: int, int8_io: bool) -> tuple[bytes, str, int, int]:
     """``(file, scheme, int8 ops, candidates)``: ``flat`` in int8, calibrated on ``images`` (NCHW float32).
 
-    Default: the :data:`INT8_OPS` of at least ``quantize.MIN_MACS`` multiply-accumulates in int8 (weights per
-    channel), float input and output and float between them. ``int8_io``: every op LiteRT can quantize,
-    int8 input and output (NPUs, the Edge TPU)."""
+    The :data:`INT8_OPS` of at least ``quantize.MIN_MACS`` multiply-accumulates in int8 (weights per channel),
+    float between them. Float input and output, or with ``int8_io`` int8 ones (ai-edge-quantizer's ``INPUT`` and
+    ``OUTPUT`` ops, ranges over all calibration images): the NPU / Edge TPU interface, not a full-integer graph
+    (quantizing every op failed the held-out gate: docs/litert.md)."""
     import re
 
     from ai_edge_litert.interpreter import Interpreter
@@ -192,19 +195,21 @@ def quantize_int8(flat: bytes, images: np.ndarray, batch: int, int8_io: bool) ->
     if len(images) < batch:
         raise UsageError(f"{len(images)} calibration images are fewer than the file's batch of {batch}")
     qt = quantizer.Quantizer(flat)
-    scopes, candidates = int8_scopes(flat, 0 if int8_io else MIN_MACS)
-    ops = [qtyping.TFLOperationName.ALL_SUPPORTED] if int8_io else [qtyping.TFLOperationName(o) for o in INT8_OPS]
-    regex = ".*" if int8_io else "^(?:" + "|".join(re.escape(s) for s in scopes) + ")$"
-    for op in ops:
-        qt.add_static_config(regex=regex, operation_name=op, activation_num_bits=8, weight_num_bits=8)
-    (key, signature), = Interpreter(model_content=flat).get_signature_list().items()
+    scopes, candidates = int8_scopes(flat, MIN_MACS)
+    ops = [(o, "^(?:" + "|".join(re.escape(s) for s in scopes) + ")$") for o in INT8_OPS]
+    for op, regex in ops + ([("INPUT", ".*"), ("OUTPUT", ".*")] if int8_io else []):
+        qt.add_static_config(regex=regex, operation_name=qtyping.TFLOperationName(op), activation_num_bits=8,
+                             weight_num_bits=8)
+    interpreter = Interpreter(model_content=flat)
+    (key, signature), = interpreter.get_signature_list().items()
     name = signature["inputs"][0]
+    io = [d["name"] for d in (*interpreter.get_input_details(), *interpreter.get_output_details())]
     with _quiet():
         per_batch = [qt.calibrate({key: [{name: images[i:i + batch]}]})
                      for i in range(0, len(images) // batch * batch, batch)]
-        out = bytes(qt.quantize(robust_ranges(per_batch), enable_progress_report=False).quantized_model)
-    scheme = (f"ai-edge-quantizer static a8w8, per-channel weights, p{RANGE_PERCENTILE} ranges; "
-              + ("full-integer, int8 I/O" if int8_io else f"ops of >= {MIN_MACS} MACs, float I/O"))
+        out = bytes(qt.quantize(robust_ranges(per_batch, io), enable_progress_report=False).quantized_model)
+    scheme = (f"ai-edge-quantizer static a8w8, per-channel weights, p{RANGE_PERCENTILE} ranges, ops of >= "
+              f"{MIN_MACS} MACs; " + ("int8 I/O, float between the int8 ops" if int8_io else "float I/O"))
     return out, scheme, len(scopes), candidates
 
 
@@ -255,21 +260,29 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
             checked = parity_images(options.data, meta, options.parity_size)
         flat = write_props(flat, {**meta.to_props(), **runtime_golden.record(meta, reference).to_props()})
 
+        opened: list[LiteRTEngine] = []  # one engine: the delegation note, then the gate
+
         def write(temps: Sequence[Path]) -> Built:
             temps[0].write_bytes(flat)
-            with LiteRTEngine(temps[0], threads=config.threads) as engine:
-                return Built(notes=[engine.delegation.describe(), *notes])
+            opened.append(LiteRTEngine(temps[0], threads=config.threads))
+            note = opened[0].delegation.describe()
+            if not options.validate:
+                opened[0].close()
+            return Built(notes=[note, *notes])
 
         def check(temps: Sequence[Path], built: Built):
-            with LiteRTEngine(temps[0], threads=config.threads) as engine:
+            with opened[0] as engine:  # closed before the file is moved into place
                 what = f"{path.name} (--ska {options.lowering}, {options.precision}, LiteRT XNNPACK)"
                 parity = check_parity(engine, reference, checked, gate, what)
                 if options.int8:
                     built.notes.append(agreement_note(check_parity(engine, fp32_logits, checked), len(checked), images))
             return parity
 
-        return publish(path, options, meta, write, check, partners=(), gate=gate)
-
+        try:
+            return publish(path, options, meta, write, check, partners=(), gate=gate)
+        finally:
+            for engine in opened:  # a failure between write and check
+                engine.close()
 
 __all__ = ["LiteRTConfig", "check", "convert", "default_path", "export", "fp16_weights", "int8_scopes", "litert_gate",
            "quantize_int8", "robust_ranges"]

@@ -1,11 +1,13 @@
 """``export --target litert`` (issue 24): options refused before the model loads (fast), the metadata entry, and,
 marked slow (a conversion is 10-30 s here), parity per precision in LiteRT's own interpreter, XNNPACK delegation,
-the int8 held-out gate and its failure on a broken calibration, the CLI line."""
+the int8 held-out gate and its failure on a broken calibration, int8 I/O (one engine per export, verify, predict,
+bench), the CLI line."""
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +116,41 @@ def test_int8_passes_its_held_out_gate_and_fails_on_a_broken_calibration(exporte
     with pytest.raises(ParityError, match="int8, LiteRT XNNPACK.* failed the parity gate"):
         export(tame_model("lsnet_t", 2, 64), replace(OPTIONS, output=out, int8=True, data=data, calib_size=32))
     assert not list(out.parent.iterdir())
+
+
+@pytest.mark.slow
+@needs_converter
+def test_int8_io_passes_its_gate_and_runs_in_verify_bench_predict(exported, tmp_path_factory, monkeypatch):
+    from lsnet_deploy.core.parity import compare_outputs
+    from lsnet_deploy.exporters.inputs import load_images
+    from lsnet_deploy.exporters.litert import LiteRTConfig
+    from lsnet_deploy.runtime import litert as runtime_litert
+
+    from helpers import synthetic_frames, torch_logits
+
+    opened = []
+
+    class Counted(runtime_litert.LiteRTEngine):
+        def __init__(self, path, *args, **kwargs):
+            opened.append(Path(path).name)
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(runtime_litert, "LiteRTEngine", Counted)
+    data = synthetic_frames(tmp_path_factory, 40, seed=3, size=80)
+    result = exported("int8", data=data, calib_size=32, config=LiteRTConfig(int8_io=True))
+    assert opened.count("fp32.tflite") == 1 and len(opened) == 2  # the fp32 reference, then one engine for the file
+    assert result.parity.cosine >= 0.99 and result.parity.top1_agreement >= 0.99
+    assert "int8 I/O" in result.metadata.quantization and result.notes[0].endswith("in 1 partition")
+    monkeypatch.undo()
+    with runtime_litert.LiteRTEngine(result.path, threads=2) as engine:
+        assert engine._in["dtype"] == np.int8 and engine._out["dtype"] == np.int8  # noqa: SLF001
+        frames = load_images(data, 40, result.metadata)  # calibration and held-out frames through the engine
+        parity = compare_outputs(engine.run_batched(frames), torch_logits(tame_model("lsnet_t", 2, 64), frames))
+        assert parity.cosine >= 0.99 and parity.top1_agreement >= 0.99
+    image = next(p for p in data.rglob("*") if p.is_file())
+    for argv in (["verify", str(result.path)], ["predict", str(image), "--model", str(result.path)],
+                 ["bench", "-m", str(result.path), "--backend", "litert", "--iters", "3", "--warmup", "1"]):
+        assert run(argv) == 0, argv
 
 
 @pytest.mark.slow

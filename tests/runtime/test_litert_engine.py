@@ -139,7 +139,7 @@ def test_an_int8_io_file_takes_float_batches(tiny, tmp_path):
 
     x = np.random.default_rng(0).standard_normal((16, 3, 64, 64)).astype(np.float32)
     flat, scheme, count, candidates = quantize_int8(tiny.read_bytes(), x, 1, int8_io=True)
-    assert "full-integer, int8 I/O" in scheme and (count, candidates) == (1, 1)
+    assert "int8 I/O" in scheme and candidates == 1
     path = tmp_path / "int8.tflite"
     path.write_bytes(write_props(flat, {**read_props(tiny), "lsnet.precision": "int8"}))
     with LiteRTEngine(path, threads=1) as engine:
