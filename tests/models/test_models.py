@@ -74,7 +74,7 @@ def test_ska_rejects_mismatched_shapes():
 
 
 # float64 depthwise convolutions run one channel at a time (~10 s for LSNet-S on 2 cores): the distilled S is slow
-@pytest.mark.parametrize("variant,classes,size", [("lsnet_t", 1000, 224),
+@pytest.mark.parametrize("variant,classes,size", [("lsnet_t", 1000, 128),
                                                   pytest.param("lsnet_s_distill", 2, 128, marks=pytest.mark.slow)])
 def test_fuse_preserves_outputs_float64(variant, classes, size, tame_model, image_batch):
     model = tame_model(variant, classes, size).double()
@@ -99,8 +99,8 @@ def test_tame_weights_keep_fp32_close_to_fp64(tame_model, image_batch):
 
 
 def test_distill_averages_heads_in_eval(tame_model, image_batch):
-    model = tame_model("lsnet_t_distill", 10)
-    x = image_batch(2)
+    model = tame_model("lsnet_t_distill", 10, 64)
+    x = image_batch(2, 64)
     with torch.no_grad():
         feats = model.forward_features(x)
         expected = (model.head(feats) + model.head_dist(feats)) / 2
