@@ -119,7 +119,8 @@ def test_bench_two_machines_then_a_slower_run_is_flagged(mlflow_server, bench_js
                 "--filter", f"tags.`lsnet.host` = '{first.data.tags['lsnet.host']}'"]) == 0
 
 
-def test_eval_and_verify_runs_with_the_artifact(mlflow_server, small_export, tmp_path, capsys):
+def test_eval_and_verify_runs_with_the_artifact(mlflow_server, small_export, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a server too slow to answer queues the run in the current folder, not the clone's
     artifact = small_export("unfold").path
     argv = ["verify", "--track", mlflow_server.uri, str(artifact), "--experiment", "verify-e", "--track-artifact"]
     assert run(argv) == 0
