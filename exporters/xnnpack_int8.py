@@ -47,12 +47,9 @@ class PercentileObserver(HistogramObserver):
         return self.min_val + width * low, self.min_val + width * min(high + 1, self.bins)
 
 
-def int8_config(percentile: bool = True) -> QuantizationConfig:
-    """XNNPACK's symmetric per-channel config, activations observed by :class:`PercentileObserver`
-    (``percentile=False``: XNNPACK's default histogram search)."""
+def int8_config() -> QuantizationConfig:
+    """XNNPACK's symmetric per-channel config, activations observed by :class:`PercentileObserver`."""
     config = get_symmetric_quantization_config(is_per_channel=True)
-    if not percentile:
-        return config
     act = replace(config.input_activation, observer_or_fake_quant_ctr=PercentileObserver.with_args(eps=2**-12))
     return replace(config, input_activation=act, output_activation=act)
 
@@ -65,20 +62,21 @@ def node_macs(node: Node) -> int:
     return out.numel() // out.shape[0] * per_output
 
 
-def in_float_module(node: Node, float_types: tuple[type, ...]) -> bool:
-    """Whether ``node`` was traced inside a module of one of ``float_types`` (SKA, GroupNorm)."""
+def in_float_module(node: Node, names: set[str]) -> bool:
+    """Whether ``node`` was traced inside a module whose type is named in ``names`` (qualified or not)."""
     stack = node.meta.get("nn_module_stack", {}).values()
-    names = {f"{t.__module__}.{t.__qualname__}" for t in float_types} | {t.__qualname__ for t in float_types}
     return any((kind if isinstance(kind, str) else f"{kind.__module__}.{kind.__qualname__}") in names
                for _, kind in stack)
 
 
 def int8_filter(float_types: tuple[type, ...], min_macs: int) -> Callable[[Node], bool]:
-    """The nodes a pattern may quantize: convs/linears of ``min_macs`` or more outside ``float_types``, and
-    any other node of a pattern (the weights, the Relu)."""
+    """The nodes a pattern may quantize: convs/linears of ``min_macs`` or more outside ``float_types`` (SKA,
+    GroupNorm), and any other node of a pattern (the weights, the Relu)."""
+    names = {f"{t.__module__}.{t.__qualname__}" for t in float_types} | {t.__qualname__ for t in float_types}
+
     def keep(node: Node) -> bool:
         if node.op == "call_function" and node.target in INT8_TARGETS:
-            return node_macs(node) >= min_macs and not in_float_module(node, float_types)
+            return node_macs(node) >= min_macs and not in_float_module(node, names)
         return True
     return keep
 
@@ -102,12 +100,11 @@ class ConvLinearQuantizer(Quantizer):
         pass
 
 
-def quantized(exported, calibration: np.ndarray, float_types: tuple[type, ...] = (),
-              min_macs: int | None = None, quantizer: Quantizer | None = None) -> GraphModule:
-    """The exported program's module with PT2E int8 (``quantizer``, default the recipe's), calibrated image by
-    image on ``calibration`` and converted."""
-    keep = int8_filter(float_types, MIN_MACS if min_macs is None else min_macs)
-    prepared = prepare_pt2e(exported.module(), quantizer or ConvLinearQuantizer(int8_config(), keep))
+def quantized(exported, calibration: np.ndarray, float_types: tuple[type, ...] = ()) -> GraphModule:
+    """The exported program's module with the recipe's PT2E int8, calibrated image by image on ``calibration``
+    and converted."""
+    keep = int8_filter(float_types, MIN_MACS)
+    prepared = prepare_pt2e(exported.module(), ConvLinearQuantizer(int8_config(), keep))
     with torch.no_grad():
         for image in calibration:
             prepared(torch.from_numpy(np.ascontiguousarray(image[None])))
