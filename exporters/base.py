@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from lsnet_deploy.core import __version__
 from lsnet_deploy.core.errors import BackendMissingError, UsageError
 from lsnet_deploy.core.metadata import CROP_MODES, DEFAULT_CROP_PCT, ArtifactMetadata
-from lsnet_deploy.core.parity import GATES, PARITY_IMAGES, Gate, Parity
+from lsnet_deploy.core.parity import GATES, INT8_MIN_TOP1, PARITY_IMAGES, Gate, Parity
 from lsnet_deploy.core.registry import class_attributes, field_options
 from lsnet_deploy.core.untrusted import MAX_IMG_SIZE, MIN_CROP_PCT
 from lsnet_deploy.runtime.engine import BACKENDS
@@ -263,6 +263,12 @@ class ExportOptions:
         if self.min_cosine is not None:
             changes["min_cosine"] = self.min_cosine
         return replace(gate, **changes)
+
+    def held_out_gate(self) -> Gate:
+        """:meth:`gate`; int8 also needs top-1 agreement :data:`~lsnet_deploy.core.parity.INT8_MIN_TOP1` on the
+        held-out images (the LiteRT, ncnn and ExecuTorch targets)."""
+        gate = self.gate()
+        return replace(gate, min_top1=max(gate.min_top1, INT8_MIN_TOP1)) if self.int8 else gate
 
 
 @dataclass

@@ -23,7 +23,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,6 @@ from .ska import Lowering, lowered
 
 INSTALL_HINT = 'pip install "lsnet-deploy[executorch]"'
 PROPS_METHOD = "lsnet_props"  #: the program's method returning its properties (``runtime.executorch``)
-INT8_MIN_TOP1 = 0.99  #: the int8 gate's top-1 agreement on held-out images (with the int8 gate's cosine 0.99)
 #: loggers that print import-time noise (torchao's optional CUDA kernels, a pytree deprecation)
 _QUIET = ("torchao", "torch.utils._pytree", "executorch")
 
@@ -239,7 +238,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
     meta = source.metadata(batch=options.batch, precision=options.precision, ska=options.lowering,
                            quantization=int8_recipe() if int8 else "", gate_isa=int8_isa() if int8 else "")
     path = Path(options.output or default_path(meta))
-    threshold = replace(options.gate(), min_top1=INT8_MIN_TOP1) if int8 else options.gate()
+    threshold = options.held_out_gate()
     with source.reference() as reference:
         split = int8_images(options.data, options.calib_size, meta, options.parity_size) if int8 else None
         checked = split.held_out if int8 else parity_images(options.data, meta, options.parity_size)

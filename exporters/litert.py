@@ -40,7 +40,6 @@ from .quantize import agreement_note
 #: max-rel of the fp32 file's logits against PyTorch's (LiteRT's XNNPACK measured 1.5e-6 on LSNet-T)
 FP32_RTOL = 1e-4
 #: the int8 file's held-out top-1 agreement with PyTorch (the precision ladder's bar)
-INT8_MIN_TOP1 = 0.99
 
 
 @dataclass(frozen=True)
@@ -215,13 +214,9 @@ def quantize_int8(flat: bytes, images: np.ndarray, batch: int, int8_io: bool) ->
 
 def litert_gate(options: ExportOptions) -> Gate:
     """The precision's gate, stricter where LiteRT allows: fp32 max-rel :data:`FP32_RTOL`, int8 top-1 agreement
-    :data:`INT8_MIN_TOP1` on the held-out images (``--rtol``/``--min-cosine`` still override)."""
-    gate = options.gate()
-    if options.precision == "fp32" and options.rtol is None:
-        return replace(gate, rtol=FP32_RTOL)
-    if options.precision == "int8":
-        return replace(gate, min_top1=max(gate.min_top1, INT8_MIN_TOP1))
-    return gate
+    on the held-out images (:meth:`ExportOptions.held_out_gate`; ``--rtol``/``--min-cosine`` still override)."""
+    gate = options.held_out_gate()
+    return replace(gate, rtol=FP32_RTOL) if options.precision == "fp32" and options.rtol is None else gate
 
 
 def _logits(flat: bytes, images: np.ndarray, threads: int | None) -> np.ndarray:

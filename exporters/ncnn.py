@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsnet_deploy.core.errors import BackendMissingError, InputError, UsageError
-from lsnet_deploy.core.parity import Gate
 from lsnet_deploy.core.untrusted import ncnn_layers
 
 from .base import ExportOptions, ExportResult, Source, TargetConfig, lowering_facts
 from .inputs import image_files, int8_images, parity_images
 from .names import artifact_path
 from .preflight import lowering
-from .publish import Built, gate_engine, publish
+from .publish import Built, publish
 
 if TYPE_CHECKING:
     from torch import nn
@@ -78,13 +77,7 @@ def check(options: ExportOptions) -> None:
 
 
 #: the int8 file's held-out top-1 agreement with PyTorch (the precision ladder's bar, as LiteRT's)
-INT8_MIN_TOP1 = 0.99
 
-
-def ncnn_gate(options: ExportOptions) -> Gate:
-    """The precision's gate; int8 also needs top-1 agreement :data:`INT8_MIN_TOP1` on the held-out images."""
-    gate = options.gate()
-    return replace(gate, min_top1=max(gate.min_top1, INT8_MIN_TOP1)) if options.int8 else gate
 
 
 def trace(model: nn.Module, options: ExportOptions, size: int, path: Path) -> None:
@@ -136,13 +129,13 @@ def run_pnnx(pt: Path, size: int, half: bool) -> tuple[Path, Path]:
 def export(source: Source, options: ExportOptions) -> ExportResult:
     """Trace, convert with pnnx (int8: then :func:`.ncnn_int8.quantize` on the fp32 files), publish the three
     files (the sidecar through the runtime's codec) and gate them in ncnn unless ``validate`` is off."""
-    from lsnet_deploy.core.parity import compare_outputs
+    from lsnet_deploy.core.parity import check_parity
     from lsnet_deploy.runtime import golden as runtime_golden
     from lsnet_deploy.runtime.ncnn import NcnnEngine, sidecar_path, weights_path, write_sidecar
 
     from .quantize import agreement_note
 
-    config, gate = options.target_config(), ncnn_gate(options)
+    config, gate = options.target_config(), options.held_out_gate()
     meta = source.metadata(batch=None, precision=options.precision, ska=options.lowering, opset=None)
     output = Path(options.output or artifact_path(meta, options.precision, ".param"))
     images = int8_images(options.data, options.calib_size, meta, options.parity_size) if options.int8 else None
@@ -167,12 +160,12 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
 
         def check(temps: Sequence[Path], built: Built):
             what = f"ncnn {options.precision} {output.name}" + (", held-out images" if images is not None else "")
-            parity = gate_engine(lambda: NcnnEngine(temps[0], threads=config.threads), reference, checked, options,
-                                 what, gate)
+            with NcnnEngine(temps[0], threads=config.threads) as engine:
+                logits = engine.run_batched(checked)  # once, for the gate and the agreement with fp32
+            parity = check_parity(logits, reference, checked, gate, what)
             if images is not None:
-                with NcnnEngine(temps[0], threads=config.threads) as q, NcnnEngine(fp32, threads=config.threads) as f:
-                    vs_fp32 = compare_outputs(q.run_batched(checked), f.run_batched(checked))
-                built.notes.insert(0, agreement_note(vs_fp32, len(checked), images))
+                with NcnnEngine(fp32, threads=config.threads) as f:
+                    built.notes.insert(0, agreement_note(check_parity(logits, f, checked), len(checked), images))
             return parity
 
         return publish(output, options, meta, write, check, sized=2, gate=gate)

@@ -82,6 +82,8 @@ class Gate:
 
 #: bf16 top-1 agreement: one flip in 16 near-tied random-weight logits passes, two do not
 BF16_MIN_TOP1 = 0.9
+#: top-1 agreement on held-out images that the int8 gates of LiteRT, ncnn and ExecuTorch add to the cosine
+INT8_MIN_TOP1 = 0.99
 
 #: Default gates by artifact precision (issue #4: fp32 max-rel 1e-3 and cosine 0.99999; fp16 cosine 0.999).
 GATES = {
