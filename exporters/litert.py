@@ -39,7 +39,6 @@ from .quantize import agreement_note
 
 #: max-rel of the fp32 file's logits against PyTorch's (LiteRT's XNNPACK measured 1.5e-6 on LSNet-T)
 FP32_RTOL = 1e-4
-#: the int8 file's held-out top-1 agreement with PyTorch (the precision ladder's bar)
 
 
 @dataclass(frozen=True)
@@ -255,29 +254,24 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
             checked = parity_images(options.data, meta, options.parity_size)
         flat = write_props(flat, {**meta.to_props(), **runtime_golden.record(meta, reference).to_props()})
 
-        opened: list[LiteRTEngine] = []  # one engine: the delegation note, then the gate
-
         def write(temps: Sequence[Path]) -> Built:
             temps[0].write_bytes(flat)
-            opened.append(LiteRTEngine(temps[0], threads=config.threads))
-            note = opened[0].delegation.describe()
-            if not options.validate:
-                opened[0].close()
-            return Built(notes=[note, *notes])
+            if options.validate:  # the gate opens the file once and adds the delegation note first
+                return Built(notes=list(notes))
+            with LiteRTEngine(temps[0], threads=config.threads) as engine:
+                return Built(notes=[engine.delegation.describe(), *notes])
 
         def check(temps: Sequence[Path], built: Built):
-            with opened[0] as engine:  # closed before the file is moved into place
+            with LiteRTEngine(temps[0], threads=config.threads) as engine:
+                built.notes.insert(0, engine.delegation.describe())
                 what = f"{path.name} (--ska {options.lowering}, {options.precision}, LiteRT XNNPACK)"
                 parity = check_parity(engine, reference, checked, gate, what)
                 if options.int8:
                     built.notes.append(agreement_note(check_parity(engine, fp32_logits, checked), len(checked), images))
             return parity
 
-        try:
-            return publish(path, options, meta, write, check, partners=(), gate=gate)
-        finally:
-            for engine in opened:  # a failure between write and check
-                engine.close()
+        return publish(path, options, meta, write, check, partners=(), gate=gate)
+
 
 __all__ = ["LiteRTConfig", "check", "convert", "default_path", "export", "fp16_weights", "int8_scopes", "litert_gate",
            "quantize_int8", "robust_ranges"]
