@@ -76,10 +76,6 @@ def check(options: ExportOptions) -> None:
         image_files(options.data, 1)
 
 
-#: the int8 file's held-out top-1 agreement with PyTorch (the precision ladder's bar, as LiteRT's)
-
-
-
 def trace(model: nn.Module, options: ExportOptions, size: int, path: Path) -> None:
     """Save a TorchScript trace of ``model`` (fused unless ``--no-fuse``, SKA lowered) at ``[1, 3, size, size]``."""
     import torch
