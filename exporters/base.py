@@ -255,20 +255,18 @@ class ExportOptions:
         return self.config if self.config is not None else TARGETS[self.target].config_class()()
 
     def gate(self) -> Gate:
-        """The precision's default gate with the ``rtol``/``min_cosine`` overrides applied."""
+        """The precision's default gate with the ``rtol``/``min_cosine`` overrides applied; int8 (checked on
+        held-out images) also needs top-1 agreement :data:`~lsnet_deploy.core.parity.INT8_MIN_TOP1` on the
+        images that are not near ties of PyTorch's logits."""
         gate = GATES[self.precision]
         changes: dict[str, Any] = {}
         if self.rtol is not None:
             changes["rtol"] = self.rtol
         if self.min_cosine is not None:
             changes["min_cosine"] = self.min_cosine
+        if self.int8:
+            changes.update(min_top1=max(gate.min_top1, INT8_MIN_TOP1), skip_near_ties=True)
         return replace(gate, **changes)
-
-    def held_out_gate(self) -> Gate:
-        """:meth:`gate`; int8 also needs top-1 agreement :data:`~lsnet_deploy.core.parity.INT8_MIN_TOP1` on the
-        held-out images (the LiteRT, ncnn and ExecuTorch targets)."""
-        gate = self.gate()
-        return replace(gate, min_top1=max(gate.min_top1, INT8_MIN_TOP1)) if self.int8 else gate
 
 
 @dataclass

@@ -238,7 +238,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
     meta = source.metadata(batch=options.batch, precision=options.precision, ska=options.lowering,
                            quantization=int8_recipe() if int8 else "", gate_isa=int8_isa() if int8 else "")
     path = Path(options.output or default_path(meta))
-    threshold = options.held_out_gate()
+    threshold = options.gate()
     with source.reference() as reference:
         split = int8_images(options.data, options.calib_size, meta, options.parity_size) if int8 else None
         checked = split.held_out if int8 else parity_images(options.data, meta, options.parity_size)

@@ -212,9 +212,9 @@ def quantize_int8(flat: bytes, images: np.ndarray, batch: int, int8_io: bool) ->
 
 
 def litert_gate(options: ExportOptions) -> Gate:
-    """The precision's gate, stricter where LiteRT allows: fp32 max-rel :data:`FP32_RTOL`, int8 top-1 agreement
-    on the held-out images (:meth:`ExportOptions.held_out_gate`; ``--rtol``/``--min-cosine`` still override)."""
-    gate = options.held_out_gate()
+    """:meth:`ExportOptions.gate`, stricter for fp32 where LiteRT allows: max-rel :data:`FP32_RTOL` unless
+    ``--rtol`` is given."""
+    gate = options.gate()
     return replace(gate, rtol=FP32_RTOL) if options.precision == "fp32" and options.rtol is None else gate
 
 

@@ -131,7 +131,7 @@ def export(source: Source, options: ExportOptions) -> ExportResult:
 
     from .quantize import agreement_note
 
-    config, gate = options.target_config(), options.held_out_gate()
+    config, gate = options.target_config(), options.gate()
     meta = source.metadata(batch=None, precision=options.precision, ska=options.lowering, opset=None)
     output = Path(options.output or artifact_path(meta, options.precision, ".param"))
     images = int8_images(options.data, options.calib_size, meta, options.parity_size) if options.int8 else None

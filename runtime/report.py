@@ -29,8 +29,8 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 CSV_COLUMNS = ("backend", "device", "precision", "batch", *(f"latency_ms_{k}" for k in LATENCY_KEYS),
                "median_ci95_low_ms", "median_ci95_high_ms", "cv", "iterations", "throughput", "speedup_vs_torch",
                "first_inference_ms", "load_ms", "peak_rss_mb", "rss_delta_mb", "parity_max_abs", "parity_max_rel",
-               "parity_cosine", "parity_top1_agreement", "parity_ok", "parity_source", "power_mw", "energy_mj_per_img",
-               "partial")
+               "parity_cosine", "parity_top1_agreement", "parity_top1_decided", "parity_near_ties", "parity_ok",
+               "parity_source", "power_mw", "energy_mj_per_img", "partial")
 
 
 def finite(value):

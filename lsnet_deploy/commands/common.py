@@ -8,14 +8,21 @@ from typing import Optional
 from rich.table import Table
 
 from lsnet_deploy.core.errors import UsageError
+from lsnet_deploy.core.parity import NEAR_TIE_GAP
 
 
 def parity_table(rows, gate, title: str) -> Table:
-    """A table of ``(name, Parity)`` rows; cells failing ``gate`` in red."""
+    """A table of ``(name, Parity)`` rows; cells failing ``gate`` in red. A gate that leaves out near ties
+    shows the agreement it checks in brackets."""
     table = Table("output", "max-abs", "max-rel", "cosine", "top-1 agree", "gate", title=title)
     for name, p in rows:
         failed = gate.failures(p)
-        table.add_row(name, f"{p.max_abs:.3g}", f"{p.max_rel:.3g}", f"{p.cosine:.9f}", f"{p.top1_agreement:.0%}",
+        top1 = f"{p.top1_agreement:.0%}"
+        if gate.skip_near_ties and p.near_ties:
+            top1 += f" ({p.top1_decided:.0%})"
+            table.caption = (f"(top-1): the gate's, without {p.near_ties} near ties (frames whose top two "
+                             f"reference probabilities lie within {NEAR_TIE_GAP})")
+        table.add_row(name, f"{p.max_abs:.3g}", f"{p.max_rel:.3g}", f"{p.cosine:.9f}", top1,
                       "[red]FAIL[/]" if failed else "[green]ok[/]")
     return table
 

@@ -18,6 +18,10 @@ from lsnet_deploy.core.errors import ParityError
 PARITY_IMAGES = 8
 #: seed of :func:`parity_inputs`; calibration uses other seeds, so parity inputs stay held out
 PARITY_SEED = 0
+#: a reference row whose top two softmax probabilities lie closer than this is a near tie (a coin toss for
+#: the reference itself); the int8 top-1 gates count only the other rows. Measured (docs/precision.md): every
+#: top-1 flip of five int8 recipes on 432 lens-dirt frames had a gap under 0.07
+NEAR_TIE_GAP = 0.1
 
 
 def parity_inputs(n: int = PARITY_IMAGES, size: int = 224, seed: int = PARITY_SEED) -> np.ndarray:
@@ -33,6 +37,8 @@ class Parity:
     max_rel: float  # max|a - b| / max|b|
     cosine: float  # of the flattened outputs
     top1_agreement: float  # fraction of rows whose argmax agrees
+    top1_decided: float = 1.0  # the same over rows that are not near ties of the reference (1.0 with none)
+    near_ties: int = 0  # reference rows whose top-2 softmax gap is under NEAR_TIE_GAP
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -45,23 +51,44 @@ def compare_outputs(actual: np.ndarray, reference: np.ndarray) -> Parity:
     if a.shape != b.shape:
         raise ParityError(f"output shapes differ: {a.shape} vs reference {b.shape}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return Parity(float("inf"), float("inf"), 0.0, 0.0)
+        return Parity(float("inf"), float("inf"), 0.0, 0.0, 0.0)
     diff = np.abs(a - b)
     scale = float(np.abs(b).max()) or 1.0
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
     cosine = float(a.ravel() @ b.ravel() / denom) if denom else float(np.array_equal(a, b))
-    rows_a, rows_b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
-    top1 = float(np.mean(rows_a.argmax(1) == rows_b.argmax(1))) if a.size else 1.0
-    return Parity(float(diff.max(initial=0.0)), float(diff.max(initial=0.0)) / scale, cosine, top1)
+    max_abs = float(diff.max(initial=0.0))
+    return Parity(max_abs, max_abs / scale, cosine,
+                  *top1_agreement(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)))
+
+
+def top1_agreement(actual: np.ndarray, reference: np.ndarray) -> tuple[float, float, int]:
+    """Top-1 agreement of two (N, classes) arrays over every row, over the rows that are not near ties of
+    ``reference`` (1.0 with none), and how many rows are near ties."""
+    if not reference.size:
+        return 1.0, 1.0, 0
+    agree = actual.argmax(1) == reference.argmax(1)
+    decided = top2_gap(reference) >= NEAR_TIE_GAP
+    return float(agree.mean()), float(agree[decided].mean()) if decided.any() else 1.0, int((~decided).sum())
+
+
+def top2_gap(logits: np.ndarray) -> np.ndarray:
+    """Per row of ``logits``: softmax probability of the top class minus the runner-up's (1 with one column)."""
+    if logits.shape[1] < 2:
+        return np.ones(logits.shape[0])
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    top = np.sort(z / z.sum(1, keepdims=True), 1)
+    return top[:, -1] - top[:, -2]
 
 
 @dataclass(frozen=True)
 class Gate:
-    """Pass thresholds: ``max_rel <= rtol`` (when set), ``cosine >= min_cosine``, top-1 agreement."""
+    """Pass thresholds: ``max_rel <= rtol`` (when set), ``cosine >= min_cosine``, top-1 agreement (over the
+    rows that are not near ties of the reference with ``skip_near_ties``)."""
 
     rtol: float | None = 1e-3
     min_cosine: float = 0.99999
     min_top1: float = 0.0
+    skip_near_ties: bool = False
 
     def failures(self, p: Parity) -> list[str]:
         out = []
@@ -69,8 +96,10 @@ class Gate:
             out.append(f"max-rel {p.max_rel:.3g} > {self.rtol:.3g}")
         if not p.cosine >= self.min_cosine:
             out.append(f"cosine {p.cosine:.7f} < {self.min_cosine}")
-        if not p.top1_agreement >= self.min_top1:
-            out.append(f"top-1 agreement {p.top1_agreement:.1%} < {self.min_top1:.1%}")
+        top1 = p.top1_decided if self.skip_near_ties else p.top1_agreement
+        if not top1 >= self.min_top1:
+            decided = f" (near ties of the reference not counted: {p.near_ties})" if self.skip_near_ties else ""
+            out.append(f"top-1 agreement {top1:.1%} < {self.min_top1:.1%}{decided}")
         return out
 
     def check(self, p: Parity, what: str) -> None:
@@ -82,7 +111,8 @@ class Gate:
 
 #: bf16 top-1 agreement: one flip in 16 near-tied random-weight logits passes, two do not
 BF16_MIN_TOP1 = 0.9
-#: top-1 agreement on held-out images that the int8 gates of LiteRT, ncnn and ExecuTorch add to the cosine
+#: top-1 agreement on held-out images (near ties of the reference not counted) that every int8 export gate adds
+#: to the cosine
 INT8_MIN_TOP1 = 0.99
 
 #: Default gates by artifact precision (issue #4: fp32 max-rel 1e-3 and cosine 0.99999; fp16 cosine 0.999).

@@ -59,7 +59,8 @@ def test_json_schema(report, tmp_path):
         assert ROW_KEYS <= set(row)
         assert list(row["latency_ms"]) == ["mean", "median", "p90", "p95", "p99", "min", "max", "std"]
     assert torch["parity"] is None and torch["parity_ok"] is None
-    assert ort["parity"] == {"max_abs": 2e-6, "max_rel": 1e-6, "cosine": 1.0, "top1_agreement": 1.0}
+    assert ort["parity"] == {"max_abs": 2e-6, "max_rel": 1e-6, "cosine": 1.0, "top1_agreement": 1.0,
+                             "top1_decided": 1.0, "near_ties": 0}
     assert ort["parity_ok"] is True and ov["parity_ok"] is False
     assert (torch["parity_source"], ort["parity_source"], ov["parity_source"]) == ("baseline", "torch", "golden")
     assert ort["latency_ms"]["mean"] == 10.0 and ort["latency_ms"]["std"] == pytest.approx((2 / 3) ** 0.5)
