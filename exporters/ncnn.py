@@ -12,7 +12,7 @@ Every artifact is gated through the runtime's :class:`~lsnet_deploy.runtime.ncnn
 inputs: fp32 with fp16 packing/storage/arithmetic off, under the strict fp32 gate; fp16 with all three on
 (ncnn's ARM default), at cosine >= 0.999. int8 (:mod:`.ncnn_int8`: ncnn's own int8 format, quantized in Python
 since the wheels lack ncnn2table/ncnn2int8) is calibrated on the user's images and gated on held-out ones at
-cosine >= 0.99 and top-1 agreement >= 99 %, like the other int8 targets (docs/ncnn.md).
+cosine >= 0.99 and top-1 agreement >= 99 % (near ties left out), like every int8 target (docs/precision.md).
 """
 
 from __future__ import annotations

@@ -120,6 +120,7 @@ def test_two_class_model_in_three_precisions(two_class, tmp_path):
         GATES[precision].check(result.parity, precision)
         assert result.metadata.num_classes == 2 and result.parity.top1_agreement == 1.0
     report = results["int8"].details
+    assert (results["int8"].gate.min_top1, results["int8"].gate.skip_near_ties) == (0.99, True)
     assert (tmp_path / "int8.bin").stat().st_size < 0.35 * (tmp_path / "fp32.bin").stat().st_size
     assert report.size_mb < report.fp32_size_mb / 3 and report.images == 8
     assert report.cosine >= GATES["int8"].min_cosine

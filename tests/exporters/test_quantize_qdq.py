@@ -79,6 +79,7 @@ def test_metadata_and_held_out_report(qdq):
     assert meta.float_ops == result.metadata.float_ops and path.name == "t_int8.onnx"
     assert any("held-out images: top-1 agreement" in n and "16 calibration / 4 held-out" in n for n in result.notes)
     assert result.parity.cosine >= 0.9 and result.gate.min_cosine == 0.9
+    assert (result.gate.min_top1, result.gate.skip_near_ties) == (0.99, True)  # one int8 gate (core/parity.py)
 
 
 def test_openvino_reads_the_qdq_file_and_runs_it_in_int8(qdq):
