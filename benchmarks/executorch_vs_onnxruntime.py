@@ -9,13 +9,16 @@ ExecuTorch's thread pool and onnxruntime's intra-op pool both at ``--threads``, 
 off (``session.intra_op.allow_spinning=0``: spinning threads steal the other engine's cores between
 calls). ``--int8`` adds the int8 program (calibrated on synthetic lens frames; not gated at export: its
 max-rel and cosine are against onnxruntime fp32 on the parity inputs). ``--profile`` adds
-ExecuTorch's per-op time (ETDump through the devtools Inspector), grouped by XNNPACK operator.
+ExecuTorch's per-op time (ETDump through the devtools Inspector), grouped by XNNPACK operator. Each row
+also gives its GFLOP/s as a share of the fp32 GEMM peak (``suite.roofline.machine_peaks``) measured in the
+same run, and the load average before and after says how quiet the machine was.
 Writes ``benchmarks/results/executorch_vs_onnxruntime.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 from importlib.metadata import version
@@ -29,10 +32,13 @@ from lsnet_deploy.core.parity import compare_outputs, parity_inputs
 from lsnet_deploy.core.probes import cpu_info, package_versions
 from lsnet_deploy.core.synthetic import write_folder
 from lsnet_deploy.exporters import ExportOptions, export
+from lsnet_deploy.models import build_model
+from lsnet_deploy.models.flops import count_macs
 from lsnet_deploy.runtime import load
 from lsnet_deploy.runtime.timing import interleaved
 
 from suite.report import save
+from suite.roofline import machine_peaks
 
 RESULTS = Path(__file__).parent / "results"
 STEM = "executorch_vs_onnxruntime"
@@ -98,14 +104,16 @@ def profile(path: Path, x: np.ndarray, threads: int, runs: int = 20) -> list[dic
 def markdown(result: dict) -> str:
     cfg = result["config"]
     lines = [f"# ExecuTorch (XNNPACK) vs onnxruntime: LSNet-T {cfg['imgsz']} px, batch 1, {cfg['threads']} threads",
-             "", f"{cfg['cpu']}; {cfg['rounds']} interleaved rounds x {cfg['iters']} calls; onnxruntime spinning off. "
-             "Shared, noisy machine (other jobs on the same 2 cores): compare rows of this run only.", "",
-             "| row | median ms | p90 | p99 | x onnxruntime fp32 time | max-rel (gate) | cosine (gate) | size MB | "
-             "delegation |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "", f"{cfg['cpu']}; {cfg['rounds']} interleaved rounds x {cfg['iters']} calls; onnxruntime spinning off; "
+             f"load average {cfg['load'][0]:.1f} before, {cfg['load'][1]:.1f} after (a shared machine: compare rows of "
+             f"one run only). {cfg['gflop']:.3f} GFLOP per call; fp32 GEMM peak measured in the same run: "
+             f"{cfg['gemm_gflops']:.0f} GFLOP/s.", "",
+             "| row | median ms | p90 | p99 | x onnxruntime fp32 time | share of GEMM peak | max-rel (gate) | "
+             "cosine (gate) | size MB | delegation |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, row in result["rows"].items():
         lines.append(f"| {name} | {row['median_ms']:.2f} | {row['p90_ms']:.2f} | {row['p99_ms']:.2f} | "
-                     f"{row['x_onnxruntime']:.2f} | {row['max_rel']:.2g} | {row['cosine']:.5f} | {row['size_mb']:.1f} "
-                     f"| {row.get('delegation', '')} |")
+                     f"{row['x_onnxruntime']:.2f} | {row['gemm_share']:.0%} | {row['max_rel']:.2g} | "
+                     f"{row['cosine']:.5f} | {row['size_mb']:.1f} | {row.get('delegation', '')} |")
     if result.get("profile"):
         lines += ["", "ExecuTorch fp32 per-op time (ETDump, median per op summed by kind):", "",
                   "| XNNPACK op | ms | count |", "|---|---:|---:|"]
@@ -116,24 +124,28 @@ def markdown(result: dict) -> str:
 def main() -> None:
     args = parse_args()
     x = parity_inputs(1, args.imgsz, seed=42)
+    load_before, gflop = os.getloadavg()[0], 2 * count_macs(build_model("lsnet_t", 1000, args.imgsz))[0] / 1e9
     with tempfile.TemporaryDirectory(prefix="lsnet-et-") as tmp:
         results = export_all(args, Path(tmp))
         engines = {name: (onnxruntime_session(r.path, args.threads) if name.startswith("onnxruntime")
                           else load(r.path, threads=args.threads)) for name, r in results.items()}
         stats = interleaved(engines, x, args.rounds, args.iters)
+        peak = machine_peaks(args.threads)["gemm_gflops"]
         held = parity_inputs(8, args.imgsz, seed=43)
         reference = engines["onnxruntime fp32"](held)
         rows = {}
         for name, r in results.items():
             s, parity = stats[name], compare_outputs(engines[name](held), reference)
             rows[name] = {"median_ms": s.median, "p90_ms": s.p90, "p99_ms": s.p99, "n": s.n,
-                          "x_onnxruntime": s.median / stats["onnxruntime fp32"].median, "size_mb": r.size_bytes / 1e6,
+                          "x_onnxruntime": s.median / stats["onnxruntime fp32"].median,
+                          "gemm_share": gflop / (s.median / 1e3) / peak, "size_mb": r.size_bytes / 1e6,
                           "max_rel": (r.parity or parity).max_rel, "cosine": (r.parity or parity).cosine,
                           "cosine_vs_onnxruntime": parity.cosine, "top1_vs_onnxruntime": parity.top1_agreement,
                           **({"delegation": r.notes[0]} if name.startswith("executorch") else {})}
         ops = profile(results["executorch fp32"].path, x, args.threads) if args.profile else []
     packages = {**package_versions(), **{name: version(name) for name in ("executorch", "torchao")}}
-    result = {"config": {**vars(args), "cpu": cpu_info()["model"], "tool": __version__, "packages": packages,
+    result = {"config": {**vars(args), "cpu": cpu_info()["model"], "load": [load_before, os.getloadavg()[0]],
+                         "gflop": gflop, "gemm_gflops": peak, "tool": __version__, "packages": packages,
                          "python": platform.python_version()},
               "rows": rows, "profile": ops}
     save(RESULTS, STEM, result, markdown(result))
