@@ -34,6 +34,9 @@ WEIGHTLESS = frozenset({
     "Input", "BinaryOp", "Crop", "Reshape", "Split", "Slice", "Concat", "Permute", "Softmax", "MatMul", "ReLU",
     "Sigmoid", "HardSigmoid", "HardSwish", "Swish", "GELU", "Mish", "Clip", "TanH", "ELU", "Pooling", "Padding",
     "Reduction", "UnaryOp", "Eltwise", "Flatten", "Noop", "Squeeze", "ExpandDims", "Interp", "Dropout", "Tile"})
+#: layer types that only move or reshape data: left out of the metadata's float layer types
+DATA_MOVEMENT = frozenset({"Input", "Split", "Reshape", "Permute", "Crop", "Slice", "Padding", "Concat", "Flatten",
+                           "MemoryData"})
 BINS, TARGET_BINS = 2048, 128  #: ``ncnn2table``'s histogram and int8 bins
 
 
@@ -312,8 +315,7 @@ def quantize(param: Path, weights: Path, out_param: Path, out_weights: Path, ima
     write_model(header, layers, plan, out_param, out_weights)
     scheme = (f"ncnn int8 per-channel kl; {len(plan)} of {len(candidates)} conv/linear layers "
               f"(>= {min_macs} MACs; stem float)")
-    moves = {"Input", "Split", "Reshape", "Permute", "Crop", "Slice", "Padding", "Concat", "Flatten", "MemoryData"}
-    floats = sorted({x.type for x in layers if x.name not in plan and x.type not in moves})
+    floats = sorted({x.type for x in layers if x.name not in plan and x.type not in DATA_MOVEMENT})
     return Int8Result(tuple(plan), len(candidates), scheme, tuple(floats))
 
 
